@@ -1,0 +1,275 @@
+/// Multi-layer recurrent networks (`nn.LSTM` / `nn.GRU` with `batch_first=True`): the stack,
+/// its buffers, dropout between layers, the input projection and the weight gradients, shared by
+/// both cells. The cells' time loops, forward and backward side by side, are in LSTM.swift and GRU.swift.
+///
+/// Legend: B batch, T steps, I input features (of the layer), H hidden, L layers, G gates (4 LSTM, 3 GRU).
+/// Inside, sequences are step-major, (T, B, ·), so that every step is one contiguous (B, ·) block
+/// and the weight gradients are one sgemm over all T·B rows.
+///
+/// Parameters per layer k, PyTorch's names and shapes: `{name}.weight_ih_l{k}` (G·H, I),
+/// `{name}.weight_hh_l{k}` (G·H, H), `{name}.bias_ih_l{k}` (G·H), `{name}.bias_hh_l{k}` (G·H),
+/// all uniform ±1/√H. Gate order: LSTM i, f, g, o; GRU r, z, n.
+public enum RecurrentCell: String, Codable, CaseIterable {
+    case lstm, gru
+    public var gateCount: Int { self == .lstm ? 4 : 3 }
+}
+
+/// How a caller's sequence buffer is laid out.
+public enum SequenceLayout {
+    case batchFirst  // (B, T, F)
+    case stepMajor   // (T, B, F)
+}
+
+/// The state a recurrent stack starts from or ends in: h (L, B, H) and, for an LSTM, c (L, B, H).
+public final class RecurrentState {
+    public let hidden: FloatBuffer  // (L, B, H)
+    public let cell: FloatBuffer    // (L, B, H); empty for a GRU
+    public let layers: Int, batch: Int, width: Int
+
+    public init(cell kind: RecurrentCell, layers: Int, batch: Int, width: Int) {
+        self.layers = layers
+        self.batch = batch
+        self.width = width
+        hidden = FloatBuffer(count: layers * batch * width)
+        cell = FloatBuffer(count: kind == .lstm ? layers * batch * width : 0)
+    }
+
+    public func zero() { hidden.zero(); cell.zero() }
+
+    /// Copies lane `from` of `other` into lane `to` of this state (all layers).
+    public func copyLane(_ to: Int, from other: RecurrentState, lane from: Int) {
+        for l in 0..<layers {
+            (hidden.pointer + (l * batch + to) * width).update(from: other.hidden.pointer + (l * other.batch + from) * width, count: width)
+            if cell.count > 0 {
+                (cell.pointer + (l * batch + to) * width).update(from: other.cell.pointer + (l * other.batch + from) * width, count: width)
+            }
+        }
+    }
+}
+
+/// Keys for dropout masks that do not depend on which rank holds a sample.
+public struct DropoutContext {
+    public let seed: UInt64
+    public let step: Int
+    public let sampleKeys: [UInt64]  // (B): a global index per batch row
+    public init(seed: UInt64, step: Int, sampleKeys: [UInt64]) {
+        self.seed = seed
+        self.step = step
+        self.sampleKeys = sampleKeys
+    }
+
+    /// Keys for a step-major (T, B) block of rows, in stream `layer`.
+    func keys(layer: Int, steps: Int) -> Dropout.Keys {
+        var rows = [UInt64]()
+        rows.reserveCapacity(steps * sampleKeys.count)
+        for t in 0..<steps { for key in sampleKeys { rows.append(key << 24 | UInt64(t)) } }
+        return Dropout.Keys(seed: seed, stream: UInt64(step) << 16 | UInt64(layer), rowKeys: rows)
+    }
+}
+
+public final class RecurrentNetwork {
+    public struct LayerWeights {
+        public let inputWeight, recurrentWeight, inputBias, recurrentBias: ParameterRef
+    }
+
+    public let cellKind: RecurrentCell
+    public let inputSize: Int
+    public let hiddenSize: Int
+    public let layerCount: Int
+    public let dropout: Dropout
+    public let layers: [LayerWeights]
+    /// Distinguishes this stack's dropout streams from other layers' in the same model.
+    public let dropoutStream: Int
+
+    // Forward buffers, kept for backward. Sized for the last forward's (B, T).
+    public private(set) var batch = 0
+    public private(set) var steps = 0
+    var layerInput: [FloatBuffer]   // (T, B, I_l): layer 0's input, and dropped-out inputs of upper layers
+    var gates: [FloatBuffer]        // (T, B, G·H): activated gates (LSTM i,f,g,o; GRU r,z,n)
+    var hidden: [FloatBuffer]       // (T+1, B, H): slot 0 the initial h, slot t+1 the output of step t
+    var cell: [FloatBuffer]         // LSTM (T+1, B, H): slot 0 the initial c. GRU (T, B, H): W_hn h + b_hn
+    var tanhCell: [FloatBuffer]     // LSTM (T, B, H): tanh(c_t)
+    var masks: [FloatBuffer]        // (T, B, H): dropout mask on layer l's output, l < L-1
+    var droppedOut = false
+
+    // Backward scratch, shared by the layers.
+    let dGates = FloatBuffer()            // (T, B, G·H): gradient of the gate pre-activations
+    let dRecurrentGates = FloatBuffer()   // GRU (T, B, G·H): the same seen from W_hh (n gate times r)
+    let dOutput = FloatBuffer()           // (T, B, H): gradient of the current layer's outputs
+    let dLayerInput = FloatBuffer()       // (T, B, I_l)
+    let dHidden = FloatBuffer()           // (B, H): carried gradient of h
+    let dCell = FloatBuffer()             // (B, H): carried gradient of c (LSTM)
+    let stepScratch = FloatBuffer()       // (B, G·H): GRU recurrent gates of one step; (B, H) backward scratch
+    let combinedBias = FloatBuffer()      // (G·H): b_ih + b_hh for the LSTM
+
+    public init(_ name: String, cell kind: RecurrentCell, inputSize: Int, hiddenSize: Int, layers: Int = 1,
+                dropout: Float = 0, dropoutStream: Int = 0, layout: inout ParameterLayout) {
+        cellKind = kind
+        self.inputSize = inputSize
+        self.hiddenSize = hiddenSize
+        layerCount = layers
+        self.dropout = Dropout(probability: dropout)
+        self.dropoutStream = dropoutStream
+        let gh = kind.gateCount * hiddenSize
+        let bound = Initialization.uniform(bound: 1 / Float(hiddenSize).squareRoot())
+        self.layers = (0..<layers).map { k in
+            LayerWeights(
+                inputWeight: layout.add("\(name).weight_ih_l\(k)", shape: [gh, k == 0 ? inputSize : hiddenSize], initialization: bound),
+                recurrentWeight: layout.add("\(name).weight_hh_l\(k)", shape: [gh, hiddenSize], initialization: bound),
+                inputBias: layout.add("\(name).bias_ih_l\(k)", shape: [gh], initialization: bound),
+                recurrentBias: layout.add("\(name).bias_hh_l\(k)", shape: [gh], initialization: bound))
+        }
+        layerInput = (0..<layers).map { _ in FloatBuffer() }
+        gates = (0..<layers).map { _ in FloatBuffer() }
+        hidden = (0..<layers).map { _ in FloatBuffer() }
+        cell = (0..<layers).map { _ in FloatBuffer() }
+        tanhCell = (0..<layers).map { _ in FloatBuffer() }
+        masks = (0..<layers).map { _ in FloatBuffer() }
+    }
+
+    func inputWidth(_ l: Int) -> Int { l == 0 ? inputSize : hiddenSize }
+
+    /// Layer l's input rows (T, B, I_l).
+    func input(_ l: Int) -> UnsafeMutablePointer<Float> {
+        l == 0 || droppedOut ? layerInput[l].pointer : hidden[l - 1].pointer + batch * hiddenSize
+    }
+
+    /// The top layer's outputs, step-major (T, B, H), valid until the next forward.
+    public var outputs: UnsafeMutablePointer<Float> { hidden[layerCount - 1].pointer + batch * hiddenSize }
+
+    // MARK: forward
+
+    /// Runs the stack over `input` (B, T, I) or (T, B, I) as `inputLayout` says.
+    /// - output: every step's top-layer h, (B, T, H) or (T, B, H) as `outputLayout` says; nil to skip the copy.
+    /// - initial: (L, B, H) states to start from; nil for zeros. final: receives the last states.
+    /// - dropout: between layers when given and p > 0 (training); nil means inference.
+    public func forward(_ output: UnsafeMutablePointer<Float>?, outputLayout: SequenceLayout = .batchFirst,
+                        _ input: UnsafePointer<Float>, inputLayout: SequenceLayout = .batchFirst,
+                        batch B: Int, steps T: Int, initial: RecurrentState?, final: RecurrentState?,
+                        parameters p: ParameterArena, dropout context: DropoutContext? = nil) {
+        batch = B
+        steps = T
+        let H = hiddenSize, G = cellKind.gateCount * H
+        droppedOut = context != nil && dropout.probability > 0 && layerCount > 1
+        for l in 0..<layerCount {
+            if l == 0 || droppedOut { layerInput[l].resize(T * B * inputWidth(l)) }
+            gates[l].resize(T * B * G)
+            hidden[l].resize((T + 1) * B * H)
+            cell[l].resize((cellKind == .lstm ? T + 1 : T) * B * H)
+            if cellKind == .lstm { tanhCell[l].resize(T * B * H) }
+            if droppedOut && l < layerCount - 1 { masks[l].resize(T * B * H) }
+        }
+        copySequence(layerInput[0].pointer, .stepMajor, input, inputLayout, batch: B, steps: T, width: inputSize)
+
+        for l in 0..<layerCount {
+            let h0 = hidden[l].pointer
+            if let initial { h0.update(from: initial.hidden.pointer + l * B * H, count: B * H) } else { h0.update(repeating: 0, count: B * H) }
+            if cellKind == .lstm {
+                let c0 = cell[l].pointer
+                if let initial { c0.update(from: initial.cell.pointer + l * B * H, count: B * H) } else { c0.update(repeating: 0, count: B * H) }
+            }
+            if l > 0 && droppedOut {
+                let keys = context!.keys(layer: dropoutStream * 64 + l, steps: T)
+                dropout.forward(layerInput[l].pointer, mask: masks[l - 1].pointer, hidden[l - 1].pointer + B * H,
+                                rows: T * B, width: H, keys: keys)
+            }
+            switch cellKind {
+            case .lstm: lstmForwardLayer(l, parameters: p)
+            case .gru: gruForwardLayer(l, parameters: p)
+            }
+            if let final {
+                (final.hidden.pointer + l * B * H).update(from: hidden[l].pointer + T * B * H, count: B * H)
+                if cellKind == .lstm { (final.cell.pointer + l * B * H).update(from: cell[l].pointer + T * B * H, count: B * H) }
+            }
+        }
+        if let output { copySequence(output, outputLayout, outputs, .stepMajor, batch: B, steps: T, width: H) }
+    }
+
+    /// gates (T·B, G·H) ← bias + x W_ihᵀ: the input projection of all steps in one sgemm.
+    func projectInput(_ l: Int, bias: UnsafePointer<Float>, parameters p: ParameterArena) {
+        let G = cellKind.gateCount * hiddenSize, rows = steps * batch, width = inputWidth(l)
+        broadcastRows(gates[l].pointer, bias, rowCount: rows, width: G)
+        gemm(gates[l].pointer, ldc: G, input(l), lda: width, p.value(layers[l].inputWeight), ldb: width, transposeB: true,
+             m: rows, n: G, k: width, beta: 1)
+    }
+
+    // MARK: backward
+
+    /// Back-propagation through time. Adds every weight gradient into the arena.
+    /// - dInput: receives the gradient of the input, laid out as `inputLayout`; nil when not needed.
+    /// - dOutput: gradient of every step's top-layer output (nil: none, only the final state matters).
+    /// - dFinal: gradient of the final states (nil: zero). dInitial: receives the gradient of the initial states.
+    public func backward(_ dInput: UnsafeMutablePointer<Float>?, inputLayout: SequenceLayout = .batchFirst,
+                         _ dOutputGiven: UnsafePointer<Float>?, outputLayout: SequenceLayout = .batchFirst,
+                         dFinal: RecurrentState? = nil, dInitial: RecurrentState? = nil,
+                         parameters p: ParameterArena, afterLayer: ((Int) -> Void)? = nil) {
+        let B = batch, T = steps, H = hiddenSize, G = cellKind.gateCount * H
+        dGates.resize(T * B * G)
+        if cellKind == .gru { dRecurrentGates.resize(T * B * G) }
+        dOutput.resize(T * B * H)
+        dHidden.resize(B * H)
+        dCell.resize(B * H)
+        stepScratch.resize(B * G)
+        if let dOutputGiven {
+            copySequence(dOutput.pointer, .stepMajor, dOutputGiven, outputLayout, batch: B, steps: T, width: H)
+        } else {
+            dOutput.zero()
+        }
+        for l in stride(from: layerCount - 1, through: 0, by: -1) {
+            if let dFinal { dHidden.pointer.update(from: dFinal.hidden.pointer + l * B * H, count: B * H) } else { dHidden.zero() }
+            if cellKind == .lstm {
+                if let dFinal { dCell.pointer.update(from: dFinal.cell.pointer + l * B * H, count: B * H) } else { dCell.zero() }
+            }
+            switch cellKind {
+            case .lstm: lstmBackwardLayer(l, parameters: p)
+            case .gru: gruBackwardLayer(l, parameters: p)
+            }
+            if let dInitial {
+                (dInitial.hidden.pointer + l * B * H).update(from: dHidden.pointer, count: B * H)
+                if cellKind == .lstm { (dInitial.cell.pointer + l * B * H).update(from: dCell.pointer, count: B * H) }
+            }
+            // Weight gradients as single sgemms over all T·B rows.
+            let w = layers[l], width = inputWidth(l), rows = T * B
+            let dRec = cellKind == .gru ? dRecurrentGates.pointer : dGates.pointer
+            gemm(p.gradient(w.inputWeight), ldc: width, dGates.pointer, lda: G, transposeA: true, input(l), ldb: width,
+                 m: G, n: width, k: rows, beta: 1)
+            gemm(p.gradient(w.recurrentWeight), ldc: H, dRec, lda: G, transposeA: true, hidden[l].pointer, ldb: H,
+                 m: G, n: H, k: rows, beta: 1)
+            addColumnSums(p.gradient(w.inputBias), dGates.pointer, rowCount: rows, width: G)
+            addColumnSums(p.gradient(w.recurrentBias), dRec, rowCount: rows, width: G)
+            afterLayer?(l)
+            if l == 0 && dInput == nil { break }
+            dLayerInput.resize(rows * width)
+            gemm(dLayerInput.pointer, ldc: width, dGates.pointer, lda: G, p.value(w.inputWeight), ldb: width,
+                 m: rows, n: width, k: G)
+            if l > 0 {
+                if droppedOut {
+                    dropout.backward(dOutput.pointer, dLayerInput.pointer, mask: masks[l - 1].pointer, count: rows * H)
+                } else {
+                    dOutput.pointer.update(from: dLayerInput.pointer, count: rows * H)
+                }
+            } else if let dInput {
+                copySequence(dInput, inputLayout, dLayerInput.pointer, .stepMajor, batch: B, steps: T, width: inputSize)
+            }
+        }
+    }
+}
+
+/// Copies a (B, T, F) or (T, B, F) sequence into the other layout (or the same one).
+public func copySequence(_ dst: UnsafeMutablePointer<Float>, _ dstLayout: SequenceLayout,
+                         _ src: UnsafePointer<Float>, _ srcLayout: SequenceLayout, batch B: Int, steps T: Int, width F: Int) {
+    if dstLayout == srcLayout {
+        if UnsafePointer(dst) != src { dst.update(from: src, count: B * T * F) }
+        return
+    }
+    for b in 0..<B {
+        for t in 0..<T {
+            let stepMajorRow = (t * B + b) * F, batchFirstRow = (b * T + t) * F
+            if dstLayout == .stepMajor {
+                (dst + stepMajorRow).update(from: src + batchFirstRow, count: F)
+            } else {
+                (dst + batchFirstRow).update(from: src + stepMajorRow, count: F)
+            }
+        }
+    }
+}
