@@ -1,0 +1,121 @@
+/// Character-level language model: Embedding → L-layer LSTM (or GRU) → Linear to the vocabulary,
+/// trained with softmax cross-entropy on the logits. The PyTorch module with the same state_dict:
+///
+///     class CharLM(nn.Module):
+///         def __init__(s, V, E, H, L, dropout=0.0):
+///             super().__init__()
+///             s.embedding = nn.Embedding(V, E)
+///             s.lstm = nn.LSTM(E, H, L, batch_first=True, dropout=dropout)   # nn.GRU for cell = "gru"
+///             s.head = nn.Linear(H, V)
+///         def forward(s, x, state=None):
+///             out, state = s.lstm(s.embedding(x), state)
+///             return s.head(out), state
+///
+/// Legend: B lanes (batch rows), T steps, V vocabulary, E embedding, H hidden, L layers.
+/// Inside, every sequence buffer is step-major (T, B, ·); ids and targets arrive batch-first (B, T).
+public final class CharLanguageModel {
+    public struct Shape: Equatable, Codable {
+        public var vocabularySize: Int
+        public var embeddingSize: Int
+        public var hiddenSize: Int
+        public var layers: Int
+        public var dropout: Float
+        public var cell: RecurrentCell
+
+        public init(vocabularySize: Int, embeddingSize: Int, hiddenSize: Int, layers: Int, dropout: Float = 0, cell: RecurrentCell = .lstm) {
+            self.vocabularySize = vocabularySize
+            self.embeddingSize = embeddingSize
+            self.hiddenSize = hiddenSize
+            self.layers = layers
+            self.dropout = dropout
+            self.cell = cell
+        }
+    }
+
+    public let shape: Shape
+    public let embedding: Embedding
+    public let rnn: RecurrentNetwork
+    public let head: Linear
+    public let parameters: ParameterArena
+
+    private let embedded = FloatBuffer()      // (T, B, E)
+    public let logits = FloatBuffer()         // (T, B, V)
+    private let dLogits = FloatBuffer()       // (T, B, V)
+    private let dHidden = FloatBuffer()       // (T, B, H)
+    private let dEmbedded = FloatBuffer()     // (T, B, E)
+    private var inputIds: [Int32] = []        // (T, B)
+    private var targetIds: [Int32] = []       // (T, B)
+    private var rowMask: [Float] = []         // (T, B)
+    private var batch = 0, steps = 0
+
+    public init(_ shape: Shape) {
+        self.shape = shape
+        var layout = ParameterLayout()
+        embedding = Embedding("embedding", vocabularySize: shape.vocabularySize, width: shape.embeddingSize, layout: &layout)
+        rnn = RecurrentNetwork(shape.cell.rawValue, cell: shape.cell, inputSize: shape.embeddingSize, hiddenSize: shape.hiddenSize,
+                               layers: shape.layers, dropout: shape.dropout, dropoutStream: 1, layout: &layout)
+        head = Linear("head", inFeatures: shape.hiddenSize, outFeatures: shape.vocabularySize, layout: &layout)
+        parameters = ParameterArena(layout)
+    }
+
+    public func makeState(batch: Int) -> RecurrentState {
+        RecurrentState(cell: shape.cell, layers: shape.layers, batch: batch, width: shape.hiddenSize)
+    }
+
+    /// Forward over ids (B, T) from `state`, which receives the final state; logits (T, B, V) are kept.
+    /// `dropout` nil means inference.
+    public func forward(ids: [Int32], batch B: Int, steps T: Int, state: RecurrentState, dropout: DropoutContext? = nil) throws {
+        guard ids.count == B * T else { throw SeqTrainError("expected \(B)×\(T) = \(B * T) ids, got \(ids.count)") }
+        try ids.withUnsafeBufferPointer { try embedding.validate($0) }
+        batch = B
+        steps = T
+        let E = shape.embeddingSize, V = shape.vocabularySize
+        inputIds = transposeToStepMajor(ids, batch: B, steps: T)
+        embedded.resize(T * B * E)
+        embedding.forward(embedded.pointer, inputIds, count: T * B, parameters: parameters)
+        rnn.forward(nil, embedded.pointer, inputLayout: .stepMajor, batch: B, steps: T,
+                    initial: state, final: state, parameters: parameters, dropout: dropout)
+        logits.resize(T * B * V)
+        head.forward(logits.pointer, rnn.outputs, rows: T * B, parameters: parameters)
+    }
+
+    /// Cross-entropy of the kept logits against targets (B, T); with `gradient`, also writes the
+    /// gradient of the loss *sum* into the gradient arena (added). `mask` (B, T) of 0/1 leaves rows out.
+    public func loss(targets: [Int32], mask: [Float]? = nil, gradient: Bool) throws -> LossTotal {
+        let B = batch, T = steps, V = shape.vocabularySize, H = shape.hiddenSize, E = shape.embeddingSize
+        guard targets.count == B * T else { throw SeqTrainError("expected \(B * T) targets, got \(targets.count)") }
+        targetIds = transposeToStepMajor(targets, batch: B, steps: T)
+        if let mask { rowMask = transposeToStepMajor(mask, batch: B, steps: T) }
+        if gradient { dLogits.resize(T * B * V) }
+        let lossFunction = try CrossEntropyLoss()
+        let total = try targetIds.withUnsafeBufferPointer { t in
+            try rowMask.withUnsafeBufferPointer { m in
+                try lossFunction.evaluate(gradient ? dLogits.pointer : nil, logits: logits.pointer, targets: t.baseAddress!,
+                                          mask: mask == nil ? nil : m.baseAddress, rows: T * B, classes: V)
+            }
+        }
+        guard gradient else { return total }
+        dHidden.resize(T * B * H)
+        head.backward(dHidden.pointer, dLogits.pointer, rnn.outputs, rows: T * B, parameters: parameters)
+        dEmbedded.resize(T * B * E)
+        rnn.backward(dEmbedded.pointer, inputLayout: .stepMajor, dHidden.pointer, outputLayout: .stepMajor, parameters: parameters)
+        embedding.backward(dEmbedded.pointer, inputIds, count: T * B, parameters: parameters)
+        return total
+    }
+
+    /// The kept logits, batch-first (B, T, V).
+    public func logitsBatchFirst() -> [Float] {
+        var out = [Float](repeating: 0, count: logits.count)
+        out.withUnsafeMutableBufferPointer {
+            copySequence($0.baseAddress!, .batchFirst, logits.pointer, .stepMajor, batch: batch, steps: steps, width: shape.vocabularySize)
+        }
+        return out
+    }
+}
+
+/// (B, T) row-major values reordered to (T, B).
+func transposeToStepMajor<T>(_ values: [T], batch B: Int, steps S: Int) -> [T] {
+    var out = values
+    for b in 0..<B { for t in 0..<S { out[t * B + b] = values[b * S + t] } }
+    return out
+}
