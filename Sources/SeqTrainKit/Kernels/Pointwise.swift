@@ -3,10 +3,39 @@ import Foundation
 // Fused elementwise passes shared by layers and losses. Everything takes raw pointers and a count so
 // the loops compile to straight-line code; shapes are the callers' business.
 
-@inline(__always) public func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+/// e^x for the hot loops: range reduction x = n ln2 + r, |r| ≤ ln2/2, a degree-6 polynomial for e^r
+/// and 2^n built in the exponent bits. Relative error about 2e-7 on [-87, 88] (inputs are clamped
+/// there). Branch-free and without libm calls, so loops over it vectorize.
+@inline(__always) public func fastExp(_ x: Float) -> Float {
+    let clamped = min(max(x, -87), 88)
+    let shifted = clamped * 1.442695041 + 12_582_912  // 1.5·2^23: rounds n into the low mantissa bits
+    let n = shifted - 12_582_912
+    let r = (clamped - n * 0.693145752) - n * 1.428606765e-6
+    var p: Float = 1.0 / 720
+    p = p * r + 1.0 / 120
+    p = p * r + 1.0 / 24
+    p = p * r + 1.0 / 6
+    p = p * r + 0.5
+    p = p * r + 1
+    p = p * r + 1
+    let scale = Float(bitPattern: (shifted.bitPattern &- 0x4B40_0000 &+ 127) &<< 23)
+    return p * scale
+}
 
-/// tanh through one expf: 2σ(2x) − 1 is as accurate (≤ 1e-7 absolute) and about twice as fast as tanhf.
-@inline(__always) public func fastTanh(_ x: Float) -> Float { 2 / (1 + expf(-2 * x)) - 1 }
+@inline(__always) public func sigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
+
+/// tanh as 2σ(2x) − 1: within 2e-7 of tanhf, and vectorizable.
+@inline(__always) public func fastTanh(_ x: Float) -> Float { 2 / (1 + fastExp(-2 * x)) - 1 }
+
+/// x[i] ← σ(x[i]) for n values.
+@inline(__always) public func applySigmoid(_ x: UnsafeMutablePointer<Float>, count n: Int) {
+    for i in 0..<n { x[i] = sigmoid(x[i]) }
+}
+
+/// x[i] ← tanh(x[i]) for n values.
+@inline(__always) public func applyTanh(_ x: UnsafeMutablePointer<Float>, count n: Int) {
+    for i in 0..<n { x[i] = fastTanh(x[i]) }
+}
 
 /// log(1 + e^x) without overflow.
 @inline(__always) public func softplus(_ x: Float) -> Float {

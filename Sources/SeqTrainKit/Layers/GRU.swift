@@ -21,15 +21,17 @@ extension RecurrentNetwork {
             broadcastRows(gh, bhh, rowCount: B, width: G)
             gemm(gh, ldc: G, hPrev, lda: H, whh, ldb: H, transposeB: true, m: B, n: G, k: H, beta: 1)
             for b in 0..<B {
-                let gb = g + b * G, hb = gh + b * G, o = b * H
+                let o = b * H
+                let gr = g + b * G, gz = gr + H, gn = gr + 2 * H
+                let hr = gh + b * G, hz = hr + H, hnb = hr + 2 * H
+                let hp = hPrev + o, hx = hNext + o, hs = hn + o
                 for j in 0..<H {
-                    let r = sigmoid(gb[j] + hb[j])
-                    let z = sigmoid(gb[H + j] + hb[H + j])
-                    let hnv = hb[2 * H + j]
-                    let n = fastTanh(gb[2 * H + j] + r * hnv)
-                    gb[j] = r; gb[H + j] = z; gb[2 * H + j] = n
-                    hn[o + j] = hnv
-                    hNext[o + j] = (1 - z) * n + z * hPrev[o + j]
+                    let r = sigmoid(gr[j] + hr[j])
+                    let z = sigmoid(gz[j] + hz[j])
+                    let n = fastTanh(gn[j] + r * hnb[j])
+                    gr[j] = r; gz[j] = z; gn[j] = n
+                    hs[j] = hnb[j]
+                    hx[j] = (1 - z) * n + z * hp[j]
                 }
             }
         }
@@ -50,17 +52,20 @@ extension RecurrentNetwork {
             let hn = cell[l].pointer + t * B * H           // (B, H)
             let dOut = dOutput.pointer + t * B * H         // (B, H)
             for b in 0..<B {
-                let gb = g + b * G, dxb = dgx + b * G, dhb = dgh + b * G, o = b * H
+                let o = b * H
+                let gr = g + b * G, gz = gr + H, gn = gr + 2 * H
+                let dxr = dgx + b * G, dxz = dxr + H, dxn = dxr + 2 * H
+                let dhr = dgh + b * G, dhz = dhr + H, dhn = dhr + 2 * H
+                let dOutB = dOut + o, dhB = dh + o, hp = hPrev + o, hs = hn + o
                 for j in 0..<H {
-                    let k = o + j
-                    let dhk = dOut[k] + dh[k]
-                    let r = gb[j], z = gb[H + j], n = gb[2 * H + j]
+                    let dhk = dOutB[j] + dhB[j]
+                    let r = gr[j], z = gz[j], n = gn[j]
                     let dnPre = dhk * (1 - z) * (1 - n * n)
-                    let drPre = dnPre * hn[k] * r * (1 - r)
-                    let dzPre = dhk * (hPrev[k] - n) * z * (1 - z)
-                    dxb[j] = drPre; dxb[H + j] = dzPre; dxb[2 * H + j] = dnPre
-                    dhb[j] = drPre; dhb[H + j] = dzPre; dhb[2 * H + j] = dnPre * r
-                    dh[k] = dhk * z
+                    let drPre = dnPre * hs[j] * r * (1 - r)
+                    let dzPre = dhk * (hp[j] - n) * z * (1 - z)
+                    dxr[j] = drPre; dxz[j] = dzPre; dxn[j] = dnPre
+                    dhr[j] = drPre; dhz[j] = dzPre; dhn[j] = dnPre * r
+                    dhB[j] = dhk * z
                 }
             }
             gemm(dh, ldc: H, dgh, lda: G, whh, ldb: H, m: B, n: H, k: G, beta: 1)  // dh += dgh W_hh

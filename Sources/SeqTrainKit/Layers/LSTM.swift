@@ -24,15 +24,17 @@ extension RecurrentNetwork {
             gemm(g, ldc: G, hPrev, lda: H, whh, ldb: H, transposeB: true, m: B, n: G, k: H, beta: 1)
             for b in 0..<B {
                 let gb = g + b * G, o = b * H
+                applySigmoid(gb, count: 2 * H)               // i, f
+                applyTanh(gb + 2 * H, count: H)              // g
+                applySigmoid(gb + 3 * H, count: H)           // o
+                let gi = gb, gf = gb + H, gg = gb + 2 * H, go = gb + 3 * H
+                let cp = cPrev + o, cn = cNext + o, tco = tc + o, hn = hNext + o
                 for j in 0..<H {
-                    let i = sigmoid(gb[j]), f = sigmoid(gb[H + j])
-                    let gg = fastTanh(gb[2 * H + j]), og = sigmoid(gb[3 * H + j])
-                    gb[j] = i; gb[H + j] = f; gb[2 * H + j] = gg; gb[3 * H + j] = og
-                    let c = f * cPrev[o + j] + i * gg
+                    let c = gf[j] * cp[j] + gi[j] * gg[j]
                     let tch = fastTanh(c)
-                    cNext[o + j] = c
-                    tc[o + j] = tch
-                    hNext[o + j] = og * tch
+                    cn[j] = c
+                    tco[j] = tch
+                    hn[j] = go[j] * tch
                 }
             }
         }
@@ -52,18 +54,19 @@ extension RecurrentNetwork {
             let tc = tanhCell[l].pointer + t * B * H  // (B, H)
             let dOut = dOutput.pointer + t * B * H    // (B, H)
             for b in 0..<B {
-                let gb = g + b * G, dgb = dg + b * G, o = b * H
+                let o = b * H
+                let gi = g + b * G, gf = gi + H, gg = gi + 2 * H, go = gi + 3 * H
+                let di = dg + b * G, df = di + H, dgg = di + 2 * H, dgo = di + 3 * H
+                let dOutB = dOut + o, dhB = dh + o, dcB = dc + o, tcB = tc + o, cpB = cPrev + o
                 for j in 0..<H {
-                    let k = o + j
-                    let dhk = dOut[k] + dh[k]
-                    let i = gb[j], f = gb[H + j], gg = gb[2 * H + j], og = gb[3 * H + j]
-                    let tch = tc[k]
-                    let dck = dc[k] + dhk * og * (1 - tch * tch)
-                    dgb[j] = dck * gg * i * (1 - i)
-                    dgb[H + j] = dck * cPrev[k] * f * (1 - f)
-                    dgb[2 * H + j] = dck * i * (1 - gg * gg)
-                    dgb[3 * H + j] = dhk * tch * og * (1 - og)
-                    dc[k] = dck * f
+                    let dhk = dOutB[j] + dhB[j]
+                    let i = gi[j], f = gf[j], gv = gg[j], og = go[j], tch = tcB[j]
+                    let dck = dcB[j] + dhk * og * (1 - tch * tch)
+                    di[j] = dck * gv * i * (1 - i)
+                    df[j] = dck * cpB[j] * f * (1 - f)
+                    dgg[j] = dck * i * (1 - gv * gv)
+                    dgo[j] = dhk * tch * og * (1 - og)
+                    dcB[j] = dck * f
                 }
             }
             gemm(dh, ldc: H, dg, lda: G, whh, ldb: H, m: B, n: H, k: G)  // dh ← dg W_hh

@@ -35,6 +35,8 @@ public struct CrossEntropyLoss {
         }
         let eps = labelSmoothing
         let weightSum: Float = classWeights?.reduce(0, +) ?? Float(c)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: c)  // (C): e^(z − max) of one row
+        defer { scratch.deallocate() }
         var total = LossTotal()
         classWeights.withUnsafeBufferPointerOrNil { w in
             for r in 0..<n {
@@ -48,8 +50,12 @@ public struct CrossEntropyLoss {
                 var m = z[0]
                 for k in 1..<c { m = max(m, z[k]) }
                 var s: Float = 0
-                for k in 0..<c { s += expf(z[k] - m) }
-                let lse = m + logf(s)
+                for k in 0..<c {
+                    let e = fastExp(z[k] - m)
+                    scratch[k] = e
+                    s += e
+                }
+                let logSum = logf(s), lse = m + logSum
                 let wy = (w?[Int(y)] ?? 1) * rowWeight
                 var rowLoss = Double(1 - eps) * Double(wy) * Double(lse - z[Int(y)])
                 if eps > 0 {
@@ -60,14 +66,18 @@ public struct CrossEntropyLoss {
                 total.sum += rowLoss
                 total.count += Double(wy)
                 if let d = dLogits?.advanced(by: r * c) {
-                    let smoothScale = eps / Float(c) * rowWeight
-                    for k in 0..<c {
-                        let p = expf(z[k] - lse)
-                        var g = (1 - eps) * wy * p
-                        if eps > 0 { g += smoothScale * (weightSum * p - (w?[k] ?? 1)) }
-                        d[k] = g
+                    let inverseSum = 1 / s
+                    let hard = (1 - eps) * wy
+                    if eps > 0 {
+                        let smoothScale = eps / Float(c) * rowWeight
+                        for k in 0..<c {
+                            let p = scratch[k] * inverseSum
+                            d[k] = hard * p + smoothScale * (weightSum * p - (w?[k] ?? 1))
+                        }
+                    } else {
+                        for k in 0..<c { d[k] = hard * scratch[k] * inverseSum }
                     }
-                    d[Int(y)] -= (1 - eps) * wy
+                    d[Int(y)] -= hard
                 }
             }
         }

@@ -1,2 +1,0 @@
-import SeqTrainKit
-print("seqtrain")

@@ -1,0 +1,91 @@
+import Foundation
+
+/// Times full char-LSTM training steps (forward, backward, clip, Adam) and the sgemm rate of this
+/// machine in the same run, so the two can be compared as a ratio on a noisy machine.
+public enum Benchmark {
+    public struct Configuration: CustomStringConvertible {
+        public var vocabulary, embedding, hidden, layers, batch, steps: Int
+        public init(vocabulary: Int, embedding: Int, hidden: Int, layers: Int, batch: Int, steps: Int) {
+            self.vocabulary = vocabulary; self.embedding = embedding; self.hidden = hidden
+            self.layers = layers; self.batch = batch; self.steps = steps
+        }
+        public var description: String { "V=\(vocabulary) E=\(embedding) H=\(hidden) L=\(layers) B=\(batch) T=\(steps)" }
+
+        /// sgemm floating-point operations of one training step (as ../shared/bench/lstm_gemm_bound.c counts them).
+        public var flopsPerStep: Double {
+            let n = Double(batch * steps), g = 4.0 * Double(hidden), h = Double(hidden)
+            var flops = 0.0
+            for l in 0..<layers {
+                let input = Double(l == 0 ? embedding : hidden)
+                flops += 2 * (3 * n * g * h + 3 * n * g * input)
+            }
+            return flops + 2 * 3 * n * Double(vocabulary) * h
+        }
+
+        /// The three configurations of issue 2, with PyTorch 2.15's one-thread figure on the project's machine.
+        public static let standard: [(Configuration, torchTokensPerSecond: Double)] = [
+            (Configuration(vocabulary: 96, embedding: 256, hidden: 256, layers: 2, batch: 32, steps: 64), 12_000),
+            (Configuration(vocabulary: 65, embedding: 128, hidden: 128, layers: 2, batch: 50, steps: 50), 42_000),
+            (Configuration(vocabulary: 96, embedding: 64, hidden: 64, layers: 1, batch: 16, steps: 32), 139_000),
+        ]
+    }
+
+    public struct Result {
+        public let configuration: Configuration
+        public let medianStepSeconds: Double
+        public var tokensPerSecond: Double { Double(configuration.batch * configuration.steps) / medianStepSeconds }
+        public var gigaflops: Double { configuration.flopsPerStep / medianStepSeconds / 1e9 }
+    }
+
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+
+    /// Median seconds of `repeats` calls of `body` after `warmup` calls.
+    public static func median(repeats: Int, warmup: Int = 2, _ body: () throws -> Void) rethrows -> Double {
+        for _ in 0..<warmup { try body() }
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            let t0 = now()
+            try body()
+            times.append(now() - t0)
+        }
+        times.sort()
+        return times[times.count / 2]
+    }
+
+    /// sgemm GFLOP/s on (m × k) · (k × n), the shape of a large input projection.
+    public static func sgemmRate(m: Int = 2048, n: Int = 1024, k: Int = 256) -> Double {
+        let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
+        for i in 0..<a.count { a[i] = Float(i % 13) * 0.01 }
+        for i in 0..<b.count { b[i] = Float(i % 7) * 0.01 }
+        let seconds = median(repeats: 9) {
+            gemm(c.pointer, ldc: n, a.pointer, lda: k, b.pointer, ldb: k, transposeB: true, m: m, n: n, k: k)
+        }
+        return 2 * Double(m * n * k) / seconds / 1e9
+    }
+
+    /// Median time of full training steps on random ids, one BLAS thread as configured by the caller.
+    public static func trainingStep(_ c: Configuration, repeats: Int = 10) throws -> Result {
+        let model = CharLanguageModel(.init(vocabularySize: c.vocabulary, embeddingSize: c.embedding, hiddenSize: c.hidden, layers: c.layers))
+        model.parameters.initialize(seed: 0)
+        let random = CounterRandom(seed: 0, purpose: .synthetic)
+        let count = c.batch * c.steps
+        let ids = (0..<count).map { Int32(random.integer(below: c.vocabulary, stream: 0, index: UInt64($0))) }
+        let targets = (0..<count).map { Int32(random.integer(below: c.vocabulary, stream: 1, index: UInt64($0))) }
+        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-3), parameterCount: model.parameters.count)
+        let state = model.makeState(batch: c.batch)
+        let seconds = try median(repeats: repeats, warmup: 3) {
+            model.parameters.zeroGradients()
+            state.zero()
+            try model.forward(ids: ids, batch: c.batch, steps: c.steps, state: state)
+            let total = try model.loss(targets: targets, gradient: true)
+            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / total.count), count: model.parameters.count)
+            GradientClipping.clipNorm(model.parameters, maxNorm: 5)
+            adam.step(model.parameters, learningRate: 1e-3)
+        }
+        return Result(configuration: c, medianStepSeconds: seconds)
+    }
+}
