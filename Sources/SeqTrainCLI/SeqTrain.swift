@@ -7,5 +7,156 @@ struct SeqTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "seqtrain",
         abstract: "Train LSTM, GRU and MLP models on CPUs and CPU clusters.",
-        subcommands: [Bench.self])
+        discussion: "One experiment is one TOML file: seqtrain train configs/charlm.toml. Under mpirun the same command trains data-parallel.",
+        subcommands: [Train.self, Sample.self, Evaluate.self, ShowConfig.self, Bench.self])
+}
+
+/// Errors from seqtrain are printed as they are (they already say where and what to do).
+func reporting<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as SeqTrainError {
+        FileHandle.standardError.write("error: \(error.message)\n".data(using: .utf8)!)
+        throw ExitCode(2)
+    }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train the experiment a TOML config describes.")
+
+    @Argument(help: "The experiment config, e.g. configs/charlm.toml.")
+    var config: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a key: section.key=value (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    @Flag(help: "Continue the run in the config's run directory from its newest checkpoint.")
+    var resume = false
+
+    @Flag(help: "Start over in a run directory that already holds a run (deletes its checkpoints and metrics).")
+    var overwrite = false
+
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    @Option(help: ArgumentHelp("Test hook: RANK:STEP[:exit|raise] makes that rank fail at that step.", visibility: .hidden))
+    var testFailAt: String?
+
+    func validate() throws {
+        if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run, or start it over") }
+    }
+
+    func run() throws {
+        try reporting {
+            let experiment = try ExperimentConfig.load(path: config, overrides: overrides)
+            var options = TrainerOptions()
+            options.resume = resume
+            options.overwrite = overwrite
+            options.quiet = quiet
+            if let testFailAt {
+                let parts = testFailAt.split(separator: ":")
+                guard parts.count >= 2, let rank = Int(parts[0]), let step = Int(parts[1]) else {
+                    throw SeqTrainError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise]")
+                }
+                options.failure = (rank, step, parts.count > 2 && parts[2] == "exit")
+            }
+            let trainer = try Trainer(config: experiment, options: options)
+            let summary = try trainer.run()
+            if !quiet, let v = summary.validationLoss {
+                print(String(format: "done: %d steps, validation loss %.4f nats/char (perplexity %.2f)", summary.steps, v, exp(v)))
+            }
+        }
+    }
+}
+
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate text from a char-LM checkpoint.")
+
+    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
+    var checkpoint: String
+
+    @Option(help: "Text to start from.")
+    var prime = ""
+
+    @Option(help: "Characters to generate.")
+    var length = 400
+
+    @Option(help: "Softmax temperature; 0 means argmax.")
+    var temperature = 0.8
+
+    @Option(help: "Sample only among the k most likely characters; 0 means all.")
+    var topK = 0
+
+    @Option(help: "Seed of the draws: the same seed gives the same text.")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        guard length >= 0 else { throw ValidationError("--length must be 0 or more, got \(length)") }
+        guard temperature >= 0 && temperature.isFinite else { throw ValidationError("--temperature must be 0 or more, got \(temperature)") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be 0 or more, got \(topK)") }
+    }
+
+    func run() throws {
+        try reporting {
+            let loaded = try LoadedCharLM(path: checkpoint)
+            let text = try loaded.sample(prime: prime, length: length, temperature: temperature, topK: topK, seed: seed)
+            print(prime + text)
+        }
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Loss and perplexity of a char-LM checkpoint on a text.")
+
+    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
+    var checkpoint: String
+
+    @Option(help: "Text files or globs to evaluate on (repeatable).")
+    var data: [String] = []
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func validate() throws {
+        guard !data.isEmpty else { throw ValidationError("--data is required: the text to evaluate on") }
+    }
+
+    func run() throws {
+        try reporting {
+            let loaded = try LoadedCharLM(path: checkpoint)
+            let result = try loaded.evaluate(paths: data)
+            if json {
+                print("{\"loss\": \(result.loss), \"perplexity\": \(result.perplexity), \"characters\": \(result.characters), \"skipped\": \(result.skipped), \"checkpoint\": \"\(loaded.path)\"}")
+            } else {
+                print(String(format: "%@: loss %.4f nats/char, perplexity %.3f over %d characters (%d skipped: not in the vocabulary)",
+                             loaded.path, result.loss, result.perplexity, result.characters, result.skipped))
+            }
+        }
+    }
+}
+
+struct ShowConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config", abstract: "Print an experiment's resolved config (every key, defaults filled in), or one key.")
+
+    @Argument(help: "The experiment config.")
+    var config: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a key: section.key=value (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    @Option(help: "Print only this key's value (e.g. job.run_dir), unquoted.")
+    var get: String?
+
+    func run() throws {
+        try reporting {
+            let experiment = try ExperimentConfig.load(path: config, overrides: overrides)
+            guard let get else { print(experiment.resolvedTOML, terminator: ""); return }
+            guard ConfigSchema.key(get) != nil else { throw SeqTrainError("--get \(get): no such key; keys look like section.key, e.g. job.run_dir") }
+            switch experiment.value(get) {
+            case .text(let s): print(s)
+            case .texts(let list): print(list.joined(separator: "\n"))
+            case let other: print(other)
+            }
+        }
+    }
 }

@@ -119,3 +119,27 @@ func transposeToStepMajor<T>(_ values: [T], batch B: Int, steps S: Int) -> [T] {
     for b in 0..<B { for t in 0..<S { out[t * B + b] = values[b * S + t] } }
     return out
 }
+
+extension CharLanguageModel {
+    /// Mean loss of `ids` read as `lanes` parallel streams of `steps`-long batches with carried
+    /// state, as validation and `seqtrain eval` do. Returns the sums over the lanes in `laneRange`
+    /// (a rank's share); the caller adds the shares of all ranks.
+    public func streamLoss(_ ids: [Int32], lanes: Int, steps: Int, laneRange: Range<Int>) throws -> LossTotal {
+        guard !laneRange.isEmpty else { return LossTotal() }
+        let batches = try CharBatches(ids: ids, lanes: lanes, steps: steps, stateful: true, seed: 0, what: "evaluation text")
+        let state = makeState(batch: laneRange.count)
+        var total = LossTotal()
+        for k in 0..<batches.batchesPerEpoch {
+            let batch = batches.batch(k, epoch: 0, rows: laneRange)
+            try forward(ids: batch.inputs, batch: batch.rows, steps: batch.steps, state: state)
+            total = total + (try loss(targets: batch.targets, gradient: false))
+        }
+        return total
+    }
+
+    /// Lanes for evaluating `count` ids: `preferred`, fewer when the text is too short for each lane
+    /// to hold one batch.
+    public static func evaluationLanes(count: Int, steps: Int, preferred: Int) -> Int {
+        max(1, min(preferred, (count - 1) / steps))
+    }
+}

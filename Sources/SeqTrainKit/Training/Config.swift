@@ -1,0 +1,238 @@
+import Foundation
+import TOMLKit
+
+/// An experiment's resolved configuration: every key of `ConfigSchema`, from (in increasing
+/// precedence) the defaults, the TOML file, and `--set section.key=value` overrides.
+///
+/// TOMLKit's decoder reports a type mismatch as "key not found", so the parsed table is walked and
+/// validated here, and errors name the file, the line, the key path and what is accepted.
+public struct ExperimentConfig: Equatable {
+    public private(set) var values: [String: ConfigValue]
+    /// Where the config came from, for messages.
+    public let source: String
+
+    public init(defaultsFrom source: String = "defaults") {
+        values = Dictionary(uniqueKeysWithValues: ConfigSchema.keys.map { ($0.path, $0.defaultValue) })
+        self.source = source
+    }
+
+    // MARK: loading
+
+    public static func load(path: String, overrides: [String] = []) throws -> ExperimentConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw SeqTrainError("\(path): cannot read the config file (does it exist?)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw SeqTrainError("\(path): the config file is not UTF-8 text")
+        }
+        return try parse(text, source: path, overrides: overrides)
+    }
+
+    public static func parse(_ text: String, source: String, overrides: [String] = []) throws -> ExperimentConfig {
+        var config = ExperimentConfig(defaultsFrom: source)
+        var explicit = Set<String>()
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw SeqTrainError("\(source):\(error.source.begin.line): not valid TOML: \(error.description)")
+        }
+        let lines = text.components(separatedBy: "\n")
+        for section in table.keys.sorted() {
+            let line = lineOf(section: section, key: nil, in: lines)
+            let sectionList = ConfigSchema.sections.map { "[\($0)]" }.joined(separator: ", ")
+            guard let entries = table[section]?.table else {
+                throw SeqTrainError("\(source):\(line): \(section): a key outside any section; every key belongs under one of \(sectionList)")
+            }
+            guard ConfigSchema.sections.contains(section) else {
+                throw SeqTrainError("\(source):\(line): unknown section [\(section)]; the sections are \(sectionList)\(suggestion(section, among: ConfigSchema.sections))")
+            }
+            for name in entries.keys.sorted() {
+                let path = "\(section).\(name)"
+                let where_ = "\(source):\(lineOf(section: section, key: name, in: lines))"
+                guard let key = ConfigSchema.key(path) else {
+                    let known = ConfigSchema.keys.filter { $0.section == section }.map(\.name)
+                    throw SeqTrainError("\(where_): \(path): unknown key; [\(section)] accepts \(known.joined(separator: ", "))\(suggestion(name, among: known))")
+                }
+                let raw = try configValue(entries[name]!, at: "\(where_): \(path)", expected: key.type)
+                try config.set(key, raw, at: where_)
+                explicit.insert(path)
+            }
+        }
+        for override in overrides {
+            let (key, raw) = try parseOverride(override)
+            try config.set(key, raw, at: "--set \(override)")
+            explicit.insert(key.path)
+        }
+        config.applyKindDefaults(explicit: explicit)
+        if config.text("job.run_dir").isEmpty { config.values["job.run_dir"] = .text("runs/\(config.text("job.name"))") }
+        if config.boolean("optimizer.nesterov") && (config.number("optimizer.momentum") == 0 || config.text("optimizer.kind") != "sgd") {
+            let line = lineOf(section: "optimizer", key: "nesterov", in: lines)
+            throw SeqTrainError("\(source):\(line): optimizer.nesterov: needs optimizer.kind = \"sgd\" and optimizer.momentum > 0 (as torch.optim.SGD)")
+        }
+        return config
+    }
+
+    /// `section.key=value`: the value as TOML, or as a bare string when it is not TOML.
+    static func parseOverride(_ text: String) throws -> (ConfigKey, ConfigValue) {
+        guard let equals = text.firstIndex(of: "=") else {
+            throw SeqTrainError("--set \(text): expected section.key=value, e.g. --set model.hidden=128")
+        }
+        let path = text[..<equals].trimmingCharacters(in: .whitespaces)
+        let valueText = text[text.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+        guard let key = ConfigSchema.key(path) else {
+            throw SeqTrainError("--set \(text): unknown key \(path)\(suggestion(path, among: ConfigSchema.keys.map(\.path)))")
+        }
+        if let table = try? TOMLTable(string: "v = \(valueText)"), let value = table["v"],
+           let raw = try? configValue(value, at: "", expected: key.type) {
+            return (key, raw)
+        }
+        return (key, .text(valueText))
+    }
+
+    static func configValue(_ value: TOMLValueConvertible, at place: String, expected: ConfigType) throws -> ConfigValue {
+        switch value.type {
+        case .int: return .integer(value.int!)
+        case .double: return .number(value.double!)
+        case .bool: return .boolean(value.bool!)
+        case .string: return .text(value.string!)
+        case .array:
+            let items = value.array!
+            var strings: [String] = []
+            for item in items {
+                guard let s = item.string else {
+                    throw SeqTrainError("\(place): expected \(expected.describe), got an array of \(item.type)")
+                }
+                strings.append(s)
+            }
+            return .texts(strings)
+        default:
+            throw SeqTrainError("\(place): expected \(expected.describe), got a \(value.type)")
+        }
+    }
+
+    mutating func set(_ key: ConfigKey, _ raw: ConfigValue, at place: String) throws {
+        guard let value = key.type.accept(raw) else {
+            throw SeqTrainError("\(place): \(key.path): expected \(key.type.describe), got \(raw)")
+        }
+        values[key.path] = value
+    }
+
+    /// Defaults that depend on another key, as PyTorch's: AdamW's weight decay, Adagrad's eps.
+    mutating func applyKindDefaults(explicit: Set<String>) {
+        let kind = OptimizerKind(rawValue: text("optimizer.kind"))!
+        let settings = OptimizerSettings(kind)
+        if !explicit.contains("optimizer.weight_decay") { values["optimizer.weight_decay"] = .number(Double(settings.weightDecay)) }
+        if !explicit.contains("optimizer.eps") { values["optimizer.eps"] = .number(Double(settings.epsilon)) }
+    }
+
+    /// The 1-based line where `section` (or `section.key`) is written, or where it is likely meant.
+    static func lineOf(section: String, key: String?, in lines: [String]) -> Int {
+        var current = ""
+        var sectionLine = 1
+        for (i, raw) in lines.enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("[") {
+                current = line.trimmingCharacters(in: CharacterSet(charactersIn: "[] ")).components(separatedBy: "]").first ?? ""
+                current = current.trimmingCharacters(in: CharacterSet(charactersIn: "[] "))
+                if current == section { sectionLine = i + 1; if key == nil { return i + 1 } }
+                continue
+            }
+            let assigned = line.components(separatedBy: "=").first?.trimmingCharacters(in: .whitespaces)
+                .trimmingCharacters(in: CharacterSet(charactersIn: "\"'")) ?? ""
+            if let key {
+                if (current == section && assigned == key) || (current.isEmpty && assigned == "\(section).\(key)") { return i + 1 }
+            } else if current.isEmpty && assigned.hasPrefix("\(section).") || assigned == section {
+                return i + 1
+            }
+        }
+        return sectionLine
+    }
+
+    static func suggestion(_ name: String, among known: [String]) -> String {
+        func distance(_ a: String, _ b: String) -> Int {
+            let a = Array(a), b = Array(b)
+            var row = Array(0...b.count)
+            for i in 1...max(a.count, 1) where !a.isEmpty {
+                var previous = row[0]
+                row[0] = i
+                for j in 1...max(b.count, 1) where !b.isEmpty {
+                    let old = row[j]
+                    row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                    previous = old
+                }
+            }
+            return row[b.count]
+        }
+        guard let best = known.min(by: { distance(name, $0) < distance(name, $1) }), distance(name, best) <= 3 else { return "" }
+        return " (did you mean \(best)?)"
+    }
+
+    // MARK: typed access
+
+    public func value(_ path: String) -> ConfigValue {
+        guard let v = values[path] else { preconditionFailure("no config key \(path) in ConfigSchema") }
+        return v
+    }
+
+    public func integer(_ path: String) -> Int {
+        if case .integer(let v) = value(path) { return v }
+        preconditionFailure("\(path) is not an integer key")
+    }
+
+    public func number(_ path: String) -> Double {
+        switch value(path) {
+        case .number(let v): return v
+        case .integer(let v): return Double(v)
+        default: preconditionFailure("\(path) is not a number key")
+        }
+    }
+
+    public func boolean(_ path: String) -> Bool {
+        if case .boolean(let v) = value(path) { return v }
+        preconditionFailure("\(path) is not a boolean key")
+    }
+
+    public func text(_ path: String) -> String {
+        if case .text(let v) = value(path) { return v }
+        preconditionFailure("\(path) is not a string key")
+    }
+
+    public func texts(_ path: String) -> [String] {
+        if case .texts(let v) = value(path) { return v }
+        preconditionFailure("\(path) is not a list key")
+    }
+
+    public var runDirectory: String {
+        let dir = text("job.run_dir")
+        return dir.isEmpty ? "runs/\(text("job.name"))" : dir
+    }
+
+    /// Every key path with its resolved value, in schema order.
+    public var resolvedPairs: [(String, ConfigValue)] { ConfigSchema.keys.map { ($0.path, value($0.path)) } }
+
+    /// Every key, defaults filled in, as TOML: a run can be repeated from this text alone.
+    public var resolvedTOML: String {
+        var out = "# Resolved by seqtrain from \(source): every key, defaults filled in.\n"
+        for section in ConfigSchema.sections {
+            out += "\n[\(section)]\n"
+            for key in ConfigSchema.keys where key.section == section {
+                out += "\(key.name) = \(value(key.path))\n"
+            }
+        }
+        return out
+    }
+
+    public var optimizerSettings: OptimizerSettings {
+        var s = OptimizerSettings(OptimizerKind(rawValue: text("optimizer.kind"))!, learningRate: Float(number("optimizer.lr")))
+        s.weightDecay = Float(number("optimizer.weight_decay"))
+        s.momentum = Float(number("optimizer.momentum"))
+        s.nesterov = boolean("optimizer.nesterov")
+        s.beta1 = Float(number("optimizer.beta1"))
+        s.beta2 = Float(number("optimizer.beta2"))
+        s.epsilon = Float(number("optimizer.eps"))
+        s.alpha = Float(number("optimizer.alpha"))
+        s.centered = boolean("optimizer.centered")
+        return s
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+
+/// Sampling and evaluation of a trained char-LM: probabilities exist only here, at inference.
+extension LoadedCharLM {
+    /// `length` characters after `prime`. Temperature 0 is argmax; `topK` > 0 keeps only the k most
+    /// likely characters; draws come from (seed, position), so a seed gives the same text anywhere.
+    public func sample(prime: String, length: Int, temperature: Double, topK: Int, seed: UInt64) throws -> String {
+        let strict = config.text("data.unknown") == "error"
+        var primeIds = try vocabulary.encode(Array(prime.unicodeScalars), strict: strict, source: "--prime").ids
+        if primeIds.isEmpty { primeIds = [vocabulary.id("\n") ?? 0] }
+        let state = model.makeState(batch: 1)
+        try model.forward(ids: primeIds, batch: 1, steps: primeIds.count, state: state)
+        let random = CounterRandom(seed: seed, purpose: .sampling)
+        let V = vocabulary.count
+        var out: [Int32] = []
+        var lastRow = model.logits.pointer + (primeIds.count - 1) * V
+        for i in 0..<length {
+            let next = Self.choose(logits: lastRow, count: V, temperature: temperature, topK: topK,
+                                   uniform: Double(random.uniform(stream: 0, index: UInt64(i))))
+            out.append(next)
+            try model.forward(ids: [next], batch: 1, steps: 1, state: state)
+            lastRow = model.logits.pointer
+        }
+        return vocabulary.decode(out)
+    }
+
+    /// A character id from one row of logits by inverse CDF of softmax(logits / temperature).
+    static func choose(logits: UnsafePointer<Float>, count: Int, temperature: Double, topK: Int, uniform: Double) -> Int32 {
+        var order = Array(0..<count)
+        order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        if temperature == 0 { return Int32(order[0]) }
+        let kept = topK > 0 ? Array(order.prefix(topK)) : order
+        let top = Double(logits[kept[0]])
+        let weights = kept.map { exp((Double(logits[$0]) - top) / temperature) }
+        let threshold = uniform * weights.reduce(0, +)
+        var running = 0.0
+        for (k, w) in zip(kept, weights) {
+            running += w
+            if running > threshold { return Int32(k) }
+        }
+        return Int32(kept.last!)
+    }
+
+    public struct Evaluation {
+        public let loss: Double
+        public var perplexity: Double { exp(loss) }
+        public let characters: Int
+        public let skipped: Int
+    }
+
+    /// Loss per character of the text in `paths`, read as the checkpoint's validation was: the same
+    /// number of lanes and seq_len, state carried within each lane.
+    public func evaluate(paths: [String]) throws -> Evaluation {
+        let files = try TextFiles.expand(paths, key: "--data")
+        var text: [Unicode.Scalar] = []
+        for file in files { text += try TextFiles.readUTF8(file) }
+        let strict = config.text("data.unknown") == "error"
+        let (ids, skipped) = try vocabulary.encode(text, strict: strict, source: paths.joined(separator: ", "))
+        guard ids.count >= 2 else { throw SeqTrainError("--data: \(ids.count) known characters; evaluation needs at least 2") }
+        var lanes = config.integer("training.batch_size"), steps = config.integer("training.seq_len")
+        if let json = metadata["seqtrain.eval"]?.data(using: .utf8),
+           let object = try? JSONSerialization.jsonObject(with: json) as? [String: Int] {
+            lanes = object["lanes"] ?? lanes
+            steps = object["seq_len"] ?? steps
+        }
+        lanes = CharLanguageModel.evaluationLanes(count: ids.count, steps: steps, preferred: lanes)
+        let total = try model.streamLoss(ids, lanes: lanes, steps: steps, laneRange: 0..<lanes)
+        return Evaluation(loss: total.mean, characters: Int(total.count), skipped: skipped)
+    }
+}

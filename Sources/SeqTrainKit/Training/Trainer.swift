@@ -1,0 +1,296 @@
+import Foundation
+
+public struct TrainerOptions {
+    /// Start over in a run directory that already holds a run (its checkpoints and metrics are deleted).
+    public var overwrite = false
+    /// Continue from the newest checkpoint of the run directory.
+    public var resume = false
+    /// Print progress (rank 0).
+    public var quiet = false
+    /// Test hook: rank `rank` fails at step `step`, by exiting or by throwing.
+    public var failure: (rank: Int, step: Int, exits: Bool)?
+    public init() {}
+}
+
+public struct TrainingSummary {
+    public var steps = 0
+    public var finalLoss = Double.nan
+    public var validationLoss: Double?
+    public var lastCheckpoint: String?
+    public var losses: [Double] = []  // every step's global training loss
+}
+
+/// The training loop, written once: data shard, forward/backward, gradient all-reduce, scaling by
+/// the global count, clipping, optimizer and schedule, validation, metrics, checkpoints.
+public final class Trainer {
+    public let config: ExperimentConfig
+    public let communicator: Communicator
+    public let options: TrainerOptions
+    public let task: CharLMTask
+    let optimizer: Optimizer
+    var schedule: LearningRateSchedule
+    let totalSteps: Int
+    let runDirectory: String
+
+    var step = 0            // optimizer steps taken
+    var epoch = 0
+    var batchInEpoch = 0
+    var lastValidation: Double?
+
+    public init(config: ExperimentConfig, communicator: Communicator = SingleProcess(), options: TrainerOptions = TrainerOptions()) throws {
+        self.config = config
+        self.communicator = communicator
+        self.options = options
+        task = try CharLMTask(config: config, rank: communicator.rank, world: communicator.size)
+        let parameters = task.model.parameters
+        parameters.initialize(seed: UInt64(config.integer("job.seed")))
+        optimizer = Optimizer(config.optimizerSettings, parameterCount: parameters.count)
+        var steps = config.integer("training.epochs") * task.batchesPerEpoch
+        if config.integer("training.max_steps") > 0 { steps = min(steps, config.integer("training.max_steps")) }
+        totalSteps = steps
+        schedule = LearningRateSchedule(config: config, totalSteps: steps)
+        runDirectory = config.runDirectory
+    }
+
+    var isLeader: Bool { communicator.rank == 0 }
+
+    // MARK: run directory
+
+    /// Checks (before anything is written) that the run directory may be used, then prepares it.
+    func prepareRunDirectory() throws {
+        let fm = FileManager.default
+        let metrics = "\(runDirectory)/metrics.jsonl"
+        let occupied = fm.fileExists(atPath: metrics) || !Checkpoint.list(runDirectory).isEmpty
+        if occupied && !options.overwrite && !options.resume {
+            throw SeqTrainError("\(runDirectory) already holds a run (metrics.jsonl or checkpoints); pass --resume to continue it, --overwrite to start over, or choose another job.run_dir")
+        }
+        guard isLeader else { return }
+        if options.overwrite && !options.resume {
+            try? fm.removeItem(atPath: metrics)
+            try? fm.removeItem(atPath: "\(runDirectory)/checkpoints")
+        }
+        do {
+            try fm.createDirectory(atPath: "\(runDirectory)/checkpoints", withIntermediateDirectories: true)
+            try config.resolvedTOML.write(toFile: "\(runDirectory)/config.toml", atomically: true, encoding: .utf8)
+        } catch {
+            throw SeqTrainError("\(runDirectory): cannot create the run directory: \(error.localizedDescription)")
+        }
+    }
+
+    // MARK: the loop
+
+    public func run() throws -> TrainingSummary {
+        try prepareRunDirectory()
+        if options.resume { try restoreNewestCheckpoint() }
+        let parameters = task.model.parameters
+        let progress = isLeader && !options.quiet ? ProgressReporter(totalSteps: totalSteps) : nil
+        if let progress, step == 0 {
+            progress.message("\(config.text("job.name")): \(task.files.count) file(s), vocabulary \(task.vocabulary.count), \(task.batches.ids.count) training and \(task.validationIds.count) validation characters, \(parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters, \(totalSteps) steps on \(communicator.size) rank(s); unigram baseline \(String(format: "%.3f", task.unigramEntropy)) nats/char")
+        }
+        var summary = TrainingSummary()
+        let logEvery = config.integer("metrics.log_every"), evalEvery = config.integer("training.eval_every")
+        let interval = config.integer("checkpoint.interval")
+        let clipNorm = Float(config.number("training.clip_norm")), clipValue = Float(config.number("training.clip_value"))
+        var window = LossTotal(), windowTokens = 0.0, windowStart = Benchmark.now()
+        let runStart = Benchmark.now()
+        if step == 0 && batchInEpoch == 0 { task.resetState() }
+
+        while step < totalSteps {
+            if let failure = options.failure, failure.rank == communicator.rank, failure.step == step {
+                if failure.exits { exit(3) }
+                throw SeqTrainError("test hook: rank \(communicator.rank) fails at step \(step)")
+            }
+            parameters.zeroGradients()
+            let (local, tokens) = try task.accumulateGradient(batch: batchInEpoch, epoch: epoch, step: step)
+            try communicator.allReduceSum(parameters.gradients.pointer, count: parameters.count)
+            var totals = [local.sum, local.count, Double(tokens)]
+            try communicator.allReduceSum(&totals)
+            let global = LossTotal(sum: totals[0], count: totals[1])
+            if global.count > 0 { scaleInPlace(parameters.gradients.pointer, by: Float(1 / global.count), count: parameters.count) }
+            let gradientNorm = clipNorm > 0 ? GradientClipping.clipNorm(parameters, maxNorm: clipNorm) : GradientClipping.norm(parameters)
+            if clipValue > 0 { GradientClipping.clipValue(parameters, clip: clipValue) }
+            let lr = schedule.rate(step: step)
+            optimizer.step(parameters, learningRate: Float(lr))
+            step += 1
+            summary.losses.append(global.mean)
+            window = window + global
+            windowTokens += totals[2]
+
+            batchInEpoch += 1
+            if batchInEpoch == task.batchesPerEpoch {
+                batchInEpoch = 0
+                epoch += 1
+                task.resetState()
+            }
+
+            var validated: Double?
+            if (evalEvery > 0 && step % evalEvery == 0) || step == totalSteps {
+                validated = try validate()
+            }
+            if step % logEvery == 0 || validated != nil || step == totalSteps {
+                let seconds = Benchmark.now() - windowStart
+                let tokensPerSecond = windowTokens / max(seconds, 1e-9)
+                if isLeader {
+                    try appendMetrics(loss: window.mean, validationLoss: validated, lr: lr, gradientNorm: Double(gradientNorm),
+                                      tokensPerSecond: tokensPerSecond, seconds: Benchmark.now() - runStart)
+                }
+                progress?.update(step: step, loss: window.mean, tokensPerSecond: tokensPerSecond, validationLoss: validated)
+                window = LossTotal(); windowTokens = 0; windowStart = Benchmark.now()
+            }
+            if (interval > 0 && step % interval == 0) || step == totalSteps {
+                summary.lastCheckpoint = try writeCheckpoint()
+            }
+            summary.finalLoss = global.mean
+        }
+        progress?.finish()
+        summary.steps = step
+        summary.validationLoss = lastValidation
+        if let progress, let path = summary.lastCheckpoint { progress.message("checkpoint: \(path)") }
+        return summary
+    }
+
+    /// Global validation loss (every rank takes part); feeds reduce-on-plateau.
+    func validate() throws -> Double? {
+        guard !task.validationIds.isEmpty else { return nil }
+        let share = try task.validationShare()
+        var totals = [share.sum, share.count]
+        try communicator.allReduceSum(&totals)
+        let loss = LossTotal(sum: totals[0], count: totals[1]).mean
+        schedule.observe(validationLoss: loss)
+        lastValidation = loss
+        return loss
+    }
+
+    func appendMetrics(loss: Double, validationLoss: Double?, lr: Double, gradientNorm: Double, tokensPerSecond: Double, seconds: Double) throws {
+        func number(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
+        var fields = ["\"step\": \(step)", "\"epoch\": \(epoch)", "\"loss\": \(number(loss))", "\"perplexity\": \(number(exp(loss)))"]
+        fields.append("\"val_loss\": " + (validationLoss.map(number) ?? "null"))
+        fields.append("\"val_perplexity\": " + (validationLoss.map { number(exp($0)) } ?? "null"))
+        fields += ["\"lr\": \(number(lr))", "\"grad_norm\": \(number(gradientNorm))",
+                   "\"tokens_per_s\": \(number(tokensPerSecond.rounded()))", "\"seconds\": \(number((seconds * 1000).rounded() / 1000))"]
+        let line = "{" + fields.joined(separator: ", ") + "}\n"
+        let path = "\(runDirectory)/metrics.jsonl"
+        guard let handle = FileHandle(forWritingAtPath: path) ?? {
+            FileManager.default.createFile(atPath: path, contents: nil)
+            return FileHandle(forWritingAtPath: path)
+        }() else { throw SeqTrainError("\(path): cannot open for appending") }
+        defer { try? handle.close() }
+        handle.seekToEndOfFile()
+        handle.write(line.data(using: .utf8)!)
+    }
+
+    // MARK: checkpoints
+
+    /// Rank 0 writes weights then state, each atomically; all ranks take part in gathering lane states.
+    func writeCheckpoint() throws -> String {
+        let parameters = task.model.parameters
+        let hidden = try gatherLanes(task.state.hidden)
+        let cell = task.state.cell.count > 0 ? try gatherLanes(task.state.cell) : []
+        let path = Checkpoint.weightsPath(runDirectory, step: step)
+        guard isLeader else { return path }
+        var weights = SafetensorsFile()
+        for (name, shape, values) in parameters.namedValues() { weights.tensors[name] = StoredTensor(floats: values, shape: shape) }
+        weights.metadata = [
+            "format": "pt",
+            "seqtrain.kind": "char_lm",
+            "seqtrain.vocabulary": task.vocabulary.text,
+            "seqtrain.config": config.resolvedTOML,
+            "seqtrain.step": "\(step)",
+            "seqtrain.eval": "{\"lanes\": \(task.validationLanes), \"seq_len\": \(config.integer("training.seq_len"))}",
+        ]
+        if let lastValidation { weights.metadata["seqtrain.val_loss"] = "\(lastValidation)" }
+
+        var state = SafetensorsFile()
+        for (name, buffer) in optimizer.state {
+            state.tensors["optimizer.\(name)"] = StoredTensor(floats: buffer.array, shape: [buffer.count])
+        }
+        let shape = [task.state.layers, config.integer("training.batch_size"), task.state.width]
+        state.tensors["lanes.hidden"] = StoredTensor(floats: hidden, shape: shape)
+        if !cell.isEmpty { state.tensors["lanes.cell"] = StoredTensor(floats: cell, shape: shape) }
+        state.metadata = [
+            "seqtrain.step": "\(step)", "seqtrain.epoch": "\(epoch)", "seqtrain.batch_in_epoch": "\(batchInEpoch)",
+            "seqtrain.optimizer_steps": "\(optimizer.stepCount)",
+            "seqtrain.plateau": "\(schedule.plateauScale) \(schedule.bestValidation) \(schedule.badValidations)",
+            "seqtrain.data_fingerprint": "\(task.dataFingerprint)",
+            "seqtrain.layout": parameters.layout.signature,
+        ]
+        // State first: a weights file is only ever listed once its state is complete.
+        try state.write(to: Checkpoint.statePath(forWeights: path))
+        try weights.write(to: path)
+        Checkpoint.prune(runDirectory, keep: config.integer("checkpoint.keep_last"))
+        return path
+    }
+
+    /// Every rank's (L, rows, H) lane states as one (L, batch_size, H) array, lanes in global order.
+    func gatherLanes(_ local: FloatBuffer) throws -> [Float] {
+        let bytes = local.array.withUnsafeBytes { Array($0) }
+        let parts = try communicator.allGather(bytes)
+        let layers = task.state.layers, rows = task.rows.count, width = task.state.width
+        let world = communicator.size
+        var out = [Float](repeating: 0, count: layers * rows * world * width)
+        for (r, part) in parts.enumerated() {
+            part.withUnsafeBytes { raw in
+                let floats = raw.bindMemory(to: Float.self)
+                for l in 0..<layers {
+                    for row in 0..<rows {
+                        for j in 0..<width {
+                            out[(l * rows * world + r * rows + row) * width + j] = floats[(l * rows + row) * width + j]
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    func restoreNewestCheckpoint() throws {
+        guard let path = Checkpoint.list(runDirectory).last else {
+            throw SeqTrainError("\(runDirectory): --resume found no checkpoint in \(runDirectory)/checkpoints; run without --resume to start")
+        }
+        let statePath = Checkpoint.statePath(forWeights: path)
+        let weights = try SafetensorsFile(contentsOf: path), state = try SafetensorsFile(contentsOf: statePath)
+        let parameters = task.model.parameters
+        guard state.metadata["seqtrain.layout"] == parameters.layout.signature else {
+            throw SeqTrainError("\(statePath): the checkpoint's model layout differs from this config's; resume with the run's own config.toml")
+        }
+        guard state.metadata["seqtrain.data_fingerprint"] == "\(task.dataFingerprint)" else {
+            throw SeqTrainError("\(statePath): the training text differs from the one this run was trained on; resume with the same data.paths")
+        }
+        for ref in parameters.layout.entries {
+            let t = try weights.tensor(ref.name, in: path)
+            try parameters.assign(ref.name, shape: t.shape, floats: try t.floats())
+        }
+        for (name, buffer) in optimizer.state {
+            let values = try state.tensor("optimizer.\(name)", in: statePath).floats()
+            guard values.count == buffer.count else { throw SeqTrainError("\(statePath): optimizer.\(name) has \(values.count) values, expected \(buffer.count)") }
+            buffer.copy(from: values)
+        }
+        func integer(_ key: String) throws -> Int {
+            guard let v = state.metadata[key].flatMap({ Int($0) }) else { throw SeqTrainError("\(statePath): metadata \(key) is missing or not an integer") }
+            return v
+        }
+        step = try integer("seqtrain.step")
+        epoch = try integer("seqtrain.epoch")
+        batchInEpoch = try integer("seqtrain.batch_in_epoch")
+        optimizer.stepCount = try integer("seqtrain.optimizer_steps")
+        let plateau = (state.metadata["seqtrain.plateau"] ?? "").split(separator: " ").compactMap { Double($0) }
+        if plateau.count == 3 {
+            schedule.plateauScale = plateau[0]; schedule.bestValidation = plateau[1]; schedule.badValidations = Int(plateau[2])
+        }
+        if let loss = weights.metadata["seqtrain.val_loss"].flatMap(Double.init) { lastValidation = loss }
+        try scatterLanes(try state.tensor("lanes.hidden", in: statePath).floats(), into: task.state.hidden)
+        if task.state.cell.count > 0 { try scatterLanes(try state.tensor("lanes.cell", in: statePath).floats(), into: task.state.cell) }
+    }
+
+    /// This rank's lanes out of a (L, batch_size, H) array.
+    func scatterLanes(_ all: [Float], into local: FloatBuffer) throws {
+        let layers = task.state.layers, rows = task.rows, width = task.state.width
+        let total = config.integer("training.batch_size")
+        guard all.count == layers * total * width else { throw SeqTrainError("checkpoint lane state has \(all.count) values, expected \(layers * total * width)") }
+        for l in 0..<layers {
+            for (r, lane) in rows.enumerated() {
+                for j in 0..<width { local[(l * rows.count + r) * width + j] = all[(l * total + lane) * width + j] }
+            }
+        }
+    }
+}
