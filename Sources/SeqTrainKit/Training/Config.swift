@@ -120,10 +120,9 @@ public struct ExperimentConfig: Equatable {
 
     /// Defaults that depend on another key, as PyTorch's: AdamW's weight decay, Adagrad's eps.
     mutating func applyKindDefaults(explicit: Set<String>) {
-        let kind = OptimizerKind(rawValue: text("optimizer.kind"))!
-        let settings = OptimizerSettings(kind)
-        if !explicit.contains("optimizer.weight_decay") { values["optimizer.weight_decay"] = .number(Double(settings.weightDecay)) }
-        if !explicit.contains("optimizer.eps") { values["optimizer.eps"] = .number(Double(settings.epsilon)) }
+        let kind = text("optimizer.kind")
+        if !explicit.contains("optimizer.weight_decay") { values["optimizer.weight_decay"] = .number(kind == "adamw" ? 0.01 : 0) }
+        if !explicit.contains("optimizer.eps") { values["optimizer.eps"] = .number(kind == "adagrad" ? 1e-10 : 1e-8) }
     }
 
     /// The 1-based line where `section` (or `section.key`) is written, or where it is likely meant.

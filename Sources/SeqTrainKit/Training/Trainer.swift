@@ -278,8 +278,22 @@ public final class Trainer {
             schedule.plateauScale = plateau[0]; schedule.bestValidation = plateau[1]; schedule.badValidations = Int(plateau[2])
         }
         if let loss = weights.metadata["seqtrain.val_loss"].flatMap(Double.init) { lastValidation = loss }
+        if isLeader { try dropMetrics(after: step) }
         try scatterLanes(try state.tensor("lanes.hidden", in: statePath).floats(), into: task.state.hidden)
         if task.state.cell.count > 0 { try scatterLanes(try state.tensor("lanes.cell", in: statePath).floats(), into: task.state.cell) }
+    }
+
+    /// Metrics lines of steps after the resumed checkpoint were written by the run that died; the
+    /// resumed run writes them again.
+    func dropMetrics(after resumedStep: Int) throws {
+        let path = "\(runDirectory)/metrics.jsonl"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n").filter { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let step = object["step"] as? Int else { return true }
+            return step <= resumedStep
+        }
+        try (kept.map { $0 + "\n" }.joined()).write(toFile: path, atomically: true, encoding: .utf8)
     }
 
     /// This rank's lanes out of a (L, batch_size, H) array.

@@ -1,0 +1,83 @@
+import Foundation
+import XCTest
+import SeqTrainKit
+
+final class ConfigTests: XCTestCase {
+    func assertConfigError(_ text: String, overrides: [String] = [], _ expected: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try ExperimentConfig.parse(text, source: "configs/x.toml", overrides: overrides), file: file, line: line) { error in
+            XCTAssertEqual("\(error)", expected, file: file, line: line)
+        }
+    }
+
+    func testDefaultsFillEveryKey() throws {
+        let config = try ExperimentConfig.parse("", source: "empty.toml")
+        for key in ConfigSchema.keys where key.path != "job.run_dir" {
+            XCTAssertEqual(config.value(key.path), key.defaultValue, key.path)
+        }
+        XCTAssertEqual(config.text("job.run_dir"), "runs/experiment")
+        XCTAssertEqual(config.integer("model.hidden"), 256)
+        XCTAssertEqual(config.optimizerSettings.kind, .adam)
+    }
+
+    func testOptimizerDefaultsFollowTheKindAsInPyTorch() throws {
+        let adamw = try ExperimentConfig.parse("[optimizer]\nkind = \"adamw\"\n", source: "a.toml")
+        XCTAssertEqual(adamw.number("optimizer.weight_decay"), 0.01, accuracy: 1e-12)
+        let adagrad = try ExperimentConfig.parse("[optimizer]\nkind = \"adagrad\"\n", source: "a.toml")
+        XCTAssertEqual(adagrad.number("optimizer.eps"), 1e-10, accuracy: 1e-20)
+        let explicit = try ExperimentConfig.parse("[optimizer]\nkind = \"adamw\"\nweight_decay = 0\n", source: "a.toml")
+        XCTAssertEqual(explicit.number("optimizer.weight_decay"), 0)
+    }
+
+    func testPrecedenceCommandLineOverFileOverDefaults() throws {
+        let text = "[model]\nhidden = 128\nlayers = 3\n[optimizer]\nlr = 1\n"
+        let config = try ExperimentConfig.parse(text, source: "x.toml", overrides: ["model.hidden=64", "data.paths=a.txt", "training.stateful=false"])
+        XCTAssertEqual(config.integer("model.hidden"), 64)
+        XCTAssertEqual(config.integer("model.layers"), 3)
+        XCTAssertEqual(config.integer("model.embedding"), 64)
+        XCTAssertEqual(config.number("optimizer.lr"), 1)   // an integer where a number is expected
+        XCTAssertEqual(config.texts("data.paths"), ["a.txt"])  // a bare string becomes a list
+        XCTAssertFalse(config.boolean("training.stateful"))
+    }
+
+    func testResolvedConfigRepeatsTheRun() throws {
+        let config = try ExperimentConfig.parse("[model]\nhidden = 32\n[data]\npaths = [\"a \\\"quoted\\\" name.txt\"]\nvocabulary = \"ab\\ncd\"\n", source: "x.toml",
+                                                overrides: ["optimizer.kind=adamw"])
+        let again = try ExperimentConfig.parse(config.resolvedTOML, source: "config.toml")
+        XCTAssertEqual(again.resolvedPairs.map(\.0), config.resolvedPairs.map(\.0))
+        XCTAssertEqual(again.resolvedPairs.map(\.1), config.resolvedPairs.map(\.1))
+    }
+
+    func testErrorsNameFileLineKeyAndWhatIsAccepted() {
+        assertConfigError("[job]\nname = \"x\"\n\n[model]\nlayers = 2\nhidden = \"two\"\n",
+                          "configs/x.toml:6: model.hidden: expected a positive integer, got \"two\"")
+        assertConfigError("[model]\nhiden = 3\n",
+                          "configs/x.toml:2: model.hiden: unknown key; [model] accepts kind, cell, embedding, hidden, layers, dropout (did you mean hidden?)")
+        assertConfigError("[modle]\nhidden = 3\n",
+                          "configs/x.toml:1: unknown section [modle]; the sections are [job], [data], [model], [training], [optimizer], [lr_scheduler], [checkpoint], [metrics] (did you mean model?)")
+        assertConfigError("seed = 3\n",
+                          "configs/x.toml:1: seed: a key outside any section; every key belongs under one of [job], [data], [model], [training], [optimizer], [lr_scheduler], [checkpoint], [metrics]")
+        assertConfigError("[model]\ndropout = 1.5\n", "configs/x.toml:2: model.dropout: expected a number in [0, 1), got 1.5")
+        assertConfigError("[optimizer]\nlr = -0.1\n", "configs/x.toml:2: optimizer.lr: expected a positive number, got -0.1")
+        assertConfigError("[optimizer]\nkind = \"adamax\"\n",
+                          "configs/x.toml:2: optimizer.kind: expected one of \"sgd\", \"adam\", \"adamw\", \"rmsprop\", \"adagrad\", got \"adamax\"")
+        assertConfigError("[training]\nstateful = 1\n", "configs/x.toml:2: training.stateful: expected true or false, got 1")
+        assertConfigError("[optimizer]\nnesterov = true\n",
+                          "configs/x.toml:2: optimizer.nesterov: needs optimizer.kind = \"sgd\" and optimizer.momentum > 0 (as torch.optim.SGD)")
+        assertConfigError("[data]\npaths = [1, 2]\n", "configs/x.toml:2: data.paths: expected a list of strings (or one string), got an array of integer")
+        assertConfigError("", overrides: ["model.hidden"], "--set model.hidden: expected section.key=value, e.g. --set model.hidden=128")
+        assertConfigError("", overrides: ["model.layers=0"], "--set model.layers=0: model.layers: expected a positive integer, got 0")
+        XCTAssertThrowsError(try ExperimentConfig.parse("[model\nhidden = 3\n", source: "configs/x.toml")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("configs/x.toml:1: not valid TOML"), "\(error)")
+        }
+    }
+
+    func testNothingIsWrittenBeforeTheConfigAndDataAreValid() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("seqtrain-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try ExperimentConfig.parse("[job]\nrun_dir = \"\(dir)/run\"\n[data]\npaths = [\"\(dir)/missing/*.txt\"]\n", source: "x.toml")
+        XCTAssertThrowsError(try Trainer(config: config).run()) { error in
+            XCTAssertTrue("\(error)".contains("matches no file"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/run"))
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import XCTest
+import SeqTrainKit
+
+/// End-to-end runs of the char-LM experiment on a small generated text.
+final class TrainingTests: XCTestCase {
+    /// Sentences from a tiny grammar: characters are easy to predict from context, not from counts.
+    static func grammarText(sentences: Int, seed: UInt64) -> String {
+        let subjects = ["the cat", "a dog", "my bird", "our fox"], verbs = ["sat", "ran", "hid"], objects = ["mat", "rug", "bed", "box"]
+        let random = CounterRandom(seed: seed, purpose: .synthetic)
+        var text = ""
+        for i in 0..<sentences {
+            let pick = { (options: [String], k: UInt64) in options[random.integer(below: options.count, stream: k, index: UInt64(i))] }
+            text += "\(pick(subjects, 0)) \(pick(verbs, 1)) on the \(pick(objects, 2)).\n"
+        }
+        return text
+    }
+
+    func makeConfig(_ dir: String, extra: String = "", overrides: [String] = []) throws -> ExperimentConfig {
+        try ExperimentConfig.parse("""
+            [job]
+            name = "grammar"
+            seed = 7
+            run_dir = "\(dir)/run"
+            [data]
+            paths = ["\(dir)/corpus.txt"]
+            validation_fraction = 0.1
+            [model]
+            embedding = 16
+            hidden = 48
+            layers = 1
+            [training]
+            batch_size = 8
+            seq_len = 32
+            epochs = 5
+            eval_every = 50
+            [optimizer]
+            lr = 0.01
+            [checkpoint]
+            interval = 50
+            keep_last = 2
+            [metrics]
+            log_every = 10
+            \(extra)
+            """, source: "\(dir)/grammar.toml", overrides: overrides)
+    }
+
+    func writeCorpus(_ dir: String) throws -> String {
+        let text = Self.grammarText(sentences: 500, seed: 3)
+        try text.write(toFile: "\(dir)/corpus.txt", atomically: true, encoding: .utf8)
+        return text
+    }
+
+    func metrics(_ dir: String) throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: "\(dir)/run/metrics.jsonl", encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    func testTrainsBelowUnigramEntropySamplesReproduciblyAndEvalMatchesValidation() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let text = try writeCorpus(dir)
+        let config = try makeConfig(dir)
+        var options = TrainerOptions()
+        options.quiet = true
+        let trainer = try Trainer(config: config, options: options)
+        let unigram = trainer.task.unigramEntropy
+        let summary = try trainer.run()
+        let validation = try XCTUnwrap(summary.validationLoss)
+        XCTAssertLessThan(validation, 0.5 * unigram, "validation loss \(validation) vs unigram entropy \(unigram)")
+
+        // Metrics: one JSON object per logged step, with the documented fields.
+        let lines = try metrics(dir)
+        XCTAssertEqual(lines.last?["step"] as? Int, summary.steps)
+        for key in ["step", "epoch", "loss", "val_loss", "perplexity", "lr", "grad_norm", "tokens_per_s", "seconds"] {
+            XCTAssertNotNil(lines.last?[key], key)
+        }
+        XCTAssertEqual(lines.last?["val_loss"] as? Double ?? .nan, validation, accuracy: 1e-12)
+
+        // Checkpoints: the newest two kept, the config resolved beside them.
+        let kept = Checkpoint.list("\(dir)/run")
+        XCTAssertEqual(kept.count, 2)
+        XCTAssertTrue(kept.last!.hasSuffix(String(format: "step-%08d.safetensors", summary.steps)))
+        let resolved = try ExperimentConfig.load(path: "\(dir)/run/config.toml")
+        XCTAssertEqual(resolved.resolvedPairs.map(\.1), config.resolvedPairs.map(\.1))
+
+        // Sampling: the same seed gives the same text; the text looks like the grammar.
+        let loaded = try LoadedCharLM(path: "\(dir)/run")
+        let a = try loaded.sample(prime: "the ", length: 200, temperature: 0.5, topK: 0, seed: 11)
+        let b = try loaded.sample(prime: "the ", length: 200, temperature: 0.5, topK: 0, seed: 11)
+        let c = try loaded.sample(prime: "the ", length: 200, temperature: 0.5, topK: 0, seed: 12)
+        XCTAssertEqual(a, b)
+        XCTAssertNotEqual(a, c)
+        XCTAssertTrue(a.contains(" on the "), a)
+        XCTAssertEqual(try loaded.sample(prime: "a ", length: 30, temperature: 0, topK: 0, seed: 1),
+                       try loaded.sample(prime: "a ", length: 30, temperature: 0, topK: 0, seed: 99), "argmax ignores the seed")
+
+        // eval on the held-out text gives the loss the trainer logged for this checkpoint.
+        let scalars = Array(text.unicodeScalars)
+        let held = Int((Double(scalars.count) * 0.1).rounded())
+        var tail = String.UnicodeScalarView()
+        tail.append(contentsOf: scalars[(scalars.count - held)...])
+        try String(tail).write(toFile: "\(dir)/validation.txt", atomically: true, encoding: .utf8)
+        let evaluation = try loaded.evaluate(paths: ["\(dir)/validation.txt"])
+        XCTAssertEqual(evaluation.loss, validation, accuracy: 1e-9)
+        XCTAssertEqual(evaluation.skipped, 0)
+    }
+
+    func testResumeContinuesBitForBit() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try writeCorpus(dir)
+        var options = TrainerOptions()
+        options.quiet = true
+        for stateful in [true, false] {
+            let sets = ["training.max_steps=40", "training.stateful=\(stateful)", "model.dropout=0.2", "model.layers=2",
+                        "lr_scheduler.kind=plateau", "training.eval_every=10", "checkpoint.interval=25"]
+            options.overwrite = true
+            let whole = try Trainer(config: try makeConfig(dir, overrides: sets), options: options)
+            let full = try whole.run()
+            let finalWeights = whole.task.model.parameters.values.array
+
+            // Kill after step 30 (the checkpoint at 25 is the newest), then resume.
+            var killed = options
+            killed.failure = (rank: 0, step: 30, exits: false)
+            let interrupted = try Trainer(config: try makeConfig(dir, overrides: sets), options: killed)
+            XCTAssertThrowsError(try interrupted.run())
+            var resuming = TrainerOptions()
+            resuming.quiet = true
+            resuming.resume = true
+            let resumed = try Trainer(config: try makeConfig(dir, overrides: sets), options: resuming)
+            let rest = try resumed.run()
+            XCTAssertEqual(rest.losses, Array(full.losses[25...]), "stateful \(stateful)")
+            XCTAssertEqual(resumed.task.model.parameters.values.array, finalWeights, "stateful \(stateful)")
+            let steps = try metrics(dir).map { $0["step"] as! Int }
+            XCTAssertEqual(steps, steps.sorted(), "metrics lines after the checkpoint are not repeated")
+            XCTAssertEqual(Set(steps).count, steps.count)
+        }
+    }
+
+    func testAnOccupiedRunDirectoryIsNotOverwrittenSilently() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try writeCorpus(dir)
+        var options = TrainerOptions()
+        options.quiet = true
+        _ = try Trainer(config: try makeConfig(dir, overrides: ["training.max_steps=3"]), options: options).run()
+        XCTAssertThrowsError(try Trainer(config: try makeConfig(dir, overrides: ["training.max_steps=3"]), options: options).run()) { error in
+            XCTAssertTrue("\(error)".contains("already holds a run"), "\(error)")
+        }
+        XCTAssertEqual(Checkpoint.list("\(dir)/run").count, 1)
+    }
+
+    func testCheckpointErrorsNameTheFile() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: "\(dir)/broken.safetensors"))
+        XCTAssertThrowsError(try LoadedCharLM(path: "\(dir)/broken.safetensors")) { error in
+            XCTAssertTrue("\(error)".contains("broken.safetensors: only 3 bytes"), "\(error)")
+        }
+        var notOurs = SafetensorsFile()
+        notOurs.tensors["w"] = StoredTensor(floats: [1], shape: [1])
+        try notOurs.write(to: "\(dir)/other.safetensors")
+        XCTAssertThrowsError(try LoadedCharLM(path: "\(dir)/other.safetensors")) { error in
+            XCTAssertTrue("\(error)".contains("not a seqtrain char-LM checkpoint"), "\(error)")
+        }
+        XCTAssertThrowsError(try LoadedCharLM(path: "\(dir)")) { error in
+            XCTAssertTrue("\(error)".contains("has no checkpoints yet"), "\(error)")
+        }
+    }
+}
