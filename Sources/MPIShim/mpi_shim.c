@@ -4,9 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// MPI counts are int; larger buffers go in chunks.
-static const int64_t chunk = INT_MAX / 2;
-
 int st_mpi_init(void) {
     int initialized = 0;
     MPI_Initialized(&initialized);
@@ -46,35 +43,43 @@ void st_mpi_error_string(int code, char *buffer, int capacity) {
     buffer[length] = 0;
 }
 
-static int allreduce(void *values, int64_t count, MPI_Datatype type, size_t size, MPI_Op op) {
-    char *p = values;
-    for (int64_t done = 0; done < count; done += chunk) {
-        int n = (int)(count - done < chunk ? count - done : chunk);
-        int rc = MPI_Allreduce(MPI_IN_PLACE, p + done * (int64_t)size, n, type, op, MPI_COMM_WORLD);
-        if (rc != MPI_SUCCESS) return rc;
-    }
-    return MPI_SUCCESS;
-}
-
-int st_mpi_allreduce_sum_float(float *values, int64_t count) {
-    return allreduce(values, count, MPI_FLOAT, sizeof(float), MPI_SUM);
-}
-int st_mpi_allreduce_sum_double(double *values, int64_t count) {
-    return allreduce(values, count, MPI_DOUBLE, sizeof(double), MPI_SUM);
-}
-int st_mpi_allreduce_max_double(double *values, int64_t count) {
-    return allreduce(values, count, MPI_DOUBLE, sizeof(double), MPI_MAX);
-}
-
-int st_mpi_iallreduce_sum_float(float *values, int64_t count, void **request) {
+static MPI_Request *new_request(void **request) {
     *request = NULL;
-    if (count > chunk) return MPI_ERR_COUNT;
-    MPI_Request *r = malloc(sizeof *r);
-    if (!r) return MPI_ERR_NO_MEM;
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, values, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
+    return malloc(sizeof(MPI_Request));
+}
+
+static int started(int rc, MPI_Request *r, void **request) {
     if (rc != MPI_SUCCESS) { free(r); return rc; }
     *request = r;
     return MPI_SUCCESS;
+}
+
+int st_mpi_iallreduce_sum_float(float *values, int64_t count, void **request) {
+    if (count > INT_MAX) return MPI_ERR_COUNT;
+    MPI_Request *r = new_request(request);
+    if (!r) return MPI_ERR_NO_MEM;
+    return started(MPI_Iallreduce(MPI_IN_PLACE, values, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r), r, request);
+}
+
+int st_mpi_iallreduce_sum_double(double *values, int64_t count, void **request) {
+    if (count > INT_MAX) return MPI_ERR_COUNT;
+    MPI_Request *r = new_request(request);
+    if (!r) return MPI_ERR_NO_MEM;
+    return started(MPI_Iallreduce(MPI_IN_PLACE, values, (int)count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, r), r, request);
+}
+
+int st_mpi_ibroadcast_bytes(void *bytes, int64_t count, int root, void **request) {
+    if (count > INT_MAX) return MPI_ERR_COUNT;
+    MPI_Request *r = new_request(request);
+    if (!r) return MPI_ERR_NO_MEM;
+    return started(MPI_Ibcast(bytes, (int)count, MPI_BYTE, root, MPI_COMM_WORLD, r), r, request);
+}
+
+int st_mpi_iallgather_bytes(const void *bytes, int64_t count, void *gathered, void **request) {
+    if (count > INT_MAX) return MPI_ERR_COUNT;
+    MPI_Request *r = new_request(request);
+    if (!r) return MPI_ERR_NO_MEM;
+    return started(MPI_Iallgather(bytes, (int)count, MPI_BYTE, gathered, (int)count, MPI_BYTE, MPI_COMM_WORLD, r), r, request);
 }
 
 int st_mpi_test(void *request, int *done) {
@@ -89,21 +94,6 @@ int st_mpi_wait(void *request) {
     int rc = MPI_Wait(r, MPI_STATUS_IGNORE);
     free(r);
     return rc;
-}
-
-int st_mpi_broadcast_bytes(void *bytes, int64_t count, int root) {
-    char *p = bytes;
-    for (int64_t done = 0; done < count; done += chunk) {
-        int n = (int)(count - done < chunk ? count - done : chunk);
-        int rc = MPI_Bcast(p + done, n, MPI_BYTE, root, MPI_COMM_WORLD);
-        if (rc != MPI_SUCCESS) return rc;
-    }
-    return MPI_SUCCESS;
-}
-
-int st_mpi_allgather_bytes(const void *bytes, int64_t count, void *gathered) {
-    if (count > INT_MAX) return MPI_ERR_COUNT;
-    return MPI_Allgather(bytes, (int)count, MPI_BYTE, gathered, (int)count, MPI_BYTE, MPI_COMM_WORLD);
 }
 
 int st_mpi_send_note(int64_t value, int destination, int tag) {

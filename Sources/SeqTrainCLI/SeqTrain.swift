@@ -16,7 +16,7 @@ func reporting<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let error as SeqTrainError {
-        FileHandle.standardError.write("error: \(error.message)\n".data(using: .utf8)!)
+        printError(error.message)
         throw ExitCode(2)
     }
 }
@@ -39,34 +39,69 @@ struct Train: ParsableCommand {
     @Flag(help: "No progress output.")
     var quiet = false
 
+    @Flag(help: "Use MPI even when no MPI launcher started this process.")
+    var mpi = false
+
     @Option(help: ArgumentHelp("Test hook: RANK:STEP[:exit|raise] makes that rank fail at that step.", visibility: .hidden))
     var testFailAt: String?
+
+    @Option(help: ArgumentHelp("Test hook: a directory where every rank records the lanes it trains on.", visibility: .hidden))
+    var testTraceDir: String?
 
     func validate() throws {
         if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run, or start it over") }
     }
 
     func run() throws {
-        try reporting {
-            let experiment = try ExperimentConfig.load(path: config, overrides: overrides)
-            var options = TrainerOptions()
-            options.resume = resume
-            options.overwrite = overwrite
-            options.quiet = quiet
-            if let testFailAt {
-                let parts = testFailAt.split(separator: ":")
-                guard parts.count >= 2, let rank = Int(parts[0]), let step = Int(parts[1]) else {
-                    throw SeqTrainError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise]")
-                }
-                options.failure = (rank, step, parts.count > 2 && parts[2] == "exit")
+        var options = TrainerOptions()
+        options.resume = resume
+        options.overwrite = overwrite
+        options.quiet = quiet
+        options.traceDirectory = testTraceDir
+        if let testFailAt {
+            let parts = testFailAt.split(separator: ":")
+            guard parts.count >= 2, let rank = Int(parts[0]), let step = Int(parts[1]) else {
+                throw ValidationError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise]")
             }
-            let trainer = try Trainer(config: experiment, options: options)
+            options.failure = (rank, step, parts.count > 2 && parts[2] == "exit")
+        }
+        let communicator: Communicator
+        do {
+            communicator = mpi || MPICommunicator.launchedByMPI ? try MPICommunicator() : SingleProcess()
+        } catch {
+            printError("\(error)")
+            throw ExitCode(2)
+        }
+        let world = communicator.size, rank = communicator.rank
+        // Start-up errors are agreed on by all ranks: rank 0 reports them, every rank exits cleanly.
+        let trainer: Trainer
+        do {
+            trainer = try Trainer.start(config: {
+                let experiment = try ExperimentConfig.load(path: config, overrides: overrides)
+                (communicator as? MPICommunicator)?.timeout = experiment.number("training.collective_timeout_s")
+                return experiment
+            }, communicator: communicator, options: options)
+        } catch {
+            if rank == 0 { printError("\(error)") }
+            throw ExitCode(2)
+        }
+        (communicator as? MPICommunicator)?.activity = "training"
+        do {
             let summary = try trainer.run()
-            if !quiet, let v = summary.validationLoss {
+            if !quiet && rank == 0, let v = summary.validationLoss {
                 print(String(format: "done: %d steps, validation loss %.4f nats/char (perplexity %.2f)", summary.steps, v, exp(v)))
             }
+        } catch {
+            // Mid-training: this rank's error ends every rank at once.
+            printError(world > 1 ? "rank \(rank): \(error)" : "\(error)")
+            if world > 1 { communicator.abort(code: 2) }
+            throw ExitCode(2)
         }
     }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write("error: \(message)\n".data(using: .utf8)!)
 }
 
 struct Sample: ParsableCommand {

@@ -14,24 +14,18 @@ int st_mpi_size(int *size);
 /// Fills `buffer` with MPI's text for `code` (always NUL-terminated).
 void st_mpi_error_string(int code, char *buffer, int capacity);
 
-/// In-place sum over all ranks of `count` floats.
-int st_mpi_allreduce_sum_float(float *values, int64_t count);
-/// In-place sum over all ranks of `count` doubles.
-int st_mpi_allreduce_sum_double(double *values, int64_t count);
-/// In-place max over all ranks of `count` doubles.
-int st_mpi_allreduce_max_double(double *values, int64_t count);
-
-/// Non-blocking in-place float sum. `*request` receives a handle for st_mpi_test / st_mpi_wait.
+/// Non-blocking collectives: `*request` receives a handle for st_mpi_test / st_mpi_wait, which free it.
+/// In-place float and double sums over all ranks.
 int st_mpi_iallreduce_sum_float(float *values, int64_t count, void **request);
+int st_mpi_iallreduce_sum_double(double *values, int64_t count, void **request);
+/// Rank `root`'s `count` bytes into every rank's `bytes`.
+int st_mpi_ibroadcast_bytes(void *bytes, int64_t count, int root, void **request);
+/// Every rank's `count` bytes, rank order, into `gathered` (size * count bytes).
+int st_mpi_iallgather_bytes(const void *bytes, int64_t count, void *gathered, void **request);
 /// Sets *done to 1 and frees the handle once the operation finished.
 int st_mpi_test(void *request, int *done);
 /// Waits for the operation and frees the handle.
 int st_mpi_wait(void *request);
-
-/// Rank `root`'s `count` bytes into every rank's `bytes`.
-int st_mpi_broadcast_bytes(void *bytes, int64_t count, int root);
-/// Every rank's `count` bytes, rank order, into `gathered` (size * count bytes).
-int st_mpi_allgather_bytes(const void *bytes, int64_t count, void *gathered);
 
 /// Point-to-point notes used by the watchdog: a small integer tagged `tag` to `destination`, and
 /// a non-blocking probe for one from `source`.

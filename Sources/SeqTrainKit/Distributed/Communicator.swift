@@ -16,6 +16,31 @@ public protocol Communicator: AnyObject {
     func barrier() throws
     /// Ends every rank of the job.
     func abort(code: Int32) -> Never
+    /// Marks the start of training step `step` (the watchdog names ranks that never reach it).
+    func beginStep(_ step: Int) throws
+}
+
+extension Communicator {
+    public func beginStep(_ step: Int) throws {}
+
+    /// Runs `body` on every rank; when it fails on any rank, every rank throws one error naming the
+    /// failing ranks and their messages, so no rank is left waiting in a later collective.
+    public func agree(_ body: () throws -> Void) throws {
+        var message = ""
+        do { try body() } catch { message = "\(error)" }
+        guard size > 1 else {
+            if !message.isEmpty { throw SeqTrainError(message) }
+            return
+        }
+        var bytes = Array(message.utf8.prefix(4096))
+        bytes += [UInt8](repeating: 0, count: 4096 - bytes.count)
+        let all = try allGather(bytes)
+        let failures = all.enumerated().compactMap { rank, raw -> String? in
+            let text = String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            return text.isEmpty ? nil : "rank \(rank): \(text)"
+        }
+        if !failures.isEmpty { throw SeqTrainError(failures.joined(separator: "\n")) }
+    }
 }
 
 /// A non-blocking collective under way.

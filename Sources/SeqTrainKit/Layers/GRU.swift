@@ -45,6 +45,7 @@ extension RecurrentNetwork {
         let whh = p.value(layers[l].recurrentWeight)  // (G, H)
         let dh = dHidden.pointer                      // (B, H)
         for t in stride(from: T - 1, through: 0, by: -1) {
+            if t % 8 == 0 { progressHook?() }
             let g = gates[l].pointer + t * B * G           // (B, G)
             let dgx = dGates.pointer + t * B * G           // (B, G)
             let dgh = dRecurrentGates.pointer + t * B * G  // (B, G)

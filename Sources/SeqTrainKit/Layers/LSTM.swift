@@ -48,6 +48,7 @@ extension RecurrentNetwork {
         let whh = p.value(layers[l].recurrentWeight)  // (G, H)
         let dh = dHidden.pointer, dc = dCell.pointer  // (B, H) each
         for t in stride(from: T - 1, through: 0, by: -1) {
+            if t % 8 == 0 { progressHook?() }
             let g = gates[l].pointer + t * B * G      // (B, G)
             let dg = dGates.pointer + t * B * G       // (B, G)
             let cPrev = cell[l].pointer + t * B * H   // (B, H)

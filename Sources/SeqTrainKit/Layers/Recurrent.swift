@@ -102,6 +102,10 @@ public final class RecurrentNetwork {
     let stepScratch = FloatBuffer()       // (B, G·H): GRU recurrent gates of one step; (B, H) backward scratch
     let combinedBias = FloatBuffer()      // (G·H): b_ih + b_hh for the LSTM
 
+    /// Called every few steps of back-propagation through time, so gradient all-reduces already
+    /// under way make progress while backward runs.
+    public var progressHook: (() -> Void)?
+
     public init(_ name: String, cell kind: RecurrentCell, inputSize: Int, hiddenSize: Int, layers: Int = 1,
                 dropout: Float = 0, dropoutStream: Int = 0, layout: inout ParameterLayout) {
         cellKind = kind

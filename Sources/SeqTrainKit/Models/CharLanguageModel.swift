@@ -81,7 +81,10 @@ public final class CharLanguageModel {
 
     /// Cross-entropy of the kept logits against targets (B, T); with `gradient`, also writes the
     /// gradient of the loss *sum* into the gradient arena (added). `mask` (B, T) of 0/1 leaves rows out.
-    public func loss(targets: [Int32], mask: [Float]? = nil, gradient: Bool) throws -> LossTotal {
+    /// `gradientsReady(offset)` is called as backward finishes parts of the arena: from then on the
+    /// gradients at `offset..<` (up to the previous call's offset) are final, so they can be reduced.
+    public func loss(targets: [Int32], mask: [Float]? = nil, gradient: Bool,
+                     gradientsReady: ((Int) -> Void)? = nil) throws -> LossTotal {
         let B = batch, T = steps, V = shape.vocabularySize, H = shape.hiddenSize, E = shape.embeddingSize
         guard targets.count == B * T else { throw SeqTrainError("expected \(B * T) targets, got \(targets.count)") }
         targetIds = transposeToStepMajor(targets, batch: B, steps: T)
@@ -97,9 +100,12 @@ public final class CharLanguageModel {
         guard gradient else { return total }
         dHidden.resize(T * B * H)
         head.backward(dHidden.pointer, dLogits.pointer, rnn.outputs, rows: T * B, parameters: parameters)
+        gradientsReady?(head.weight.offset)
         dEmbedded.resize(T * B * E)
-        rnn.backward(dEmbedded.pointer, inputLayout: .stepMajor, dHidden.pointer, outputLayout: .stepMajor, parameters: parameters)
+        rnn.backward(dEmbedded.pointer, inputLayout: .stepMajor, dHidden.pointer, outputLayout: .stepMajor, parameters: parameters,
+                     afterLayer: gradientsReady.map { ready in { [rnn] l in ready(rnn.layers[l].inputWeight.offset) } })
         embedding.backward(dEmbedded.pointer, inputIds, count: T * B, parameters: parameters)
+        gradientsReady?(0)
         return total
     }
 

@@ -14,6 +14,8 @@ public final class CharLMTask {
     public let rows: Range<Int>
     /// Carried (L, rows, H) state of this rank's lanes (stateful training).
     public let state: RecurrentState
+    /// The last batch this rank trained on (for tracing which lanes a rank sees).
+    public private(set) var lastBatch: CharBatches.Batch?
     /// A fingerprint of the training data, equal on every rank that read the same text.
     public let dataFingerprint: UInt64
     public let files: [String]
@@ -75,13 +77,15 @@ public final class CharLMTask {
 
     /// Forward and backward of this rank's share of global batch k; adds ∂(loss sum)/∂θ to the
     /// gradient arena and returns this rank's loss sum and count.
-    public func accumulateGradient(batch k: Int, epoch: Int, step: Int) throws -> (LossTotal, tokens: Int) {
+    public func accumulateGradient(batch k: Int, epoch: Int, step: Int,
+                                   gradientsReady: ((Int) -> Void)? = nil) throws -> (LossTotal, tokens: Int) {
         let batch = batches.batch(k, epoch: epoch, rows: rows)
+        lastBatch = batch
         if !batches.stateful { state.zero() }
         let dropout = config.number("model.dropout") > 0
             ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: batch.rowKeys) : nil
         try model.forward(ids: batch.inputs, batch: batch.rows, steps: batch.steps, state: state, dropout: dropout)
-        let total = try model.loss(targets: batch.targets, mask: batch.mask, gradient: true)
+        let total = try model.loss(targets: batch.targets, mask: batch.mask, gradient: true, gradientsReady: gradientsReady)
         return (total, batch.rows * batch.steps)
     }
 

@@ -9,6 +9,9 @@ public struct TrainerOptions {
     public var quiet = false
     /// Test hook: rank `rank` fails at step `step`, by exiting or by throwing.
     public var failure: (rank: Int, step: Int, exits: Bool)?
+    /// Test hook: every rank appends "step lane first-input last-input" lines for each of its
+    /// batch rows to `trace-rank<r>.txt` in this directory.
+    public var traceDirectory: String?
     public init() {}
 }
 
@@ -37,6 +40,19 @@ public final class Trainer {
     var batchInEpoch = 0
     var lastValidation: Double?
 
+    let reducer: GradientReducer
+    var prepared = false
+
+    /// Creates the trainer on every rank and runs the start-up checks as one agreed step: a failure
+    /// on any rank (a bad config, missing data, a mismatch with rank 0) is an error on every rank.
+    public static func start(config load: () throws -> ExperimentConfig, communicator: Communicator,
+                             options: TrainerOptions = TrainerOptions()) throws -> Trainer {
+        var trainer: Trainer?
+        try communicator.agree { trainer = try Trainer(config: load(), communicator: communicator, options: options) }
+        try trainer!.prepare()
+        return trainer!
+    }
+
     public init(config: ExperimentConfig, communicator: Communicator = SingleProcess(), options: TrainerOptions = TrainerOptions()) throws {
         self.config = config
         self.communicator = communicator
@@ -50,6 +66,47 @@ public final class Trainer {
         totalSteps = steps
         schedule = LearningRateSchedule(config: config, totalSteps: steps)
         runDirectory = config.runDirectory
+        reducer = GradientReducer(communicator: communicator, arena: parameters)
+        if reducer.isActive { task.model.rnn.progressHook = { [reducer] in reducer.progress() } }
+    }
+
+    /// Start-up, on every rank: the config, model layout and data must match rank 0's; rank 0's
+    /// parameters are broadcast; the run directory is prepared; a resumed run loads its checkpoint.
+    public func prepare() throws {
+        guard !prepared else { return }
+        prepared = true
+        if communicator.size > 1 {
+            try checkAgreementWithRankZero()
+            let parameters = task.model.parameters
+            var bytes = parameters.values.array.withUnsafeBytes { Array($0) }
+            try communicator.broadcast(&bytes, root: 0)
+            bytes.withUnsafeBytes { raw in parameters.values.pointer.update(from: raw.bindMemory(to: Float.self).baseAddress!, count: parameters.count) }
+        }
+        try communicator.agree { try prepareRunDirectory() }
+        if options.resume { try communicator.agree { try restoreNewestCheckpoint() } }
+    }
+
+    /// What must be equal on every rank, as text: the resolved config, the layout, the data.
+    var identity: String {
+        config.resolvedPairs.map { "\($0.0) = \($0.1)" }.joined(separator: "\n")
+            + "\nlayout = \(task.model.parameters.layout.signature)\ndata = \(task.dataFingerprint)"
+    }
+
+    func checkAgreementWithRankZero() throws {
+        var reference = Array(identity.utf8)
+        try communicator.broadcast(&reference, root: 0)
+        let theirs = String(decoding: reference, as: UTF8.self).components(separatedBy: "\n")
+        let mine = identity.components(separatedBy: "\n")
+        try communicator.agree {
+            guard theirs != mine else { return }
+            let difference = zip(mine, theirs).first { $0.0 != $0.1 }
+            if let (here, there) = difference, here.hasPrefix("data = ") {
+                throw SeqTrainError("its training text differs from rank 0's; every rank must read the same data.paths")
+            } else if let (here, there) = difference {
+                throw SeqTrainError("its configuration differs from rank 0's: \(here) here, \(there.split(separator: "=", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? there) on rank 0")
+            }
+            throw SeqTrainError("its configuration differs from rank 0's")
+        }
     }
 
     var isLeader: Bool { communicator.rank == 0 }
@@ -58,13 +115,13 @@ public final class Trainer {
 
     /// Checks (before anything is written) that the run directory may be used, then prepares it.
     func prepareRunDirectory() throws {
+        guard isLeader else { return }
         let fm = FileManager.default
         let metrics = "\(runDirectory)/metrics.jsonl"
         let occupied = fm.fileExists(atPath: metrics) || !Checkpoint.list(runDirectory).isEmpty
         if occupied && !options.overwrite && !options.resume {
             throw SeqTrainError("\(runDirectory) already holds a run (metrics.jsonl or checkpoints); pass --resume to continue it, --overwrite to start over, or choose another job.run_dir")
         }
-        guard isLeader else { return }
         if options.overwrite && !options.resume {
             try? fm.removeItem(atPath: metrics)
             try? fm.removeItem(atPath: "\(runDirectory)/checkpoints")
@@ -80,8 +137,7 @@ public final class Trainer {
     // MARK: the loop
 
     public func run() throws -> TrainingSummary {
-        try prepareRunDirectory()
-        if options.resume { try restoreNewestCheckpoint() }
+        try prepare()
         let parameters = task.model.parameters
         let progress = isLeader && !options.quiet ? ProgressReporter(totalSteps: totalSteps) : nil
         if let progress, step == 0 {
@@ -100,9 +156,13 @@ public final class Trainer {
                 if failure.exits { exit(3) }
                 throw SeqTrainError("test hook: rank \(communicator.rank) fails at step \(step)")
             }
+            try communicator.beginStep(step)
             parameters.zeroGradients()
-            let (local, tokens) = try task.accumulateGradient(batch: batchInEpoch, epoch: epoch, step: step)
-            try communicator.allReduceSum(parameters.gradients.pointer, count: parameters.count)
+            reducer.beginStep()
+            let (local, tokens) = try task.accumulateGradient(batch: batchInEpoch, epoch: epoch, step: step,
+                                                              gradientsReady: reducer.isActive ? reducer.ready : nil)
+            try reducer.finish()
+            if let dir = options.traceDirectory, let batch = task.lastBatch { try trace(batch, into: dir) }
             var totals = [local.sum, local.count, Double(tokens)]
             try communicator.allReduceSum(&totals)
             let global = LossTotal(sum: totals[0], count: totals[1])
@@ -166,6 +226,7 @@ public final class Trainer {
         var fields = ["\"step\": \(step)", "\"epoch\": \(epoch)", "\"loss\": \(number(loss))", "\"perplexity\": \(number(exp(loss)))"]
         fields.append("\"val_loss\": " + (validationLoss.map(number) ?? "null"))
         fields.append("\"val_perplexity\": " + (validationLoss.map { number(exp($0)) } ?? "null"))
+        fields.append("\"world_size\": \(communicator.size)")
         fields += ["\"lr\": \(number(lr))", "\"grad_norm\": \(number(gradientNorm))",
                    "\"tokens_per_s\": \(number(tokensPerSecond.rounded()))", "\"seconds\": \(number((seconds * 1000).rounded() / 1000))"]
         let line = "{" + fields.joined(separator: ", ") + "}\n"
@@ -177,6 +238,19 @@ public final class Trainer {
         defer { try? handle.close() }
         handle.seekToEndOfFile()
         handle.write(line.data(using: .utf8)!)
+    }
+
+    func trace(_ batch: CharBatches.Batch, into directory: String) throws {
+        var lines = ""
+        for (r, lane) in task.rows.enumerated() {
+            lines += "\(step) \(lane) \(batch.inputs[r * batch.steps]) \(batch.inputs[r * batch.steps + batch.steps - 1])\n"
+        }
+        let path = "\(directory)/trace-rank\(communicator.rank).txt"
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw SeqTrainError("\(path): cannot write the trace") }
+        handle.seekToEndOfFile()
+        handle.write(lines.data(using: .utf8)!)
+        try handle.close()
     }
 
     // MARK: checkpoints
@@ -196,6 +270,7 @@ public final class Trainer {
             "seqtrain.vocabulary": task.vocabulary.text,
             "seqtrain.config": config.resolvedTOML,
             "seqtrain.step": "\(step)",
+            "seqtrain.world_size": "\(communicator.size)",
             "seqtrain.eval": "{\"lanes\": \(task.validationLanes), \"seq_len\": \(config.integer("training.seq_len"))}",
         ]
         if let lastValidation { weights.metadata["seqtrain.val_loss"] = "\(lastValidation)" }
