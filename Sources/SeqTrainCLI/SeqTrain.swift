@@ -42,7 +42,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Use MPI even when no MPI launcher started this process.")
     var mpi = false
 
-    @Option(help: ArgumentHelp("Test hook: RANK:STEP[:exit|raise] makes that rank fail at that step.", visibility: .hidden))
+    @Option(help: ArgumentHelp("Test hook: RANK:STEP[:exit|raise|hang] makes that rank fail at that step.", visibility: .hidden))
     var testFailAt: String?
 
     @Option(help: ArgumentHelp("Test hook: a directory where every rank records the lanes it trains on.", visibility: .hidden))
@@ -60,10 +60,11 @@ struct Train: ParsableCommand {
         options.traceDirectory = testTraceDir
         if let testFailAt {
             let parts = testFailAt.split(separator: ":")
-            guard parts.count >= 2, let rank = Int(parts[0]), let step = Int(parts[1]) else {
-                throw ValidationError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise]")
+            guard parts.count >= 2, let rank = Int(parts[0]), let step = Int(parts[1]),
+                  let mode = TrainerOptions.FailureMode(rawValue: parts.count > 2 ? String(parts[2]) : "raise") else {
+                throw ValidationError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise|hang]")
             }
-            options.failure = (rank, step, parts.count > 2 && parts[2] == "exit")
+            options.failure = (rank, step, mode)
         }
         let communicator: Communicator
         do {

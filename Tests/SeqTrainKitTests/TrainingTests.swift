@@ -122,7 +122,7 @@ final class TrainingTests: XCTestCase {
 
             // Kill after step 30 (the checkpoint at 25 is the newest), then resume.
             var killed = options
-            killed.failure = (rank: 0, step: 30, exits: false)
+            killed.failure = (rank: 0, step: 30, mode: .raise)
             let interrupted = try Trainer(config: try makeConfig(dir, overrides: sets), options: killed)
             XCTAssertThrowsError(try interrupted.run())
             var resuming = TrainerOptions()

@@ -88,4 +88,51 @@ public enum Benchmark {
         }
         return Result(configuration: c, medianStepSeconds: seconds)
     }
+
+    public struct DistributedResult {
+        public let world: Int
+        public let medianStepSeconds: Double
+        public let medianWaitSeconds: Double
+        public let globalTokensPerStep: Int
+        public var tokensPerSecond: Double { Double(globalTokensPerStep) / medianStepSeconds }
+        public var waitShare: Double { medianWaitSeconds / medianStepSeconds }
+    }
+
+    /// The trainer's step on every rank of `communicator`, each rank with a batch of `c.batch` lanes
+    /// (so the global batch grows with the ranks, as DDP with a fixed per-process batch): forward,
+    /// backward with the bucketed all-reduce under way, loss totals, scaling, clip, Adam.
+    public static func distributedStep(_ c: Configuration, communicator: Communicator, repeats: Int = 10) throws -> DistributedResult {
+        let model = CharLanguageModel(.init(vocabularySize: c.vocabulary, embeddingSize: c.embedding, hiddenSize: c.hidden, layers: c.layers))
+        let parameters = model.parameters
+        parameters.initialize(seed: 0)
+        let random = CounterRandom(seed: UInt64(communicator.rank), purpose: .synthetic)
+        let count = c.batch * c.steps
+        let ids = (0..<count).map { Int32(random.integer(below: c.vocabulary, stream: 0, index: UInt64($0))) }
+        let targets = (0..<count).map { Int32(random.integer(below: c.vocabulary, stream: 1, index: UInt64($0))) }
+        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-3), parameterCount: parameters.count)
+        let reducer = GradientReducer(communicator: communicator, arena: parameters)
+        if reducer.isActive { model.rnn.progressHook = { reducer.progress() } }
+        let state = model.makeState(batch: c.batch)
+        var waits: [Double] = []
+        var step = 0
+        let seconds = try median(repeats: repeats, warmup: 3) {
+            try communicator.beginStep(step)
+            step += 1
+            parameters.zeroGradients()
+            reducer.beginStep()
+            state.zero()
+            try model.forward(ids: ids, batch: c.batch, steps: c.steps, state: state)
+            let local = try model.loss(targets: targets, gradient: true, gradientsReady: reducer.isActive ? reducer.ready : nil)
+            try reducer.finish()
+            var totals = [local.sum, local.count]
+            try communicator.allReduceSum(&totals)
+            scaleInPlace(parameters.gradients.pointer, by: Float(1 / totals[1]), count: parameters.count)
+            GradientClipping.clipNorm(parameters, maxNorm: 5)
+            adam.step(parameters, learningRate: 1e-3)
+            waits.append(reducer.lastWaitSeconds)
+        }
+        let timed = Array(waits.suffix(repeats)).sorted()
+        return DistributedResult(world: communicator.size, medianStepSeconds: seconds, medianWaitSeconds: timed[timed.count / 2],
+                                 globalTokensPerStep: count * communicator.size)
+    }
 }

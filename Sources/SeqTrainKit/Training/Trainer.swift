@@ -7,8 +7,9 @@ public struct TrainerOptions {
     public var resume = false
     /// Print progress (rank 0).
     public var quiet = false
-    /// Test hook: rank `rank` fails at step `step`, by exiting or by throwing.
-    public var failure: (rank: Int, step: Int, exits: Bool)?
+    /// Test hook: rank `rank` fails at step `step`: exits, throws, or hangs (for the watchdog).
+    public var failure: (rank: Int, step: Int, mode: FailureMode)?
+    public enum FailureMode: String { case exit, raise, hang }
     /// Test hook: every rank appends "step lane first-input last-input" lines for each of its
     /// batch rows to `trace-rank<r>.txt` in this directory.
     public var traceDirectory: String?
@@ -153,8 +154,11 @@ public final class Trainer {
 
         while step < totalSteps {
             if let failure = options.failure, failure.rank == communicator.rank, failure.step == step {
-                if failure.exits { exit(3) }
-                throw SeqTrainError("test hook: rank \(communicator.rank) fails at step \(step)")
+                switch failure.mode {
+                case .exit: exit(3)
+                case .hang: while true { sleep(1) }
+                case .raise: throw SeqTrainError("test hook: rank \(communicator.rank) fails at step \(step)")
+                }
             }
             try communicator.beginStep(step)
             parameters.zeroGradients()
