@@ -1,0 +1,199 @@
+import Foundation
+import XCTest
+import SeqTrainKit
+
+/// Runs of the real `seqtrain` binary under `mpirun`. Each test asserts the world size it needs:
+/// a world of one would make every sharding check pass without proving anything.
+final class MultiRankTests: XCTestCase {
+    struct Run {
+        let status: Int32
+        let output: String
+        let errors: String
+        let seconds: Double
+    }
+
+    /// The seqtrain executable built beside this test bundle.
+    static var binary: String {
+        Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("seqtrain").path
+    }
+
+    /// Runs `command` with a deadline; a run that outlives it is killed and fails the test.
+    static func execute(_ command: [String], timeout: Double = 120, environment extra: [String: String] = [:]) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        var environment = ProcessInfo.processInfo.environment
+        environment["OPENBLAS_NUM_THREADS"] = "1"
+        for (k, v) in extra { environment[k] = v }
+        process.environment = environment
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let start = Date()
+        try process.run()
+        final class Collected: @unchecked Sendable { var data = Data() }
+        let output = Collected(), errors = Collected()
+        let group = DispatchGroup()
+        for (pipe, sink) in [(out, output), (err, errors)] {
+            group.enter()
+            DispatchQueue.global().async { sink.data = pipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        }
+        while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
+        if process.isRunning {
+            process.terminate()
+            kill(-process.processIdentifier, SIGKILL)
+        }
+        process.waitUntilExit()
+        group.wait()
+        return Run(status: process.terminationStatus, output: String(decoding: output.data, as: UTF8.self),
+                   errors: String(decoding: errors.data, as: UTF8.self), seconds: Date().timeIntervalSince(start))
+    }
+
+    static func mpirunPrefix(_ ranks: Int, _ extra: [String] = []) -> [String] {
+        var command = ["mpirun", "-n", "\(ranks)", "-x", "OPENBLAS_NUM_THREADS=1"]
+        if ranks > ProcessInfo.processInfo.activeProcessorCount { command += ["--oversubscribe", "--bind-to", "none"] }
+        if getuid() == 0 { command.append("--allow-run-as-root") }
+        return command + extra
+    }
+
+    /// `mpirun -n ranks seqtrain train config args…`.
+    static func train(ranks: Int, _ config: String, _ args: [String], timeout: Double = 120) throws -> Run {
+        try execute(mpirunPrefix(ranks) + [binary, "train", config, "--quiet"] + args, timeout: timeout)
+    }
+
+    var dir = ""
+
+    override func setUpWithError() throws {
+        let which = try Self.execute(["sh", "-c", "command -v mpirun"])
+        guard which.status == 0 else {
+            XCTFail("mpirun is not installed: run the tests through ./launch/test, which installs Open MPI")
+            throw SeqTrainError("no mpirun")
+        }
+        dir = try temporaryDirectory()
+        try TrainingTests.grammarText(sentences: 300, seed: 5).write(toFile: "\(dir)/corpus.txt", atomically: true, encoding: .utf8)
+        try """
+            [job]
+            name = "invariance"
+            seed = 11
+            [data]
+            paths = ["\(dir)/corpus.txt"]
+            validation_fraction = 0.1
+            [model]
+            embedding = 12
+            hidden = 24
+            layers = 2
+            dropout = 0.3
+            [training]
+            batch_size = 8
+            seq_len = 16
+            max_steps = 20
+            eval_every = 10
+            [optimizer]
+            lr = 0.005
+            [checkpoint]
+            interval = 0
+            [metrics]
+            log_every = 1
+            """.write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func metrics(_ runDirectory: String) throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: "\(runDirectory)/metrics.jsonl", encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    func testRankCountDoesNotChangeWhatIsLearned() throws {
+        for stateful in [true, false] {
+            var losses: [Int: [Double]] = [:], weights: [Int: [Float]] = [:]
+            for ranks in [1, 2, 4] {
+                let run = "\(dir)/run-\(stateful)-\(ranks)"
+                let result = try Self.train(ranks: ranks, "\(dir)/config.toml",
+                                            ["--set", "job.run_dir=\(run)", "--set", "training.stateful=\(stateful)"])
+                XCTAssertEqual(result.status, 0, result.errors)
+                let lines = try metrics(run)
+                XCTAssertEqual(lines.count, 20)
+                XCTAssertTrue(lines.allSatisfy { $0["world_size"] as? Int == ranks }, "the run had world size \(ranks)")
+                losses[ranks] = lines.map { $0["loss"] as! Double }
+                let checkpoint = try LoadedCharLM(path: run)
+                XCTAssertEqual(checkpoint.metadata["seqtrain.world_size"], "\(ranks)")
+                weights[ranks] = checkpoint.model.parameters.values.array
+            }
+            for ranks in [2, 4] {
+                for (step, (a, b)) in zip(losses[1]!, losses[ranks]!).enumerated() {
+                    XCTAssertEqual(a, b, accuracy: 1e-5 * abs(a), "stateful \(stateful), \(ranks) ranks, step \(step + 1)")
+                }
+                assertClose(weights[ranks]!, weights[1]!, "stateful \(stateful): final parameters with \(ranks) ranks", absolute: 1e-5, relative: 1e-5)
+            }
+            XCTAssertLessThan(losses[1]!.last!, losses[1]!.first!, "the runs learned something")
+        }
+    }
+
+    func testEachRankSeesExactlyItsLanesContinuingAcrossBatches() throws {
+        // Character i of the corpus is U+4E00 + i, so ids are positions.
+        let lanes = 4, laneLength = 30, steps = 5
+        var scalars = String.UnicodeScalarView()
+        for i in 0..<(lanes * laneLength + 1) { scalars.append(Unicode.Scalar(0x4E00 + i)!) }
+        try String(scalars).write(toFile: "\(dir)/positions.txt", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: "\(dir)/trace", withIntermediateDirectories: true)
+        let result = try Self.train(ranks: 2, "\(dir)/config.toml", [
+            "--set", "job.run_dir=\(dir)/lanes", "--set", "data.paths=\(dir)/positions.txt", "--set", "data.validation_fraction=0",
+            "--set", "training.batch_size=\(lanes)", "--set", "training.seq_len=\(steps)", "--set", "training.max_steps=12",
+            "--set", "training.epochs=2",
+            "--test-trace-dir", "\(dir)/trace"])
+        XCTAssertEqual(result.status, 0, result.errors)
+        for rank in 0..<2 {
+            let lines = try String(contentsOfFile: "\(dir)/trace/trace-rank\(rank).txt", encoding: .utf8).split(separator: "\n")
+            XCTAssertEqual(lines.count, 12 * 2, "rank \(rank): two lanes per step")
+            for line in lines {
+                let f = line.split(separator: " ").map { Int($0)! }
+                let (step, lane, first, last) = (f[0], f[1], f[2], f[3])
+                XCTAssertEqual(lane / 2, rank, "lane \(lane) belongs to rank \(lane / 2)")
+                let batch = step % (laneLength / steps)   // two epochs of six batches
+                XCTAssertEqual(first, lane * laneLength + batch * steps, "rank \(rank) step \(step) lane \(lane)")
+                XCTAssertEqual(last, first + steps - 1)
+            }
+        }
+    }
+
+    func testAFailingRankEndsTheJobAndTheLastCheckpointLoads() throws {
+        for mode in ["raise", "exit"] {
+            let run = "\(dir)/fail-\(mode)"
+            let result = try Self.train(ranks: 2, "\(dir)/config.toml", [
+                "--set", "job.run_dir=\(run)", "--set", "checkpoint.interval=2", "--test-fail-at", "1:5:\(mode)"], timeout: 90)
+            XCTAssertNotEqual(result.status, 0, "mode \(mode)")
+            XCTAssertLessThan(result.seconds, 60, "mode \(mode): the job ended in bounded time")
+            if mode == "raise" { XCTAssertTrue(result.errors.contains("rank 1: test hook: rank 1 fails at step 5"), result.errors) }
+            let files = try FileManager.default.contentsOfDirectory(atPath: "\(run)/checkpoints").sorted()
+            XCTAssertEqual(files, ["step-00000002.safetensors", "step-00000002.state.safetensors",
+                                   "step-00000004.safetensors", "step-00000004.state.safetensors"], "mode \(mode): nothing half-written")
+            let loaded = try LoadedCharLM(path: run)
+            XCTAssertEqual(loaded.metadata["seqtrain.step"], "4")
+        }
+    }
+
+    func testTheWatchdogNamesTheRankThatDidNotArrive() throws {
+        let result = try Self.train(ranks: 2, "\(dir)/config.toml", [
+            "--set", "job.run_dir=\(dir)/hang", "--set", "training.collective_timeout_s=3", "--test-fail-at", "1:3:hang"], timeout: 60)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertLessThan(result.seconds, 30)
+        XCTAssertTrue(result.errors.contains("ranks that did not reach step 3: 1"), result.errors)
+    }
+
+    func testMismatchedConfigsAcrossRanksAreRefusedNamingTheRank() throws {
+        let common = [Self.binary, "train", "\(dir)/config.toml", "--quiet", "--set", "job.run_dir=\(dir)/mismatch"]
+        var command = Self.mpirunPrefix(1) + common + [":", "-n", "1", "-x", "OPENBLAS_NUM_THREADS=1"] + common
+        command += ["--set", "model.hidden=16"]
+        let result = try Self.execute(command, timeout: 60)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.errors.contains("rank 1: its configuration differs from rank 0's: model.hidden = 16 here, 24 on rank 0"), result.errors)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/mismatch/metrics.jsonl"))
+    }
+
+    func testABatchThatDoesNotDivideAmongTheRanksIsRefused() throws {
+        let result = try Self.train(ranks: 2, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/odd", "--set", "training.batch_size=5"], timeout: 60)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.errors.contains("training.batch_size = 5 does not divide among 2 ranks"), result.errors)
+    }
+}
