@@ -196,4 +196,41 @@ final class MultiRankTests: XCTestCase {
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.errors.contains("training.batch_size = 5 does not divide among 2 ranks"), result.errors)
     }
+
+    /// Two ranks on two test hosts (network namespaces joined by a veth pair), TCP forced and shared
+    /// memory off, learn what one process learns.
+    func testTwoHostsOverTCPLearnWhatOneProcessLearns() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let hosts = "\(root)/launch/test-hosts"
+        let up = try Self.execute([hosts, "up", "\(dir)/hosts"], timeout: 30)
+        guard up.status == 0 else {
+            print("skipping the two-host test: network namespaces cannot be made here: \(up.errors)")
+            throw XCTSkip("network namespaces cannot be made here: \(up.errors)")
+        }
+        defer { _ = try? Self.execute([hosts, "down"], timeout: 30) }
+        let args = ["--set", "training.stateful=true"]
+        let single = try Self.train(ranks: 1, "\(dir)/config.toml", args + ["--set", "job.run_dir=\(dir)/one-host"])
+        XCTAssertEqual(single.status, 0, single.errors)
+        var command = ["ip", "netns", "exec", "seqtrain-a", "mpirun", "--hostfile", "\(dir)/hosts/hostfile", "-n", "2",
+                       "--mca", "plm_rsh_agent", "\(dir)/hosts/agent", "--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
+                       "--mca", "btl_tcp_if_include", "10.99.0.0/24", "--mca", "oob_tcp_if_include", "10.99.0.0/24",
+                       "-x", "OPENBLAS_NUM_THREADS=1"]
+        if getuid() == 0 { command.append("--allow-run-as-root") }
+        command += [Self.binary, "train", "\(dir)/config.toml", "--quiet"] + args + ["--set", "job.run_dir=\(dir)/two-hosts",
+                    "--test-trace-dir", "\(dir)/hosts"]
+        let result = try Self.execute(command, timeout: 120)
+        XCTAssertEqual(result.status, 0, result.errors)
+        let lines = try metrics("\(dir)/two-hosts"), reference = try metrics("\(dir)/one-host")
+        XCTAssertTrue(lines.allSatisfy { $0["world_size"] as? Int == 2 }, "the run had world size 2")
+        for (a, b) in zip(reference, lines) {
+            let x = a["loss"] as! Double, y = b["loss"] as! Double
+            XCTAssertEqual(x, y, accuracy: 1e-5 * abs(x), "step \(a["step"]!)")
+        }
+        assertClose(try LoadedCharLM(path: "\(dir)/two-hosts").model.parameters.values.array,
+                    try LoadedCharLM(path: "\(dir)/one-host").model.parameters.values.array, "final parameters", absolute: 1e-5, relative: 1e-5)
+        // Open MPI started the second host's daemon through the agent, inside host b's namespace.
+        let started = try String(contentsOfFile: "\(dir)/hosts/agent.log", encoding: .utf8)
+        XCTAssertEqual(started.split(separator: "\n"), ["seqtrain-b"])
+        for rank in 0..<2 { XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/hosts/trace-rank\(rank).txt")) }
+    }
 }
