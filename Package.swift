@@ -18,10 +18,11 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin", "pkg-config"])]),
         .target(name: "MPIShim", dependencies: ["CMPI"]),
+        .target(name: "CKernels"),
         .target(
             name: "SeqTrainKit",
             dependencies: [
-                "CBLAS", "MPIShim",
+                "CBLAS", "MPIShim", "CKernels",
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),

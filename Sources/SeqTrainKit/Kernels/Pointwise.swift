@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Fused elementwise passes shared by layers and losses. Everything takes raw pointers and a count so
@@ -27,19 +28,53 @@ import Foundation
 /// tanh as 2σ(2x) − 1: within 2e-7 of tanhf, and vectorizable.
 @inline(__always) public func fastTanh(_ x: Float) -> Float { 2 / (1 + fastExp(-2 * x)) - 1 }
 
-/// x[i] ← σ(x[i]) for n values.
+/// x[i] ← σ(x[i]) for n values (the C kernel, AVX2 where the CPU has it).
 @inline(__always) public func applySigmoid(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-    for i in 0..<n { x[i] = sigmoid(x[i]) }
+    st_sigmoid_inplace(x, Int64(n))
 }
 
-/// x[i] ← tanh(x[i]) for n values.
-@inline(__always) public func applyTanh(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-    for i in 0..<n { x[i] = fastTanh(x[i]) }
+/// y[i] ← tanh(x[i]) for n values; y may be x.
+@inline(__always) public func applyTanh(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {
+    st_tanh(y, x, Int64(n))
 }
 
 /// log(1 + e^x) without overflow.
 @inline(__always) public func softplus(_ x: Float) -> Float {
     x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x))
+}
+
+/// y[i] ← e^(x[i] − shift) for n values; y may be x.
+@inline(__always) public func expShifted(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, by shift: Float, count n: Int) {
+    st_exp_shifted(y, x, shift, Int64(n))
+}
+
+/// Largest of n ≥ 1 values; eight running maxima so the loop vectorizes.
+@inline(__always) public func maximum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+    var m0 = x[0], m1 = x[0], m2 = x[0], m3 = x[0]
+    var i = 0
+    while i + 4 <= n {
+        m0 = x[i] > m0 ? x[i] : m0
+        m1 = x[i + 1] > m1 ? x[i + 1] : m1
+        m2 = x[i + 2] > m2 ? x[i + 2] : m2
+        m3 = x[i + 3] > m3 ? x[i + 3] : m3
+        i += 4
+    }
+    while i < n { m0 = x[i] > m0 ? x[i] : m0; i += 1 }
+    return max(max(m0, m1), max(m2, m3))
+}
+
+/// Sum of n values with eight running sums, so the loop vectorizes (the order differs from a
+/// sequential sum by rounding only).
+@inline(__always) public func sum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+    var lanes = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= n {
+        lanes += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        i += 8
+    }
+    var s = lanes.sum()
+    while i < n { s += x[i]; i += 1 }
+    return s
 }
 
 /// `out[i] += x[i]`.

@@ -23,19 +23,18 @@ extension RecurrentNetwork {
             let tc = tanhCell[l].pointer + t * B * H    // (B, H)
             gemm(g, ldc: G, hPrev, lda: H, whh, ldb: H, transposeB: true, m: B, n: G, k: H, beta: 1)
             for b in 0..<B {
-                let gb = g + b * G, o = b * H
+                let gb = g + b * G
                 applySigmoid(gb, count: 2 * H)               // i, f
-                applyTanh(gb + 2 * H, count: H)              // g
+                applyTanh(gb + 2 * H, gb + 2 * H, count: H)  // g
                 applySigmoid(gb + 3 * H, count: H)           // o
-                let gi = gb, gf = gb + H, gg = gb + 2 * H, go = gb + 3 * H
-                let cp = cPrev + o, cn = cNext + o, tco = tc + o, hn = hNext + o
-                for j in 0..<H {
-                    let c = gf[j] * cp[j] + gi[j] * gg[j]
-                    let tch = fastTanh(c)
-                    cn[j] = c
-                    tco[j] = tch
-                    hn[j] = go[j] * tch
-                }
+                let gi = gb, gf = gb + H, gg = gb + 2 * H
+                let cp = cPrev + b * H, cn = cNext + b * H
+                for j in 0..<H { cn[j] = gf[j] * cp[j] + gi[j] * gg[j] }
+            }
+            applyTanh(tc, cNext, count: B * H)
+            for b in 0..<B {
+                let go = g + b * G + 3 * H, tco = tc + b * H, hn = hNext + b * H
+                for j in 0..<H { hn[j] = go[j] * tco[j] }
             }
         }
     }

@@ -47,14 +47,9 @@ public struct CrossEntropyLoss {
                     dLogits?.advanced(by: r * c).update(repeating: 0, count: c)
                     continue
                 }
-                var m = z[0]
-                for k in 1..<c { m = max(m, z[k]) }
-                var s: Float = 0
-                for k in 0..<c {
-                    let e = fastExp(z[k] - m)
-                    scratch[k] = e
-                    s += e
-                }
+                let m = maximum(z, count: c)
+                expShifted(scratch, z, by: m, count: c)
+                let s = sum(scratch, count: c)
                 let logSum = logf(s), lse = m + logSum
                 let wy = (w?[Int(y)] ?? 1) * rowWeight
                 var rowLoss = Double(1 - eps) * Double(wy) * Double(lse - z[Int(y)])

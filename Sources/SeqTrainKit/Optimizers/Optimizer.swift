@@ -84,14 +84,21 @@ public final class Optimizer {
             let t = Double(stepCount)
             let bc1 = 1 - pow(Double(s.beta1), t), bc2 = 1 - pow(Double(s.beta2), t)
             let stepSize = Float(Double(lr) / bc1), bc2Root = Float(bc2.squareRoot())
-            let decoupled = s.kind == .adamw
-            let shrink = 1 - lr * wd
+            let (b1, b2, eps) = (s.beta1, s.beta2, s.epsilon)
+            if s.kind == .adamw {
+                // Decoupled weight decay: the parameter shrinks, the gradient is left alone.
+                let shrink = 1 - lr * wd
+                for i in 0..<n { p[i] *= shrink }
+            } else if wd != 0 {
+                for i in 0..<n { g[i] += wd * p[i] }
+            }
             for i in 0..<n {
-                if decoupled { p[i] *= shrink }
-                let d = decoupled ? g[i] : g[i] + wd * p[i]
-                m[i] += (d - m[i]) * (1 - s.beta1)
-                v[i] = s.beta2 * v[i] + (1 - s.beta2) * d * d
-                p[i] -= stepSize * m[i] / (v[i].squareRoot() / bc2Root + s.epsilon)
+                let d = g[i]
+                let mi = m[i] + (d - m[i]) * (1 - b1)
+                let vi = b2 * v[i] + (1 - b2) * d * d
+                m[i] = mi
+                v[i] = vi
+                p[i] -= stepSize * mi / (vi.squareRoot() / bc2Root + eps)
             }
         case .rmsprop:
             let sq = state["square_avg"]!.pointer
