@@ -35,7 +35,7 @@ struct Bench: ParsableCommand {
         print(String(format: "sgemm 2048x1024x256 on %d BLAS thread(s): %.1f GFLOP/s", threads, rate))
         for (k, (configuration, torch)) in Benchmark.Configuration.standard.enumerated() where only == nil || only == k + 1 {
             let r = try Benchmark.trainingStep(configuration, repeats: repeats)
-            print(String(format: "%@: %.2f ms/step, %.0f tokens/s, %.1f GFLOP/s (%.0f%% of sgemm rate); PyTorch 2.15 reference %.0f tokens/s",
+            print(String(format: "%@: %.2f ms/step, %.0f tokens/s, %.1f GFLOP/s (%.0f%% of sgemm rate); PyTorch 2.15 on the project's reference machine: %.0f tokens/s",
                          configuration.description, r.medianStepSeconds * 1e3, r.tokensPerSecond, r.gigaflops,
                          100 * r.gigaflops / rate, torch))
         }

@@ -175,7 +175,7 @@ struct ShowConfig: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "config", abstract: "Print an experiment's resolved config (every key, defaults filled in), or one key.")
 
     @Argument(help: "The experiment config.")
-    var config: String
+    var config: String?
 
     @Option(name: .customLong("set"), help: ArgumentHelp("Override a key: section.key=value (repeatable).", valueName: "section.key=value"))
     var overrides: [String] = []
@@ -183,7 +183,19 @@ struct ShowConfig: ParsableCommand {
     @Option(help: "Print only this key's value (e.g. job.run_dir), unquoted.")
     var get: String?
 
+    @Flag(help: "Print every key with its type, default and meaning as a Markdown table (the README's).")
+    var keys = false
+
+    func validate() throws {
+        if config == nil && !keys { throw ValidationError("give a config file, or --keys for the table of every key") }
+    }
+
     func run() throws {
+        if keys {
+            print(ConfigSchema.markdownTable)
+            return
+        }
+        guard let config else { return }
         try reporting {
             let experiment = try ExperimentConfig.load(path: config, overrides: overrides)
             guard let get else { print(experiment.resolvedTOML, terminator: ""); return }

@@ -80,4 +80,10 @@ final class ConfigTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/run"))
     }
+
+    func testTheREADMEListsEveryKeyAsTheSchemaDefinesIt() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        XCTAssertTrue(readme.contains(ConfigSchema.markdownTable), "README.md's key table differs from `seqtrain config --keys`; paste that output in")
+    }
 }

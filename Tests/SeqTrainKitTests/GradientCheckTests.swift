@@ -66,7 +66,7 @@ final class GradientCheckTests: XCTestCase {
                 linear.backward(dx.pointer, dy.pointer, x.pointer, rows: n, parameters: arena)
             }
             try checkParameters(arena, loss: loss, gradient: gradient)
-            try check("\(activation) input", count: n * 4, analytic: dx.array, read: { x[$0] }, write: { x[$0] = $1 }, loss: loss)
+            check("\(activation) input", count: n * 4, analytic: dx.array, read: { x[$0] }, write: { x[$0] = $1 }, loss: loss)
         }
     }
 
@@ -119,11 +119,11 @@ final class GradientCheckTests: XCTestCase {
             if cell == .lstm { dFinal.cell.copy(from: wC) }
             rnn.backward(dx.pointer, wOut, dFinal: dFinal, dInitial: dInitial, parameters: arena)
         }
-        try check("\(cell) input", count: x.count, analytic: dx.array, read: { x[$0] }, write: { x[$0] = $1 }, loss: loss)
-        try check("\(cell) h0", count: initial.hidden.count, analytic: dInitial.hidden.array,
+        check("\(cell) input", count: x.count, analytic: dx.array, read: { x[$0] }, write: { x[$0] = $1 }, loss: loss)
+        check("\(cell) h0", count: initial.hidden.count, analytic: dInitial.hidden.array,
                   read: { initial.hidden[$0] }, write: { initial.hidden[$0] = $1 }, loss: loss)
         if cell == .lstm {
-            try check("c0", count: initial.cell.count, analytic: dInitial.cell.array,
+            check("c0", count: initial.cell.count, analytic: dInitial.cell.array,
                       read: { initial.cell[$0] }, write: { initial.cell[$0] = $1 }, loss: loss)
         }
     }

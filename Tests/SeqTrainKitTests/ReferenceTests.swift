@@ -48,7 +48,7 @@ final class ReferenceTests: XCTestCase {
         let x = try ref.floats("x"), y = try ref.floats("y")
         let bce = try BinaryCrossEntropyLoss(positiveWeights: try ref.floats("pos_weight"))
         var total = LossTotal()
-        try pointer(x) { model.forward($0, batch: B, steps: T) }
+        pointer(x) { model.forward($0, batch: B, steps: T) }
         assertClose(model.logits.array, try ref.floats("logits"), "logits")
         model.parameters.zeroGradients()
         try pointer(y) { total = try model.loss(targets: $0, loss: bce, gradient: true) }
@@ -60,7 +60,7 @@ final class ReferenceTests: XCTestCase {
         let sgd = Optimizer(settings, parameterCount: model.parameters.count)
         for _ in 0..<2 {
             model.parameters.zeroGradients()
-            try pointer(x) { model.forward($0, batch: B, steps: T) }
+            pointer(x) { model.forward($0, batch: B, steps: T) }
             try pointer(y) { total = try model.loss(targets: $0, loss: bce, gradient: true) }
             scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / total.count), count: model.parameters.count)
             sgd.step(model.parameters, learningRate: 0.1)
@@ -75,7 +75,7 @@ final class ReferenceTests: XCTestCase {
         let x = try ref.floats("x"), y = try ref.ids("y")
         let ce = try CrossEntropyLoss(labelSmoothing: 0.1)
         var total = LossTotal()
-        try pointer(x) { model.forward($0, rows: 8) }
+        pointer(x) { model.forward($0, rows: 8) }
         assertClose(model.logits.array, try ref.floats("logits"), "logits")
         model.parameters.zeroGradients()
         try pointer(y) { total = try model.loss(targets: $0, loss: ce, gradient: true) }
@@ -87,7 +87,7 @@ final class ReferenceTests: XCTestCase {
         let adamw = Optimizer(settings, parameterCount: model.parameters.count)
         for _ in 0..<2 {
             model.parameters.zeroGradients()
-            try pointer(x) { model.forward($0, rows: 8) }
+            pointer(x) { model.forward($0, rows: 8) }
             try pointer(y) { total = try model.loss(targets: $0, loss: ce, gradient: true) }
             scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / total.count), count: model.parameters.count)
             adamw.step(model.parameters, learningRate: 1e-2)
@@ -102,11 +102,11 @@ final class ReferenceTests: XCTestCase {
         try ref.load(into: model.parameters)
         let x = try ref.floats("x")
         var total = LossTotal()
-        try pointer(x) { model.forward($0, batch: B, steps: T) }
+        pointer(x) { model.forward($0, batch: B, steps: T) }
         assertClose(model.reconstruction.array, try ref.floats("recon"), "recon")
         assertClose(model.latent.array, try ref.floats("latent"), "latent")
         model.parameters.zeroGradients()
-        try pointer(x) { total = model.loss(target: $0, gradient: true) }
+        pointer(x) { total = model.loss(target: $0, gradient: true) }
         assertClose([Float(total.mean)], try ref.floats("loss"), "loss")
         try ref.assertGradients(model.parameters, scale: Float(1 / total.count))
     }

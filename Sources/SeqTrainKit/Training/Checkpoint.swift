@@ -34,11 +34,18 @@ public enum Checkpoint {
         return newest
     }
 
-    /// Deletes all but the newest `keep` checkpoints (weights and state).
+    /// Deletes all but the newest `keep` checkpoints (weights and state), and state files whose
+    /// weights were never written (a run killed between the two).
     public static func prune(_ runDirectory: String, keep: Int) {
+        let fm = FileManager.default
         for old in list(runDirectory).dropLast(keep) {
-            try? FileManager.default.removeItem(atPath: statePath(forWeights: old))
-            try? FileManager.default.removeItem(atPath: old)
+            try? fm.removeItem(atPath: statePath(forWeights: old))
+            try? fm.removeItem(atPath: old)
+        }
+        let dir = "\(runDirectory)/checkpoints"
+        for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where name.hasSuffix(".state.safetensors") {
+            let weights = "\(dir)/" + String(name.dropLast(".state.safetensors".count)) + ".safetensors"
+            if !fm.fileExists(atPath: weights) { try? fm.removeItem(atPath: "\(dir)/\(name)") }
         }
     }
 }

@@ -195,4 +195,11 @@ public enum ConfigSchema {
     ]
 
     public static func key(_ path: String) -> ConfigKey? { keys.first { $0.path == path } }
+
+    /// Every key with what it accepts, its default and its meaning: the README's table.
+    public static var markdownTable: String {
+        var rows = ["| key | accepts | default | meaning |", "| --- | --- | --- | --- |"]
+        for key in keys { rows.append("| `\(key.path)` | \(key.type.describe) | `\(key.defaultValue)` | \(key.help) |") }
+        return rows.joined(separator: "\n")
+    }
 }

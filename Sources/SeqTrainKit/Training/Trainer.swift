@@ -101,7 +101,7 @@ public final class Trainer {
         try communicator.agree {
             guard theirs != mine else { return }
             let difference = zip(mine, theirs).first { $0.0 != $0.1 }
-            if let (here, there) = difference, here.hasPrefix("data = ") {
+            if let (here, _) = difference, here.hasPrefix("data = ") {
                 throw SeqTrainError("its training text differs from rank 0's; every rank must read the same data.paths")
             } else if let (here, there) = difference {
                 throw SeqTrainError("its configuration differs from rank 0's: \(here) here, \(there.split(separator: "=", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? there) on rank 0")
@@ -233,15 +233,16 @@ public final class Trainer {
         fields.append("\"world_size\": \(communicator.size)")
         fields += ["\"lr\": \(number(lr))", "\"grad_norm\": \(number(gradientNorm))",
                    "\"tokens_per_s\": \(number(tokensPerSecond.rounded()))", "\"seconds\": \(number((seconds * 1000).rounded() / 1000))"]
-        let line = "{" + fields.joined(separator: ", ") + "}\n"
-        let path = "\(runDirectory)/metrics.jsonl"
-        guard let handle = FileHandle(forWritingAtPath: path) ?? {
-            FileManager.default.createFile(atPath: path, contents: nil)
-            return FileHandle(forWritingAtPath: path)
-        }() else { throw SeqTrainError("\(path): cannot open for appending") }
+        try append("{" + fields.joined(separator: ", ") + "}\n", to: "\(runDirectory)/metrics.jsonl")
+    }
+
+    /// Appends `text` to the file at `path`, creating it when missing.
+    func append(_ text: String, to path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw SeqTrainError("\(path): cannot open for appending") }
         defer { try? handle.close() }
         handle.seekToEndOfFile()
-        handle.write(line.data(using: .utf8)!)
+        handle.write(text.data(using: .utf8)!)
     }
 
     func trace(_ batch: CharBatches.Batch, into directory: String) throws {
@@ -249,12 +250,7 @@ public final class Trainer {
         for (r, lane) in task.rows.enumerated() {
             lines += "\(step) \(lane) \(batch.inputs[r * batch.steps]) \(batch.inputs[r * batch.steps + batch.steps - 1])\n"
         }
-        let path = "\(directory)/trace-rank\(communicator.rank).txt"
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw SeqTrainError("\(path): cannot write the trace") }
-        handle.seekToEndOfFile()
-        handle.write(lines.data(using: .utf8)!)
-        try handle.close()
+        try append(lines, to: "\(directory)/trace-rank\(communicator.rank).txt")
     }
 
     // MARK: checkpoints
