@@ -168,4 +168,18 @@ final class TrainingTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("has no checkpoints yet"), "\(error)")
         }
     }
+
+    func testDivergenceStopsWithAnExplanationAndKeepsTheCheckpoints() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try writeCorpus(dir)
+        var options = TrainerOptions()
+        options.quiet = true
+        let config = try makeConfig(dir, overrides: ["optimizer.kind=sgd", "optimizer.lr=1e30", "training.clip_norm=0",
+                                                      "checkpoint.interval=1", "training.max_steps=20"])
+        XCTAssertThrowsError(try Trainer(config: config, options: options).run()) { error in
+            XCTAssertTrue("\(error)".contains("training diverged before this update"), "\(error)")
+        }
+        XCTAssertFalse(Checkpoint.list("\(dir)/run").isEmpty, "the checkpoints before the divergence are kept")
+    }
 }

@@ -172,6 +172,10 @@ public final class Trainer {
             let global = LossTotal(sum: totals[0], count: totals[1])
             if global.count > 0 { scaleInPlace(parameters.gradients.pointer, by: Float(1 / global.count), count: parameters.count) }
             let gradientNorm = clipNorm > 0 ? GradientClipping.clipNorm(parameters, maxNorm: clipNorm) : GradientClipping.norm(parameters)
+            // Every rank sees the same global figures, so every rank stops here alike.
+            guard global.mean.isFinite, gradientNorm.isFinite else {
+                throw SeqTrainError("step \(step + 1): the training loss is \(global.mean) and the gradient norm \(gradientNorm): training diverged before this update, which was not applied (checkpoints already written are kept); lower optimizer.lr, set training.clip_norm, or add lr_scheduler.warmup_steps")
+            }
             if clipValue > 0 { GradientClipping.clipValue(parameters, clip: clipValue) }
             let lr = schedule.rate(step: step)
             optimizer.step(parameters, learningRate: Float(lr))
