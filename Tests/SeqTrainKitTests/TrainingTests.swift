@@ -51,18 +51,23 @@ final class TrainingTests: XCTestCase {
         return text
     }
 
+    /// A temporary directory holding the grammar corpus (removed after the test), and quiet options.
+    func scratchRun() throws -> (dir: String, text: String, options: TrainerOptions) {
+        let dir = try temporaryDirectory()
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        var options = TrainerOptions()
+        options.quiet = true
+        return (dir, try writeCorpus(dir), options)
+    }
+
     func metrics(_ dir: String) throws -> [[String: Any]] {
         let text = try String(contentsOfFile: "\(dir)/run/metrics.jsonl", encoding: .utf8)
         return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
     }
 
     func testTrainsBelowUnigramEntropySamplesReproduciblyAndEvalMatchesValidation() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let text = try writeCorpus(dir)
+        let (dir, text, options) = try scratchRun()
         let config = try makeConfig(dir)
-        var options = TrainerOptions()
-        options.quiet = true
         let trainer = try Trainer(config: config, options: options)
         let unigram = trainer.task.unigramEntropy
         let summary = try trainer.run()
@@ -107,14 +112,11 @@ final class TrainingTests: XCTestCase {
     }
 
     func testResumeContinuesBitForBit() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        _ = try writeCorpus(dir)
-        var options = TrainerOptions()
-        options.quiet = true
+        let (dir, _, options) = try scratchRun()
         for stateful in [true, false] {
             let sets = ["training.max_steps=40", "training.stateful=\(stateful)", "model.dropout=0.2", "model.layers=2",
                         "lr_scheduler.kind=plateau", "training.eval_every=10", "checkpoint.interval=25"]
+            var options = options
             options.overwrite = true
             let whole = try Trainer(config: try makeConfig(dir, overrides: sets), options: options)
             let full = try whole.run()
@@ -139,11 +141,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testAnOccupiedRunDirectoryIsNotOverwrittenSilently() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        _ = try writeCorpus(dir)
-        var options = TrainerOptions()
-        options.quiet = true
+        let (dir, _, options) = try scratchRun()
         _ = try Trainer(config: try makeConfig(dir, overrides: ["training.max_steps=3"]), options: options).run()
         XCTAssertThrowsError(try Trainer(config: try makeConfig(dir, overrides: ["training.max_steps=3"]), options: options).run()) { error in
             XCTAssertTrue("\(error)".contains("already holds a run"), "\(error)")
@@ -170,11 +168,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testDivergenceStopsWithAnExplanationAndKeepsTheCheckpoints() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        _ = try writeCorpus(dir)
-        var options = TrainerOptions()
-        options.quiet = true
+        let (dir, _, options) = try scratchRun()
         let config = try makeConfig(dir, overrides: ["optimizer.kind=sgd", "optimizer.lr=1e30", "training.clip_norm=0",
                                                       "checkpoint.interval=1", "training.max_steps=20"])
         XCTAssertThrowsError(try Trainer(config: config, options: options).run()) { error in

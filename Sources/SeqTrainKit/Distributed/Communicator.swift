@@ -1,3 +1,5 @@
+import Foundation
+
 /// The collectives training needs. Every rank calls them in the same order; the single-process
 /// implementation is world size 1 of the same code path.
 public protocol Communicator: AnyObject {
@@ -68,7 +70,3 @@ public final class SingleProcess: Communicator {
         mutating func wait() throws {}
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -47,6 +47,3 @@ public final class FloatBuffer {
         values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
     }
 }
-
-/// Integer ids (tokens, classes) for one batch, row-major like the float buffers.
-public typealias IdBuffer = [Int32]
