@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import SeqTrainKit
 
+/// `seqtrain bench`: prints only what this run measured. PyTorch is measured beside it by
+/// `launch/compare-torch`, in the same sitting.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time char-LSTM training steps (forward, backward, clip, Adam) and this machine's sgemm rate.")
@@ -18,6 +20,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Compare 1 rank with this many ranks (one BLAS thread each) on configuration 1, through mpirun.")
     var ranks: Int?
 
+    @Flag(help: "Print one JSON object instead of lines.")
+    var json = false
+
     @Flag(help: ArgumentHelp("Run as one rank of a distributed benchmark (started by --ranks).", visibility: .hidden))
     var distributed = false
 
@@ -25,39 +30,64 @@ struct Bench: ParsableCommand {
         if let only, !(1...3).contains(only) { throw ValidationError("--only takes 1, 2 or 3, got \(only)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        if let ranks, ranks < 2 { throw ValidationError("--ranks must be at least 2, got \(ranks)") }
+    }
+
+    var selected: [Int] { only.map { [$0 - 1] } ?? Array(Benchmark.Configuration.standard.indices) }
+
+    func say(_ line: String) { if !json { print(line) } }
+
+    /// The machine's description, as JSON fields.
+    var systemFields: [String: Any] {
+        ["blas": BLASKernelSelection.libraryVersion, "kernel": BLASKernelSelection.currentCore,
+         "kernel_selected_by_seqtrain": BLASKernelSelection.selectedFrom != nil,
+         "openblas_choice": BLASKernelSelection.selectedFrom ?? BLASKernelSelection.currentCore,
+         "cpu": CPUDescription.current.summary, "blas_threads": threads]
+    }
+
+    func emit(_ object: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
     }
 
     func run() throws {
         BLASThreads.set(threads)
         if distributed { return try runDistributedRank() }
         if let ranks { return try compareRanks(ranks) }
+        say(BLASKernelSelection.summary)
         let rate = Benchmark.sgemmRate()
-        print(String(format: "sgemm 2048x1024x256 on %d BLAS thread(s): %.1f GFLOP/s", threads, rate))
-        for (k, (configuration, torch)) in Benchmark.Configuration.standard.enumerated() where only == nil || only == k + 1 {
+        say(String(format: "sgemm 2048x1024x256 on %d BLAS thread(s): %.1f GFLOP/s", threads, rate))
+        var rows: [[String: Any]] = []
+        for k in selected {
+            let configuration = Benchmark.Configuration.standard[k]
             let r = try Benchmark.trainingStep(configuration, repeats: repeats)
-            print(String(format: "%@: %.2f ms/step, %.0f tokens/s, %.1f GFLOP/s (%.0f%% of sgemm rate); PyTorch 2.15 on the project's reference machine: %.0f tokens/s",
-                         configuration.description, r.medianStepSeconds * 1e3, r.tokensPerSecond, r.gigaflops,
-                         100 * r.gigaflops / rate, torch))
+            say(String(format: "%@: %.2f ms/step, %.0f tokens/s, %.1f GFLOP/s (%.0f%% of the sgemm rate)",
+                       configuration.description, r.medianStepSeconds * 1e3, r.tokensPerSecond, r.gigaflops, 100 * r.gigaflops / rate))
+            rows.append(["configuration": configuration.description, "ms_per_step": r.medianStepSeconds * 1e3,
+                         "tokens_per_s": r.tokensPerSecond, "gflops": r.gigaflops])
         }
+        if json { try emit(systemFields.merging(["sgemm_gflops": rate, "configurations": rows]) { $1 }) }
     }
 
-    /// One rank of the distributed benchmark: prints one line of figures from rank 0.
+    /// One rank of the distributed benchmark: rank 0 prints one JSON line of figures, every rank's
+    /// phase times included.
     func runDistributedRank() throws {
         let communicator = try MPICommunicator()
-        let configuration = Benchmark.Configuration.standard[(only ?? 1) - 1].0
+        let configuration = Benchmark.Configuration.standard[(only ?? 1) - 1]
         let r = try Benchmark.distributedStep(configuration, communicator: communicator, repeats: repeats)
         if communicator.rank == 0 {
-            print(String(format: "ranks=%d tokens_per_s=%.0f step_ms=%.2f allreduce_wait_ms=%.2f wait_share=%.4f",
-                         r.world, r.tokensPerSecond, r.medianStepSeconds * 1e3, r.medianWaitSeconds * 1e3, r.waitShare))
+            try emit(["ranks": r.world, "tokens_per_s": r.tokensPerSecond, "ms_per_step": r.medianStepSeconds * 1e3,
+                      "allreduce_wait_ms": r.medianWaitSeconds * 1e3, "wait_share": r.waitShare,
+                      "phases_ms": r.phasesPerRank.map { $0.mapValues { $0 * 1e3 } }])
         }
     }
 
     /// Starts `mpirun -n 1` and `mpirun -n ranks` of this binary and reports the scaling.
     func compareRanks(_ ranks: Int) throws {
-        guard ranks >= 2 else { throw ValidationError("--ranks must be at least 2, got \(ranks)") }
-        let configuration = Benchmark.Configuration.standard[(only ?? 1) - 1].0
-        print("\(configuration), \(configuration.batch) lanes per rank, 1 BLAS thread per rank, median of \(repeats) steps")
-        var results: [Int: [String: Double]] = [:]
+        let configuration = Benchmark.Configuration.standard[(only ?? 1) - 1]
+        say(BLASKernelSelection.summary)
+        say("\(configuration), \(configuration.batch) lanes per rank, 1 BLAS thread per rank, median of \(repeats) steps")
+        var results: [Int: [String: Any]] = [:]
         for n in [1, ranks] {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -71,20 +101,24 @@ struct Bench: ParsableCommand {
             try process.run()
             let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
-            guard process.terminationStatus == 0, let line = output.split(separator: "\n").last(where: { $0.hasPrefix("ranks=") }) else {
+            guard process.terminationStatus == 0, let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+                  let fields = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
                 throw ValidationError("mpirun -n \(n) failed (status \(process.terminationStatus)): \(output)")
             }
-            var fields: [String: Double] = [:]
-            for pair in line.split(separator: " ") {
-                let kv = pair.split(separator: "=")
-                if kv.count == 2 { fields[String(kv[0])] = Double(kv[1]) }
-            }
             results[n] = fields
-            print(String(format: "%d rank(s): %.0f tokens/s, %.1f ms/step, %.2f ms/step waiting in all-reduce (%.1f%% of the step)",
-                         n, fields["tokens_per_s"] ?? 0, fields["step_ms"] ?? 0, fields["allreduce_wait_ms"] ?? 0, 100 * (fields["wait_share"] ?? 0)))
+            let number = { (key: String) in fields[key] as? Double ?? 0 }
+            say(String(format: "%d rank(s): %.0f tokens/s, %.1f ms/step, %.2f ms/step waiting in all-reduce (%.1f%% of the step)",
+                       n, number("tokens_per_s"), number("ms_per_step"), number("allreduce_wait_ms"), 100 * number("wait_share")))
+            for (rank, phases) in ((fields["phases_ms"] as? [[String: Double]]) ?? []).enumerated() {
+                say("  rank \(rank): " + phases.keys.sorted().map { String(format: "%@ %.1f ms", $0, phases[$0]!) }.joined(separator: ", "))
+            }
         }
-        let one = results[1]?["tokens_per_s"] ?? 0, many = results[ranks]?["tokens_per_s"] ?? 0
-        print(String(format: "scaling efficiency 1 -> %d ranks: %.1f%% (%.0f / (%d x %.0f)); PyTorch DDP over gloo, 2 processes: about 21000 tokens/s, 89%% on the project's machine",
-                     ranks, 100 * many / (Double(ranks) * one), many, ranks, one))
+        let one = results[1]?["tokens_per_s"] as? Double ?? 0, many = results[ranks]?["tokens_per_s"] as? Double ?? 0
+        let efficiency = many / (Double(ranks) * one)
+        say(String(format: "scaling efficiency 1 -> %d ranks: %.1f%% (%.0f / (%d x %.0f))", ranks, 100 * efficiency, many, ranks, one))
+        if json {
+            try emit(systemFields.merging(["configuration": configuration.description, "efficiency": efficiency,
+                                           "runs": [results[1] ?? [:], results[ranks] ?? [:]]]) { $1 })
+        }
     }
 }

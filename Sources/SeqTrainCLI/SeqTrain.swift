@@ -8,7 +8,27 @@ struct SeqTrain: ParsableCommand {
         commandName: "seqtrain",
         abstract: "Train LSTM, GRU and MLP models on CPUs and CPU clusters.",
         discussion: "One experiment is one TOML file: seqtrain train configs/charlm.toml. Under mpirun the same command trains data-parallel.",
-        subcommands: [Train.self, Sample.self, Evaluate.self, ShowConfig.self, Bench.self])
+        subcommands: [Train.self, Sample.self, Evaluate.self, ShowConfig.self, Bench.self, ShowSystem.self])
+
+    /// Before anything else (BLAS calls, MPI): make sure OpenBLAS runs a kernel that suits the CPU.
+    static func main() {
+        BLASKernelSelection.applyAtStartup()
+        main(nil)
+    }
+}
+
+struct ShowSystem: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "system",
+        abstract: "Print the CPU and the OpenBLAS kernel seqtrain runs on (and whether seqtrain chose it).",
+        discussion: "When OpenBLAS falls back to a kernel far below the CPU (Prescott on a current Xeon), seqtrain restarts itself with OPENBLAS_CORETYPE set to the best kernel the build offers. A user's OPENBLAS_CORETYPE is respected; SEQTRAIN_BLAS_CORE=keep turns the selection off.")
+
+    @Flag(help: "Print only the kernel's name.")
+    var core = false
+
+    func run() throws {
+        print(core ? BLASKernelSelection.currentCore : BLASKernelSelection.summary)
+    }
 }
 
 /// Errors from seqtrain are printed as they are (they already say where and what to do).

@@ -11,4 +11,15 @@ void st_tanh(float *y, const float *x, int64_t n);
 /// y[i] = e^(x[i] - shift) for n values; y may equal x.
 void st_exp_shifted(float *y, const float *x, float shift, int64_t n);
 
+/// What cpuid and xgetbv say about this CPU (all zero off x86).
+struct st_cpu_features {
+    char vendor[13];   // "GenuineIntel", "AuthenticAMD", ...
+    char brand[49];    // the processor's brand string
+    int family, model; // display family and model
+    int avx, avx2, fma, avx512f, avx512dq, avx512bw, avx512vl, avx512bf16, amx;
+    int os_avx, os_avx512; // the OS saves YMM (and ZMM/opmask) state
+};
+/// Fills `out`; returns 0 where cpuid is not available.
+int st_cpu_features(struct st_cpu_features *out);
+
 #endif

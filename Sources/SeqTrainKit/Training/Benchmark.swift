@@ -22,11 +22,11 @@ public enum Benchmark {
             return flops + 2 * 3 * n * Double(vocabulary) * h
         }
 
-        /// The three configurations of issue 2, with PyTorch 2.15's one-thread figure on the project's machine.
-        public static let standard: [(Configuration, torchTokensPerSecond: Double)] = [
-            (Configuration(vocabulary: 96, embedding: 256, hidden: 256, layers: 2, batch: 32, steps: 64), 12_000),
-            (Configuration(vocabulary: 65, embedding: 128, hidden: 128, layers: 2, batch: 50, steps: 50), 42_000),
-            (Configuration(vocabulary: 96, embedding: 64, hidden: 64, layers: 1, batch: 16, steps: 32), 139_000),
+        /// The three configurations `launch/compare-torch` also runs in PyTorch (../shared/bench/torch_ref.py).
+        public static let standard: [Configuration] = [
+            Configuration(vocabulary: 96, embedding: 256, hidden: 256, layers: 2, batch: 32, steps: 64),
+            Configuration(vocabulary: 65, embedding: 128, hidden: 128, layers: 2, batch: 50, steps: 50),
+            Configuration(vocabulary: 96, embedding: 64, hidden: 64, layers: 1, batch: 16, steps: 32),
         ]
     }
 
@@ -94,6 +94,8 @@ public enum Benchmark {
         public let medianStepSeconds: Double
         public let medianWaitSeconds: Double
         public let globalTokensPerStep: Int
+        /// Every rank's median seconds per phase of the step.
+        public let phasesPerRank: [[String: Double]]
         public var tokensPerSecond: Double { Double(globalTokensPerStep) / medianStepSeconds }
         public var waitShare: Double { medianWaitSeconds / medianStepSeconds }
     }
@@ -113,26 +115,50 @@ public enum Benchmark {
         let reducer = GradientReducer(communicator: communicator, arena: parameters)
         if reducer.isActive { model.rnn.progressHook = { reducer.progress() } }
         let state = model.makeState(batch: c.batch)
-        var waits: [Double] = []
+        // Per-step phase times on this rank: forward, backward (loss included), wait for the
+        // all-reduce, loss totals, update (scale, clip, Adam).
+        var phases: [String: [Double]] = [:]
         var step = 0
         let seconds = try median(repeats: repeats, warmup: 3) {
             try communicator.beginStep(step)
             step += 1
+            var mark = now()
+            func lap(_ phase: String) {
+                let t = now()
+                phases[phase, default: []].append(t - mark)
+                mark = t
+            }
             parameters.zeroGradients()
             reducer.beginStep()
             state.zero()
             try model.forward(ids: ids, batch: c.batch, steps: c.steps, state: state)
+            lap("forward")
             let local = try model.loss(targets: targets, gradient: true, gradientsReady: reducer.isActive ? reducer.ready : nil)
+            lap("backward")
             try reducer.finish()
+            lap("allreduce_wait")
             var totals = [local.sum, local.count]
             try communicator.allReduceSum(&totals)
+            lap("loss_totals")
             scaleInPlace(parameters.gradients.pointer, by: Float(1 / totals[1]), count: parameters.count)
             GradientClipping.clipNorm(parameters, maxNorm: 5)
             adam.step(parameters, learningRate: 1e-3)
-            waits.append(reducer.lastWaitSeconds)
+            lap("update")
         }
-        let timed = Array(waits.suffix(repeats)).sorted()
-        return DistributedResult(world: communicator.size, medianStepSeconds: seconds, medianWaitSeconds: timed[timed.count / 2],
-                                 globalTokensPerStep: count * communicator.size)
+        func medianOf(_ values: [Double]) -> Double {
+            let timed = Array(values.suffix(repeats)).sorted()
+            return timed.isEmpty ? 0 : timed[timed.count / 2]
+        }
+        let names = ["forward", "backward", "allreduce_wait", "loss_totals", "update"]
+        let mine = names.map { medianOf(phases[$0] ?? []) }
+        let gathered = try communicator.allGather(mine.withUnsafeBytes { Array($0) })
+        let perRank: [[String: Double]] = gathered.map { bytes in
+            var values = [Double](repeating: 0, count: names.count)
+            values.withUnsafeMutableBytes { $0.copyBytes(from: bytes.prefix($0.count)) }
+            return Dictionary(uniqueKeysWithValues: zip(names, values))
+        }
+        return DistributedResult(world: communicator.size, medianStepSeconds: seconds,
+                                 medianWaitSeconds: medianOf(phases["allreduce_wait"] ?? []),
+                                 globalTokensPerStep: count * communicator.size, phasesPerRank: perRank)
     }
 }

@@ -129,7 +129,8 @@ public final class Trainer {
         }
         do {
             try fm.createDirectory(atPath: "\(runDirectory)/checkpoints", withIntermediateDirectories: true)
-            try config.resolvedTOML.write(toFile: "\(runDirectory)/config.toml", atomically: true, encoding: .utf8)
+            let header = "# \(BLASKernelSelection.summary)\n# \(communicator.size) rank(s)\n"
+            try (header + config.resolvedTOML).write(toFile: "\(runDirectory)/config.toml", atomically: true, encoding: .utf8)
         } catch {
             throw SeqTrainError("\(runDirectory): cannot create the run directory: \(error.localizedDescription)")
         }
@@ -142,6 +143,7 @@ public final class Trainer {
         let parameters = task.model.parameters
         let progress = isLeader && !options.quiet ? ProgressReporter(totalSteps: totalSteps) : nil
         if let progress, step == 0 {
+            progress.message(BLASKernelSelection.summary)
             progress.message("\(config.text("job.name")): \(task.files.count) file(s), vocabulary \(task.vocabulary.count), \(task.batches.ids.count) training and \(task.validationIds.count) validation characters, \(parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters, \(totalSteps) steps on \(communicator.size) rank(s); unigram baseline \(String(format: "%.3f", task.unigramEntropy)) nats/char")
         }
         var summary = TrainingSummary()
