@@ -109,8 +109,9 @@ struct Train: ParsableCommand {
         (communicator as? MPICommunicator)?.activity = "training"
         do {
             let summary = try trainer.run()
-            if !quiet && rank == 0, let v = summary.validationLoss {
-                print(String(format: "done: %d steps, validation loss %.4f nats/char (perplexity %.2f)", summary.steps, v, exp(v)))
+            if !quiet && rank == 0, let v = summary.validation {
+                let metrics = v.metrics.map { String(format: ", %@ %.4f", String($0.name.dropFirst($0.name.hasPrefix("val_") ? 4 : 0)), $0.value) }.joined()
+                print(String(format: "done: %d steps, validation loss %.4f", summary.steps, v.loss) + metrics)
             }
         } catch {
             // Mid-training: this rank's error ends every rank at once.
@@ -162,31 +163,31 @@ struct Sample: ParsableCommand {
 }
 
 struct Evaluate: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Loss and perplexity of a char-LM checkpoint on a text.")
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a checkpoint on data read as its training read it (char LM: loss and perplexity; classifiers: loss, accuracy, F1 ...).")
 
     @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
     var checkpoint: String
 
-    @Option(help: "Text files or globs to evaluate on (repeatable).")
+    @Option(help: "Data files or globs to evaluate on (repeatable): text for a char LM, .npy/.csv/.tsv inputs for classifiers.")
     var data: [String] = []
+
+    @Option(help: "Label files (.npy, .csv, .tsv) for the inputs, when the labels are not columns of the --data files.")
+    var labels: [String] = []
 
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func validate() throws {
-        guard !data.isEmpty else { throw ValidationError("--data is required: the text to evaluate on") }
+        guard !data.isEmpty else { throw ValidationError("--data is required: the data to evaluate on") }
     }
 
     func run() throws {
         try reporting {
-            let loaded = try LoadedCharLM(path: checkpoint)
-            let result = try loaded.evaluate(paths: data)
-            if json {
-                print("{\"loss\": \(result.loss), \"perplexity\": \(result.perplexity), \"characters\": \(result.characters), \"skipped\": \(result.skipped), \"checkpoint\": \"\(loaded.path)\"}")
-            } else {
-                print(String(format: "%@: loss %.4f nats/char, perplexity %.3f over %d characters (%d skipped: not in the vocabulary)",
-                             loaded.path, result.loss, result.perplexity, result.characters, result.skipped))
-            }
+            let (kind, path) = try ExperimentRegistry.kind(ofCheckpoint: checkpoint)
+            let report = try kind.evaluate(path, data, labels)
+            print(json ? report.json : report.text)
         }
     }
 }
@@ -203,23 +204,29 @@ struct ShowConfig: ParsableCommand {
     @Option(help: "Print only this key's value (e.g. job.run_dir), unquoted.")
     var get: String?
 
-    @Flag(help: "Print every key with its type, default and meaning as a Markdown table (the README's).")
+    @Flag(help: "Print every key with its type, default and meaning as Markdown tables (the README's).")
     var keys = false
+
+    @Option(help: "With --keys: only the keys of this model.kind (common ones included).")
+    var kind: String?
 
     func validate() throws {
         if config == nil && !keys { throw ValidationError("give a config file, or --keys for the table of every key") }
+        if let kind, ExperimentRegistry.kind(named: kind) == nil {
+            throw ValidationError("--kind \(kind): not a model.kind; the kinds are \(ExperimentRegistry.kinds.map(\.name).joined(separator: ", "))")
+        }
     }
 
     func run() throws {
         if keys {
-            print(ConfigSchema.markdownTable)
+            print(ConfigSchema.markdownTable(kind: kind))
             return
         }
         guard let config else { return }
         try reporting {
             let experiment = try ExperimentConfig.load(path: config, overrides: overrides)
             guard let get else { print(experiment.resolvedTOML, terminator: ""); return }
-            guard ConfigSchema.key(get) != nil else { throw SeqTrainError("--get \(get): no such key; keys look like section.key, e.g. job.run_dir") }
+            guard experiment.has(get) else { throw SeqTrainError("--get \(get): no such key; keys look like section.key, e.g. job.run_dir") }
             switch experiment.value(get) {
             case .text(let s): print(s)
             case .texts(let list): print(list.joined(separator: "\n"))

@@ -69,7 +69,7 @@ final class TrainingTests: XCTestCase {
         let (dir, text, options) = try scratchRun()
         let config = try makeConfig(dir)
         let trainer = try Trainer(config: config, options: options)
-        let unigram = trainer.task.unigramEntropy
+        let unigram = (trainer.experiment as! CharLMTask).unigramEntropy
         let summary = try trainer.run()
         let validation = try XCTUnwrap(summary.validationLoss)
         XCTAssertLessThan(validation, 0.5 * unigram, "validation loss \(validation) vs unigram entropy \(unigram)")
@@ -120,7 +120,7 @@ final class TrainingTests: XCTestCase {
             options.overwrite = true
             let whole = try Trainer(config: try makeConfig(dir, overrides: sets), options: options)
             let full = try whole.run()
-            let finalWeights = whole.task.model.parameters.values.array
+            let finalWeights = whole.experiment.trainableModel.parameters.values.array
 
             // Kill after step 30 (the checkpoint at 25 is the newest), then resume.
             var killed = options
@@ -133,7 +133,7 @@ final class TrainingTests: XCTestCase {
             let resumed = try Trainer(config: try makeConfig(dir, overrides: sets), options: resuming)
             let rest = try resumed.run()
             XCTAssertEqual(rest.losses, Array(full.losses[25...]), "stateful \(stateful)")
-            XCTAssertEqual(resumed.task.model.parameters.values.array, finalWeights, "stateful \(stateful)")
+            XCTAssertEqual(resumed.experiment.trainableModel.parameters.values.array, finalWeights, "stateful \(stateful)")
             let steps = try metrics(dir).map { $0["step"] as! Int }
             XCTAssertEqual(steps, steps.sorted(), "metrics lines after the checkpoint are not repeated")
             XCTAssertEqual(Set(steps).count, steps.count)

@@ -10,10 +10,40 @@ public struct ExperimentConfig: Equatable {
     public private(set) var values: [String: ConfigValue]
     /// Where the config came from, for messages.
     public let source: String
+    /// `model.kind`: which keys beyond the common ones this config has.
+    public let kind: String
+    /// The keys of this kind, in the order the resolved config writes them.
+    public let keys: [ConfigKey]
 
-    public init(defaultsFrom source: String = "defaults") {
-        values = Dictionary(uniqueKeysWithValues: ConfigSchema.keys.map { ($0.path, $0.defaultValue) })
+    public init(defaultsFrom source: String = "defaults", kind: String = ConfigSchema.defaultKind) {
+        self.kind = kind
+        keys = ConfigSchema.keys(for: kind)
+        values = Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0.defaultValue) })
+        values["model.kind"] = .text(kind)
         self.source = source
+    }
+
+    public static func == (a: ExperimentConfig, b: ExperimentConfig) -> Bool { a.kind == b.kind && a.values == b.values }
+
+    func key(_ path: String) -> ConfigKey? { keys.first { $0.path == path } }
+
+    /// The `model.kind` the file or a `--set` asks for, checked before any other key (it decides
+    /// which keys exist).
+    static func requestedKind(_ table: TOMLTable, overrides: [String], source: String, lines: [String]) throws -> String {
+        let names = ExperimentRegistry.kinds.map(\.name)
+        let accepted = ConfigType.choice(names).describe
+        for override in overrides.reversed() {
+            let parts = override.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, parts[0] == "model.kind" else { continue }
+            let name = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+            guard names.contains(name) else { throw SeqTrainError("--set \(override): model.kind: expected \(accepted), got \"\(name)\"") }
+            return name
+        }
+        guard let value = table["model"]?.table?["kind"] else { return ConfigSchema.defaultKind }
+        guard let name = value.string, names.contains(name) else {
+            throw SeqTrainError("\(source):\(lineOf(section: "model", key: "kind", in: lines)): model.kind: expected \(accepted), got \(value.string.map { "\"\($0)\"" } ?? "a \(value.type)")")
+        }
+        return name
     }
 
     // MARK: loading
@@ -29,7 +59,6 @@ public struct ExperimentConfig: Equatable {
     }
 
     public static func parse(_ text: String, source: String, overrides: [String] = []) throws -> ExperimentConfig {
-        var config = ExperimentConfig(defaultsFrom: source)
         var explicit = Set<String>()
         let table: TOMLTable
         do {
@@ -38,21 +67,27 @@ public struct ExperimentConfig: Equatable {
             throw SeqTrainError("\(source):\(error.source.begin.line): not valid TOML: \(error.description)")
         }
         let lines = text.components(separatedBy: "\n")
+        let kind = try requestedKind(table, overrides: overrides, source: source, lines: lines)
+        var config = ExperimentConfig(defaultsFrom: source, kind: kind)
+        let sections = ConfigSchema.sections(for: kind)
         for section in table.keys.sorted() {
             let line = lineOf(section: section, key: nil, in: lines)
-            let sectionList = ConfigSchema.sections.map { "[\($0)]" }.joined(separator: ", ")
+            let sectionList = sections.map { "[\($0)]" }.joined(separator: ", ")
             guard let entries = table[section]?.table else {
                 throw SeqTrainError("\(source):\(line): \(section): a key outside any section; every key belongs under one of \(sectionList)")
             }
-            guard ConfigSchema.sections.contains(section) else {
-                throw SeqTrainError("\(source):\(line): unknown section [\(section)]; the sections are \(sectionList)\(suggestion(section, among: ConfigSchema.sections))")
+            guard sections.contains(section) else {
+                let elsewhere = ConfigSchema.allSections.contains(section) ? " for model.kind = \"\(kind)\"" : ""
+                throw SeqTrainError("\(source):\(line): unknown section [\(section)]\(elsewhere); the sections are \(sectionList)\(suggestion(section, among: sections))")
             }
             for name in entries.keys.sorted() {
                 let path = "\(section).\(name)"
                 let where_ = "\(source):\(lineOf(section: section, key: name, in: lines))"
-                guard let key = ConfigSchema.key(path) else {
-                    let known = ConfigSchema.keys.filter { $0.section == section }.map(\.name)
-                    throw SeqTrainError("\(where_): \(path): unknown key; [\(section)] accepts \(known.joined(separator: ", "))\(suggestion(name, among: known))")
+                guard let key = config.key(path) else {
+                    let known = config.keys.filter { $0.section == section }.map(\.name)
+                    let others = ConfigSchema.kindsAccepting(path, other: kind)
+                    let belongs = others.isEmpty ? "" : " for model.kind = \"\(kind)\" (it is a key of \(others.map { "\"\($0)\"" }.joined(separator: ", ")))"
+                    throw SeqTrainError("\(where_): \(path): unknown key\(belongs); [\(section)] accepts \(known.joined(separator: ", "))\(suggestion(name, among: known))")
                 }
                 let raw = try configValue(entries[name]!, at: "\(where_): \(path)", expected: key.type)
                 try config.set(key, raw, at: where_)
@@ -60,7 +95,7 @@ public struct ExperimentConfig: Equatable {
             }
         }
         for override in overrides {
-            let (key, raw) = try parseOverride(override)
+            let (key, raw) = try parseOverride(override, kind: kind)
             try config.set(key, raw, at: "--set \(override)")
             explicit.insert(key.path)
         }
@@ -74,14 +109,16 @@ public struct ExperimentConfig: Equatable {
     }
 
     /// `section.key=value`: the value as TOML, or as a bare string when it is not TOML.
-    static func parseOverride(_ text: String) throws -> (ConfigKey, ConfigValue) {
+    static func parseOverride(_ text: String, kind: String) throws -> (ConfigKey, ConfigValue) {
         guard let equals = text.firstIndex(of: "=") else {
             throw SeqTrainError("--set \(text): expected section.key=value, e.g. --set model.hidden=128")
         }
         let path = text[..<equals].trimmingCharacters(in: .whitespaces)
         let valueText = text[text.index(after: equals)...].trimmingCharacters(in: .whitespaces)
-        guard let key = ConfigSchema.key(path) else {
-            throw SeqTrainError("--set \(text): unknown key \(path)\(suggestion(path, among: ConfigSchema.keys.map(\.path)))")
+        guard let key = ConfigSchema.key(path, kind: kind) else {
+            let others = ConfigSchema.kindsAccepting(path, other: kind)
+            let belongs = others.isEmpty ? "" : " for model.kind = \"\(kind)\" (it is a key of \(others.map { "\"\($0)\"" }.joined(separator: ", ")))"
+            throw SeqTrainError("--set \(text): unknown key \(path)\(belongs)\(suggestion(path, among: ConfigSchema.keys(for: kind).map(\.path)))")
         }
         if let table = try? TOMLTable(string: "v = \(valueText)"), let value = table["v"],
            let raw = try? configValue(value, at: "", expected: key.type) {
@@ -98,14 +135,21 @@ public struct ExperimentConfig: Equatable {
         case .string: return .text(value.string!)
         case .array:
             let items = value.array!
-            var strings: [String] = []
-            for item in items {
-                guard let s = item.string else {
-                    throw SeqTrainError("\(place): expected \(expected.describe), got an array of \(item.type)")
+            let types = Set(items.map { $0.type == .int ? "int" : $0.type == .double ? "double" : $0.type == .string ? "string" : "other" })
+            if items.isEmpty {
+                switch expected {
+                case .positiveIntegers: return .integers([])
+                case .weights: return .numbers([])
+                default: return .texts([])
                 }
-                strings.append(s)
             }
-            return .texts(strings)
+            if types == ["string"] { return .texts(items.map { $0.string! }) }
+            if types == ["int"], expected != .texts { return .integers(items.map { $0.int! }) }
+            if types.isSubset(of: ["int", "double"]), case .weights = expected {
+                return .numbers(items.map { $0.double ?? Double($0.int!) })
+            }
+            let item = items.first { !($0.type == .string && expected == .texts) }!
+            throw SeqTrainError("\(place): expected \(expected.describe), got an array of \(item.type)")
         default:
             throw SeqTrainError("\(place): expected \(expected.describe), got a \(value.type)")
         }
@@ -202,20 +246,28 @@ public struct ExperimentConfig: Equatable {
         preconditionFailure("\(path) is not a list key")
     }
 
+    public func integers(_ path: String) -> [Int] {
+        if case .integers(let v) = value(path) { return v }
+        preconditionFailure("\(path) is not a list of integers")
+    }
+
+    /// Whether the config has `path` (the kind's keys and the common ones).
+    public func has(_ path: String) -> Bool { values[path] != nil }
+
     public var runDirectory: String {
         let dir = text("job.run_dir")
         return dir.isEmpty ? "runs/\(text("job.name"))" : dir
     }
 
     /// Every key path with its resolved value, in schema order.
-    public var resolvedPairs: [(String, ConfigValue)] { ConfigSchema.keys.map { ($0.path, value($0.path)) } }
+    public var resolvedPairs: [(String, ConfigValue)] { keys.map { ($0.path, value($0.path)) } }
 
     /// Every key, defaults filled in, as TOML: a run can be repeated from this text alone.
     public var resolvedTOML: String {
         var out = "# Resolved by seqtrain from \(source): every key, defaults filled in.\n"
-        for section in ConfigSchema.sections {
+        for section in ConfigSchema.sections(for: kind) {
             out += "\n[\(section)]\n"
-            for key in ConfigSchema.keys where key.section == section {
+            for key in keys where key.section == section {
                 out += "\(key.name) = \(value(key.path))\n"
             }
         }

@@ -7,6 +7,8 @@ public enum ConfigValue: Equatable, CustomStringConvertible {
     case boolean(Bool)
     case text(String)
     case texts([String])
+    case integers([Int])
+    case numbers([Double])
 
     public var description: String {
         switch self {
@@ -15,6 +17,8 @@ public enum ConfigValue: Equatable, CustomStringConvertible {
         case .boolean(let v): return v ? "true" : "false"
         case .text(let v): return tomlString(v)
         case .texts(let v): return "[" + v.map(tomlString).joined(separator: ", ") + "]"
+        case .integers(let v): return "[" + v.map(String.init).joined(separator: ", ") + "]"
+        case .numbers(let v): return "[" + v.map(tomlNumber).joined(separator: ", ") + "]"
         }
     }
 }
@@ -57,6 +61,12 @@ public enum ConfigType: Equatable {
     case text
     case choice([String])
     case texts
+    /// A list of positive integers (may be empty).
+    case positiveIntegers
+    /// A list of strings or of 0-based integers (column names or indices).
+    case columns
+    /// One of the words, or a list of non-negative numbers (one per class).
+    case weights([String])
 
     public var describe: String {
         switch self {
@@ -71,6 +81,9 @@ public enum ConfigType: Equatable {
         case .text: return "a string"
         case .choice(let options): return "one of " + options.map { "\"\($0)\"" }.joined(separator: ", ")
         case .texts: return "a list of strings (or one string)"
+        case .positiveIntegers: return "a list of positive integers"
+        case .columns: return "a list of column names or 0-based indices"
+        case .weights(let words): return words.map { "\"\($0)\"" }.joined(separator: ", ") + " or a list of non-negative numbers"
         }
     }
 
@@ -99,6 +112,15 @@ public enum ConfigType: Equatable {
         case (.choice(let options), .text(let v)): return options.contains(v) ? raw : nil
         case (.texts, .texts): return raw
         case (.texts, .text(let v)): return .texts([v])
+        case (.positiveIntegers, .integers(let v)): return v.allSatisfy { $0 > 0 } ? raw : nil
+        case (.positiveIntegers, .integer(let v)): return v > 0 ? .integers([v]) : nil
+        case (.columns, .texts): return raw
+        case (.columns, .text(let v)): return .texts([v])
+        case (.columns, .integers(let v)): return v.allSatisfy { $0 >= 0 } ? .texts(v.map(String.init)) : nil
+        case (.columns, .integer(let v)): return v >= 0 ? .texts([String(v)]) : nil
+        case (.weights(let words), .text(let v)): return words.contains(v) ? raw : nil
+        case (.weights, .integers(let v)): return v.allSatisfy { $0 >= 0 } ? .numbers(v.map(Double.init)) : nil
+        case (.weights, .numbers(let v)): return v.allSatisfy { $0 >= 0 && $0.isFinite } ? raw : nil
         default: return nil
         }
     }
@@ -113,40 +135,29 @@ public struct ConfigKey {
     public var path: String { "\(section).\(name)" }
 }
 
+/// The config keys: those every experiment kind shares (`common`), and each kind's own, which the
+/// kind declares (`ExperimentKind.configKeys`). A config's kind is its `model.kind`; `[data]`,
+/// `[model]` and the other sections accept the common keys and the chosen kind's.
 public enum ConfigSchema {
-    public static let sections = ["job", "data", "model", "training", "optimizer", "lr_scheduler", "checkpoint", "metrics"]
+    /// Every section a config may have, in the order the resolved config writes them.
+    public static let allSections = ["job", "data", "model", "training", "loss", "optimizer", "lr_scheduler", "checkpoint", "metrics", "eval"]
 
-    public static let keys: [ConfigKey] = [
+    /// The kind of a config that does not name one.
+    public static let defaultKind = "char_lm"
+
+    public static let common: [ConfigKey] = [
         ConfigKey(section: "job", name: "name", type: .text, defaultValue: .text("experiment"), help: "Name of the experiment, shown in logs."),
         ConfigKey(section: "job", name: "seed", type: .nonNegativeInteger, defaultValue: .integer(1234),
                   help: "Seeds initialization, dropout, shuffling: the same seed gives the same run on any number of ranks."),
         ConfigKey(section: "job", name: "run_dir", type: .text, defaultValue: .text(""),
                   help: "Where config, metrics and checkpoints go; empty means runs/<name>."),
 
-        ConfigKey(section: "data", name: "paths", type: .texts, defaultValue: .texts(["Sources/**/*.swift"]),
-                  help: "Text files or globs (`*`, `?`, `**`), relative to the working directory, read as UTF-8 in sorted order."),
-        ConfigKey(section: "data", name: "validation_fraction", type: .fraction, defaultValue: .number(0.05),
-                  help: "Share of the text, taken from its end, held out for validation."),
-        ConfigKey(section: "data", name: "vocabulary", type: .text, defaultValue: .text(""),
-                  help: "The characters of the vocabulary; empty means every character of the training text."),
-        ConfigKey(section: "data", name: "unknown", type: .choice(["skip", "error"]), defaultValue: .text("skip"),
-                  help: "Characters outside the vocabulary in validation, eval and prime text: skipped (and counted) or an error."),
-
-        ConfigKey(section: "model", name: "kind", type: .choice(["char_lm"]), defaultValue: .text("char_lm"), help: "The experiment kind."),
-        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("lstm"), help: "Recurrent cell."),
-        ConfigKey(section: "model", name: "embedding", type: .positiveInteger, defaultValue: .integer(64), help: "Embedding width E."),
-        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(256), help: "Hidden width H of every layer."),
-        ConfigKey(section: "model", name: "layers", type: .positiveInteger, defaultValue: .integer(2), help: "Stacked recurrent layers."),
-        ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
-                  help: "Dropout between recurrent layers during training (nn.LSTM's dropout)."),
+        ConfigKey(section: "model", name: "kind", type: .choice(ExperimentRegistry.kinds.map(\.name)), defaultValue: .text(defaultKind),
+                  help: "The experiment kind; it decides which other keys [data], [model], [training], [loss] and [eval] accept."),
 
         ConfigKey(section: "training", name: "batch_size", type: .positiveInteger, defaultValue: .integer(32),
-                  help: "Global batch: lanes (stateful) or windows per step, shared out over the ranks."),
-        ConfigKey(section: "training", name: "seq_len", type: .positiveInteger, defaultValue: .integer(64),
-                  help: "Steps of truncated back-propagation through time per batch."),
-        ConfigKey(section: "training", name: "stateful", type: .boolean, defaultValue: .boolean(true),
-                  help: "Carry each lane's state to its next batch (reset every epoch); false: independent shuffled windows."),
-        ConfigKey(section: "training", name: "epochs", type: .positiveInteger, defaultValue: .integer(1), help: "Passes over the training text."),
+                  help: "Global batch: lanes (stateful) or samples per step, shared out over the ranks."),
+        ConfigKey(section: "training", name: "epochs", type: .positiveInteger, defaultValue: .integer(1), help: "Passes over the training data."),
         ConfigKey(section: "training", name: "max_steps", type: .nonNegativeInteger, defaultValue: .integer(0),
                   help: "Stop after this many optimizer steps; 0 means no limit."),
         ConfigKey(section: "training", name: "eval_every", type: .nonNegativeInteger, defaultValue: .integer(100),
@@ -194,12 +205,48 @@ public enum ConfigSchema {
                   help: "Write a metrics line (and a progress line) every this many steps."),
     ]
 
-    public static func key(_ path: String) -> ConfigKey? { keys.first { $0.path == path } }
+    /// The common keys and the kind's, section by section (common keys first within a section).
+    public static func keys(for kind: String) -> [ConfigKey] {
+        let own = ExperimentRegistry.kind(named: kind)?.configKeys ?? []
+        return allSections.flatMap { section in
+            common.filter { $0.section == section } + own.filter { $0.section == section }
+        }
+    }
 
-    /// Every key with what it accepts, its default and its meaning: the README's table.
-    public static var markdownTable: String {
+    /// The keys of a config of the default kind.
+    public static var keys: [ConfigKey] { keys(for: defaultKind) }
+
+    /// The sections a config of `kind` may have.
+    public static func sections(for kind: String) -> [String] {
+        let present = Set(keys(for: kind).map(\.section))
+        return allSections.filter { present.contains($0) }
+    }
+
+    public static func key(_ path: String, kind: String = defaultKind) -> ConfigKey? { keys(for: kind).first { $0.path == path } }
+
+    /// The kinds (other than `kind`) that accept `path`.
+    static func kindsAccepting(_ path: String, other kind: String) -> [String] {
+        ExperimentRegistry.kinds.map(\.name).filter { $0 != kind && key(path, kind: $0) != nil }
+    }
+
+    /// One table of keys with what they accept, their default and meaning.
+    static func table(_ keys: [ConfigKey]) -> String {
         var rows = ["| key | accepts | default | meaning |", "| --- | --- | --- | --- |"]
         for key in keys { rows.append("| `\(key.path)` | \(key.type.describe) | `\(key.defaultValue)` | \(key.help) |") }
         return rows.joined(separator: "\n")
     }
+
+    /// The README's tables: the common keys, then each kind's own (or only those of `kind`).
+    public static func markdownTable(kind: String? = nil) -> String {
+        let kinds = ExperimentRegistry.kinds.filter { kind == nil || $0.name == kind }
+        var parts: [String] = []
+        if kind == nil { parts.append("Every kind:\n\n" + table(common)) }
+        for k in kinds {
+            let own = allSections.flatMap { section in k.configKeys.filter { $0.section == section } }
+            parts.append("`model.kind = \"\(k.name)\"` (\(k.summary)):\n\n" + table(kind == nil ? own : keys(for: k.name)))
+        }
+        return parts.joined(separator: "\n\n")
+    }
+
+    public static var markdownTable: String { markdownTable() }
 }

@@ -22,6 +22,8 @@ public struct TrainingSummary {
     public var validationLoss: Double?
     public var lastCheckpoint: String?
     public var losses: [Double] = []  // every step's global training loss
+    /// The last validation's loss, metrics and report.
+    public var validation: ValidationResult?
 }
 
 /// The training loop, written once: data shard, forward/backward, gradient all-reduce, scaling by
@@ -30,7 +32,8 @@ public final class Trainer {
     public let config: ExperimentConfig
     public let communicator: Communicator
     public let options: TrainerOptions
-    public let task: CharLMTask
+    /// The experiment kind on this rank (data share, model, loss, metrics).
+    public let experiment: Experiment
     let optimizer: Optimizer
     var schedule: LearningRateSchedule
     let totalSteps: Int
@@ -39,7 +42,7 @@ public final class Trainer {
     var step = 0            // optimizer steps taken
     var epoch = 0
     var batchInEpoch = 0
-    var lastValidation: Double?
+    var lastValidation: ValidationResult?
 
     let reducer: GradientReducer
     var prepared = false
@@ -58,17 +61,20 @@ public final class Trainer {
         self.config = config
         self.communicator = communicator
         self.options = options
-        task = try CharLMTask(config: config, rank: communicator.rank, world: communicator.size)
-        let parameters = task.model.parameters
+        guard let kind = ExperimentRegistry.kind(named: config.kind) else { throw SeqTrainError("model.kind = \"\(config.kind)\" is not a known kind") }
+        experiment = try kind.make(config, communicator.rank, communicator.size)
+        let parameters = experiment.trainableModel.parameters
         parameters.initialize(seed: UInt64(config.integer("job.seed")))
         optimizer = Optimizer(config.optimizerSettings, parameterCount: parameters.count)
-        var steps = config.integer("training.epochs") * task.batchesPerEpoch
+        var steps = config.integer("training.epochs") * experiment.batchesPerEpoch
         if config.integer("training.max_steps") > 0 { steps = min(steps, config.integer("training.max_steps")) }
         totalSteps = steps
         schedule = LearningRateSchedule(config: config, totalSteps: steps)
         runDirectory = config.runDirectory
         reducer = GradientReducer(communicator: communicator, arena: parameters)
-        if reducer.isActive { task.model.rnn.progressHook = { [reducer] in reducer.progress() } }
+        if reducer.isActive {
+            for stack in experiment.trainableModel.recurrentStacks { stack.progressHook = { [reducer] in reducer.progress() } }
+        }
     }
 
     /// Start-up, on every rank: the config, model layout and data must match rank 0's; rank 0's
@@ -78,7 +84,7 @@ public final class Trainer {
         prepared = true
         if communicator.size > 1 {
             try checkAgreementWithRankZero()
-            let parameters = task.model.parameters
+            let parameters = experiment.trainableModel.parameters
             var bytes = parameters.values.array.withUnsafeBytes { Array($0) }
             try communicator.broadcast(&bytes, root: 0)
             bytes.withUnsafeBytes { raw in parameters.values.pointer.update(from: raw.bindMemory(to: Float.self).baseAddress!, count: parameters.count) }
@@ -90,7 +96,7 @@ public final class Trainer {
     /// What must be equal on every rank, as text: the resolved config, the layout, the data.
     var identity: String {
         config.resolvedPairs.map { "\($0.0) = \($0.1)" }.joined(separator: "\n")
-            + "\nlayout = \(task.model.parameters.layout.signature)\ndata = \(task.dataFingerprint)"
+            + "\nlayout = \(experiment.trainableModel.parameters.layout.signature)\ndata = \(experiment.dataFingerprint)"
     }
 
     func checkAgreementWithRankZero() throws {
@@ -102,7 +108,7 @@ public final class Trainer {
             guard theirs != mine else { return }
             let difference = zip(mine, theirs).first { $0.0 != $0.1 }
             if let (here, _) = difference, here.hasPrefix("data = ") {
-                throw SeqTrainError("its training text differs from rank 0's; every rank must read the same data.paths")
+                throw SeqTrainError(experiment.dataMismatchHint)
             } else if let (here, there) = difference {
                 throw SeqTrainError("its configuration differs from rank 0's: \(here) here, \(there.split(separator: "=", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? there) on rank 0")
             }
@@ -140,11 +146,11 @@ public final class Trainer {
 
     public func run() throws -> TrainingSummary {
         try prepare()
-        let parameters = task.model.parameters
-        let progress = isLeader && !options.quiet ? ProgressReporter(totalSteps: totalSteps) : nil
+        let parameters = experiment.trainableModel.parameters
+        let progress = isLeader && !options.quiet ? ProgressReporter(totalSteps: totalSteps, unit: experiment.unitName) : nil
         if let progress, step == 0 {
             progress.message(BLASKernelSelection.summary)
-            progress.message("\(config.text("job.name")): \(task.files.count) file(s), vocabulary \(task.vocabulary.count), \(task.batches.ids.count) training and \(task.validationIds.count) validation characters, \(parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters, \(totalSteps) steps on \(communicator.size) rank(s); unigram baseline \(String(format: "%.3f", task.unigramEntropy)) nats/char")
+            progress.message("\(experiment.summary); \(totalSteps) steps on \(communicator.size) rank(s)")
         }
         var summary = TrainingSummary()
         let logEvery = config.integer("metrics.log_every"), evalEvery = config.integer("training.eval_every")
@@ -152,7 +158,7 @@ public final class Trainer {
         let clipNorm = Float(config.number("training.clip_norm")), clipValue = Float(config.number("training.clip_value"))
         var window = LossTotal(), windowTokens = 0.0, windowStart = Benchmark.now()
         let runStart = Benchmark.now()
-        if step == 0 && batchInEpoch == 0 { task.resetState() }
+        if batchInEpoch == 0 { experiment.beginEpoch(epoch) }
 
         while step < totalSteps {
             if let failure = options.failure, failure.rank == communicator.rank, failure.step == step {
@@ -165,10 +171,12 @@ public final class Trainer {
             try communicator.beginStep(step)
             parameters.zeroGradients()
             reducer.beginStep()
-            let (local, tokens) = try task.accumulateGradient(batch: batchInEpoch, epoch: epoch, step: step,
-                                                              gradientsReady: reducer.isActive ? reducer.ready : nil)
+            let (local, tokens) = try experiment.accumulateGradient(batch: batchInEpoch, epoch: epoch, step: step,
+                                                                    gradientsReady: reducer.isActive ? reducer.ready : nil)
             try reducer.finish()
-            if let dir = options.traceDirectory, let batch = task.lastBatch { try trace(batch, into: dir) }
+            if let dir = options.traceDirectory {
+                try append(experiment.traceLines(step: step), to: "\(dir)/trace-rank\(communicator.rank).txt")
+            }
             var totals = [local.sum, local.count, Double(tokens)]
             try communicator.allReduceSum(&totals)
             let global = LossTotal(sum: totals[0], count: totals[1])
@@ -187,13 +195,13 @@ public final class Trainer {
             windowTokens += totals[2]
 
             batchInEpoch += 1
-            if batchInEpoch == task.batchesPerEpoch {
+            if batchInEpoch == experiment.batchesPerEpoch {
                 batchInEpoch = 0
                 epoch += 1
-                task.resetState()
+                experiment.beginEpoch(epoch)
             }
 
-            var validated: Double?
+            var validated: ValidationResult?
             if (evalEvery > 0 && step % evalEvery == 0) || step == totalSteps {
                 validated = try validate()
             }
@@ -204,7 +212,7 @@ public final class Trainer {
                     try appendMetrics(loss: window.mean, validationLoss: validated, lr: lr, gradientNorm: Double(gradientNorm),
                                       tokensPerSecond: tokensPerSecond, seconds: Benchmark.now() - runStart)
                 }
-                progress?.update(step: step, loss: window.mean, tokensPerSecond: tokensPerSecond, validationLoss: validated)
+                progress?.update(step: step, loss: window.mean, unitsPerSecond: tokensPerSecond, validation: validated)
                 window = LossTotal(); windowTokens = 0; windowStart = Benchmark.now()
             }
             if (interval > 0 && step % interval == 0) || step == totalSteps {
@@ -214,32 +222,54 @@ public final class Trainer {
         }
         progress?.finish()
         summary.steps = step
-        summary.validationLoss = lastValidation
+        summary.validationLoss = lastValidation?.loss
+        summary.validation = lastValidation
+        if isLeader, let report = lastValidation, step == totalSteps { try writeReport(report, progress: progress) }
         if let progress, let path = summary.lastCheckpoint { progress.message("checkpoint: \(path)") }
         return summary
     }
 
-    /// Global validation loss (every rank takes part); feeds reduce-on-plateau.
-    func validate() throws -> Double? {
-        guard !task.validationIds.isEmpty else { return nil }
-        let share = try task.validationShare()
-        var totals = [share.sum, share.count]
+    /// Global validation figures (every rank takes part); the loss feeds reduce-on-plateau.
+    func validate() throws -> ValidationResult? {
+        guard experiment.hasValidation else { return nil }
+        var totals = try experiment.validationTotals()
         try communicator.allReduceSum(&totals)
-        let loss = LossTotal(sum: totals[0], count: totals[1]).mean
-        schedule.observe(validationLoss: loss)
-        lastValidation = loss
-        return loss
+        let result = experiment.validationMetrics(totals)
+        schedule.observe(validationLoss: result.loss)
+        lastValidation = result
+        return result
     }
 
-    func appendMetrics(loss: Double, validationLoss: Double?, lr: Double, gradientNorm: Double, tokensPerSecond: Double, seconds: Double) throws {
+    func appendMetrics(loss: Double, validationLoss validation: ValidationResult?, lr: Double, gradientNorm: Double, tokensPerSecond: Double, seconds: Double) throws {
         func number(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
-        var fields = ["\"step\": \(step)", "\"epoch\": \(epoch)", "\"loss\": \(number(loss))", "\"perplexity\": \(number(exp(loss)))"]
-        fields.append("\"val_loss\": " + (validationLoss.map(number) ?? "null"))
-        fields.append("\"val_perplexity\": " + (validationLoss.map { number(exp($0)) } ?? "null"))
+        var fields = ["\"step\": \(step)", "\"epoch\": \(epoch)", "\"loss\": \(number(loss))"]
+        fields += experiment.trainingMetrics(loss: loss).map { "\"\($0.name)\": \(number($0.value))" }
+        fields.append("\"val_loss\": " + (validation.map { number($0.loss) } ?? "null"))
+        for name in experiment.validationMetricNames {
+            let value = validation?.metrics.first { $0.name == name }?.value
+            fields.append("\"\(name)\": " + (value.map(number) ?? "null"))
+        }
         fields.append("\"world_size\": \(communicator.size)")
         fields += ["\"lr\": \(number(lr))", "\"grad_norm\": \(number(gradientNorm))",
-                   "\"tokens_per_s\": \(number(tokensPerSecond.rounded()))", "\"seconds\": \(number((seconds * 1000).rounded() / 1000))"]
+                   "\"\(experiment.unitName)_per_s\": \(number(tokensPerSecond.rounded()))", "\"seconds\": \(number((seconds * 1000).rounded() / 1000))"]
         try append("{" + fields.joined(separator: ", ") + "}\n", to: "\(runDirectory)/metrics.jsonl")
+    }
+
+    /// The final validation's report (per-class table, confusion matrix): printed and saved.
+    func writeReport(_ result: ValidationResult, progress: ProgressReporter?) throws {
+        if let text = result.report {
+            progress?.message(text)
+            try write(text, to: "\(runDirectory)/report.txt")
+        }
+        for file in result.reportFiles { try write(file.contents, to: "\(runDirectory)/\(file.name)") }
+    }
+
+    func write(_ text: String, to path: String) throws {
+        do {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            throw SeqTrainError("\(path): cannot write: \(error.localizedDescription)")
+        }
     }
 
     /// Appends `text` to the file at `path`, creating it when missing.
@@ -251,48 +281,47 @@ public final class Trainer {
         handle.write(text.data(using: .utf8)!)
     }
 
-    func trace(_ batch: CharBatches.Batch, into directory: String) throws {
-        var lines = ""
-        for (r, lane) in task.rows.enumerated() {
-            lines += "\(step) \(lane) \(batch.inputs[r * batch.steps]) \(batch.inputs[r * batch.steps + batch.steps - 1])\n"
-        }
-        try append(lines, to: "\(directory)/trace-rank\(communicator.rank).txt")
-    }
-
     // MARK: checkpoints
 
     /// Rank 0 writes weights then state, each atomically; all ranks take part in gathering lane states.
     func writeCheckpoint() throws -> String {
-        let parameters = task.model.parameters
-        let hidden = try gatherLanes(task.state.hidden)
-        let cell = task.state.cell.count > 0 ? try gatherLanes(task.state.cell) : []
+        let parameters = experiment.trainableModel.parameters
+        let carried = experiment.carriedState
+        let hidden = try carried.map { try gatherLanes($0.state.hidden, of: $0) } ?? []
+        let cell = try carried.flatMap { $0.state.cell.count > 0 ? try gatherLanes($0.state.cell, of: $0) : nil } ?? []
         let path = Checkpoint.weightsPath(runDirectory, step: step)
         guard isLeader else { return path }
         var weights = SafetensorsFile()
         for (name, shape, values) in parameters.namedValues() { weights.tensors[name] = StoredTensor(floats: values, shape: shape) }
         weights.metadata = [
             "format": "pt",
-            "seqtrain.kind": "char_lm",
-            "seqtrain.vocabulary": task.vocabulary.text,
+            "seqtrain.kind": config.kind,
             "seqtrain.config": config.resolvedTOML,
             "seqtrain.step": "\(step)",
             "seqtrain.world_size": "\(communicator.size)",
-            "seqtrain.eval": "{\"lanes\": \(task.validationLanes), \"seq_len\": \(config.integer("training.seq_len"))}",
         ]
-        if let lastValidation { weights.metadata["seqtrain.val_loss"] = "\(lastValidation)" }
+        weights.metadata.merge(experiment.checkpointMetadata()) { $1 }
+        if let lastValidation {
+            weights.metadata["seqtrain.val_loss"] = "\(lastValidation.loss)"
+            if !lastValidation.metrics.isEmpty {
+                weights.metadata["seqtrain.val_metrics"] = "{" + lastValidation.metrics.map { "\(jsonString($0.name)): \($0.value.isFinite ? "\($0.value)" : "null")" }.joined(separator: ", ") + "}"
+            }
+        }
 
         var state = SafetensorsFile()
         for (name, buffer) in optimizer.state {
             state.tensors["optimizer.\(name)"] = StoredTensor(floats: buffer.array, shape: [buffer.count])
         }
-        let shape = [task.state.layers, config.integer("training.batch_size"), task.state.width]
-        state.tensors["lanes.hidden"] = StoredTensor(floats: hidden, shape: shape)
-        if !cell.isEmpty { state.tensors["lanes.cell"] = StoredTensor(floats: cell, shape: shape) }
+        if let carried {
+            let shape = [carried.state.layers, carried.lanes, carried.state.width]
+            state.tensors["lanes.hidden"] = StoredTensor(floats: hidden, shape: shape)
+            if !cell.isEmpty { state.tensors["lanes.cell"] = StoredTensor(floats: cell, shape: shape) }
+        }
         state.metadata = [
             "seqtrain.step": "\(step)", "seqtrain.epoch": "\(epoch)", "seqtrain.batch_in_epoch": "\(batchInEpoch)",
             "seqtrain.optimizer_steps": "\(optimizer.stepCount)",
             "seqtrain.plateau": "\(schedule.plateauScale) \(schedule.bestValidation) \(schedule.badValidations)",
-            "seqtrain.data_fingerprint": "\(task.dataFingerprint)",
+            "seqtrain.data_fingerprint": "\(experiment.dataFingerprint)",
             "seqtrain.layout": parameters.layout.signature,
         ]
         // State first: a weights file is only ever listed once its state is complete.
@@ -302,11 +331,11 @@ public final class Trainer {
         return path
     }
 
-    /// Every rank's (L, rows, H) lane states as one (L, batch_size, H) array, lanes in global order.
-    func gatherLanes(_ local: FloatBuffer) throws -> [Float] {
+    /// Every rank's (L, rows, H) lane states as one (L, lanes, H) array, lanes in global order.
+    func gatherLanes(_ local: FloatBuffer, of carried: CarriedState) throws -> [Float] {
         let bytes = local.array.withUnsafeBytes { Array($0) }
         let parts = try communicator.allGather(bytes)
-        let layers = task.state.layers, rows = task.rows.count, width = task.state.width
+        let layers = carried.state.layers, rows = carried.rows.count, width = carried.state.width
         let world = communicator.size
         var out = [Float](repeating: 0, count: layers * rows * world * width)
         for (r, part) in parts.enumerated() {
@@ -330,12 +359,12 @@ public final class Trainer {
         }
         let statePath = Checkpoint.statePath(forWeights: path)
         let weights = try SafetensorsFile(contentsOf: path), state = try SafetensorsFile(contentsOf: statePath)
-        let parameters = task.model.parameters
+        let parameters = experiment.trainableModel.parameters
         guard state.metadata["seqtrain.layout"] == parameters.layout.signature else {
             throw SeqTrainError("\(statePath): the checkpoint's model layout differs from this config's; resume with the run's own config.toml")
         }
-        guard state.metadata["seqtrain.data_fingerprint"] == "\(task.dataFingerprint)" else {
-            throw SeqTrainError("\(statePath): the training text differs from the one this run was trained on; resume with the same data.paths")
+        guard state.metadata["seqtrain.data_fingerprint"] == "\(experiment.dataFingerprint)" else {
+            throw SeqTrainError("\(statePath): the training data differs from the data this run was trained on; resume with the same data files")
         }
         for ref in parameters.layout.entries {
             let t = try weights.tensor(ref.name, in: path)
@@ -358,10 +387,21 @@ public final class Trainer {
         if plateau.count == 3 {
             schedule.plateauScale = plateau[0]; schedule.bestValidation = plateau[1]; schedule.badValidations = Int(plateau[2])
         }
-        if let loss = weights.metadata["seqtrain.val_loss"].flatMap(Double.init) { lastValidation = loss }
+        if let loss = weights.metadata["seqtrain.val_loss"].flatMap(Double.init) {
+            var restored = ValidationResult(loss: loss)
+            if let json = weights.metadata["seqtrain.val_metrics"]?.data(using: .utf8),
+               let object = try? JSONSerialization.jsonObject(with: json) as? [String: Double] {
+                restored.metrics = experiment.validationMetricNames.compactMap { name in object[name].map { (name, $0) } }
+            }
+            lastValidation = restored
+        }
         if isLeader { try dropMetrics(after: step) }
-        try scatterLanes(try state.tensor("lanes.hidden", in: statePath).floats(), into: task.state.hidden)
-        if task.state.cell.count > 0 { try scatterLanes(try state.tensor("lanes.cell", in: statePath).floats(), into: task.state.cell) }
+        if let carried = experiment.carriedState {
+            try scatterLanes(try state.tensor("lanes.hidden", in: statePath).floats(), into: carried.state.hidden, of: carried)
+            if carried.state.cell.count > 0 {
+                try scatterLanes(try state.tensor("lanes.cell", in: statePath).floats(), into: carried.state.cell, of: carried)
+            }
+        }
     }
 
     /// Metrics lines of steps after the resumed checkpoint were written by the run that died; the
@@ -377,10 +417,10 @@ public final class Trainer {
         try (kept.map { $0 + "\n" }.joined()).write(toFile: path, atomically: true, encoding: .utf8)
     }
 
-    /// This rank's lanes out of a (L, batch_size, H) array.
-    func scatterLanes(_ all: [Float], into local: FloatBuffer) throws {
-        let layers = task.state.layers, rows = task.rows, width = task.state.width
-        let total = config.integer("training.batch_size")
+    /// This rank's lanes out of a (L, lanes, H) array.
+    func scatterLanes(_ all: [Float], into local: FloatBuffer, of carried: CarriedState) throws {
+        let layers = carried.state.layers, rows = carried.rows, width = carried.state.width
+        let total = carried.lanes
         guard all.count == layers * total * width else { throw SeqTrainError("checkpoint lane state has \(all.count) values, expected \(layers * total * width)") }
         for l in 0..<layers {
             for (r, lane) in rows.enumerated() {

@@ -1,8 +1,44 @@
 import Foundation
 
-/// The char-LM experiment on one rank: its text, vocabulary, model, this rank's lanes and their
-/// carried state. The trainer drives it; it supplies batches, the loss and validation.
-public final class CharLMTask {
+/// The char-LM experiment (`model.kind = "char_lm"`) on one rank: its text, vocabulary, model, this
+/// rank's lanes and their carried state. The trainer drives it; it supplies batches, the loss and
+/// validation.
+public final class CharLMTask: Experiment {
+    public static let kind = ExperimentKind(
+        name: "char_lm", summary: "a character-level language model on text files", configKeys: configKeys,
+        make: { config, rank, world in try CharLMTask(config: config, rank: rank, world: world) },
+        evaluate: { checkpoint, data, _ in
+            let loaded = try LoadedCharLM(path: checkpoint)
+            let result = try loaded.evaluate(paths: data)
+            return EvaluationReport(
+                fields: [("loss", result.loss), ("perplexity", result.perplexity), ("characters", result.characters),
+                         ("skipped", result.skipped), ("checkpoint", loaded.path)],
+                text: String(format: "%@: loss %.4f nats/char, perplexity %.3f over %d characters (%d skipped: not in the vocabulary)",
+                             loaded.path, result.loss, result.perplexity, result.characters, result.skipped))
+        },
+        predict: nil)
+
+    static let configKeys: [ConfigKey] = [
+        ConfigKey(section: "data", name: "paths", type: .texts, defaultValue: .texts(["Sources/**/*.swift"]),
+                  help: "Text files or globs (`*`, `?`, `**`), relative to the working directory, read as UTF-8 in sorted order."),
+        ConfigKey(section: "data", name: "validation_fraction", type: .fraction, defaultValue: .number(0.05),
+                  help: "Share of the text, taken from its end, held out for validation."),
+        ConfigKey(section: "data", name: "vocabulary", type: .text, defaultValue: .text(""),
+                  help: "The characters of the vocabulary; empty means every character of the training text."),
+        ConfigKey(section: "data", name: "unknown", type: .choice(["skip", "error"]), defaultValue: .text("skip"),
+                  help: "Characters outside the vocabulary in validation, eval and prime text: skipped (and counted) or an error."),
+        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("lstm"), help: "Recurrent cell."),
+        ConfigKey(section: "model", name: "embedding", type: .positiveInteger, defaultValue: .integer(64), help: "Embedding width E."),
+        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(256), help: "Hidden width H of every layer."),
+        ConfigKey(section: "model", name: "layers", type: .positiveInteger, defaultValue: .integer(2), help: "Stacked recurrent layers."),
+        ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
+                  help: "Dropout between recurrent layers during training (nn.LSTM's dropout)."),
+        ConfigKey(section: "training", name: "seq_len", type: .positiveInteger, defaultValue: .integer(64),
+                  help: "Steps of truncated back-propagation through time per batch."),
+        ConfigKey(section: "training", name: "stateful", type: .boolean, defaultValue: .boolean(true),
+                  help: "Carry each lane's state to its next batch (reset every epoch); false: independent shuffled windows."),
+    ]
+
     public let config: ExperimentConfig
     public let vocabulary: Vocabulary
     public let model: CharLanguageModel
@@ -78,7 +114,7 @@ public final class CharLMTask {
     /// Forward and backward of this rank's share of global batch k; adds ∂(loss sum)/∂θ to the
     /// gradient arena and returns this rank's loss sum and count.
     public func accumulateGradient(batch k: Int, epoch: Int, step: Int,
-                                   gradientsReady: ((Int) -> Void)? = nil) throws -> (LossTotal, tokens: Int) {
+                                   gradientsReady: ((Int) -> Void)? = nil) throws -> (LossTotal, units: Int) {
         let batch = batches.batch(k, epoch: epoch, rows: rows)
         lastBatch = batch
         if !batches.stateful { state.zero() }
@@ -87,6 +123,46 @@ public final class CharLMTask {
         try model.forward(ids: batch.inputs, batch: batch.rows, steps: batch.steps, state: state, dropout: dropout)
         let total = try model.loss(targets: batch.targets, mask: batch.mask, gradient: true, gradientsReady: gradientsReady)
         return (total, batch.rows * batch.steps)
+    }
+
+    // MARK: Experiment
+
+    public var trainableModel: TrainableModel { model }
+    public var dataMismatchHint: String { "its training text differs from rank 0's; every rank must read the same data.paths" }
+    public var unitName: String { "tokens" }
+
+    public var summary: String {
+        "\(config.text("job.name")): \(files.count) file(s), vocabulary \(vocabulary.count), \(batches.ids.count) training and \(validationIds.count) validation characters, \(model.parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters; unigram baseline \(String(format: "%.3f", unigramEntropy)) nats/char"
+    }
+
+    public func beginEpoch(_ epoch: Int) { resetState() }
+
+    public func trainingMetrics(loss: Double) -> [(name: String, value: Double)] { [("perplexity", exp(loss))] }
+    public var validationMetricNames: [String] { ["val_perplexity"] }
+    public var hasValidation: Bool { !validationIds.isEmpty }
+
+    public func validationTotals() throws -> [Double] {
+        let share = try validationShare()
+        return [share.sum, share.count]
+    }
+
+    public func validationMetrics(_ totals: [Double]) -> ValidationResult {
+        let loss = LossTotal(sum: totals[0], count: totals[1]).mean
+        return ValidationResult(loss: loss, metrics: [("val_perplexity", exp(loss))])
+    }
+
+    public var carriedState: CarriedState? { CarriedState(state: state, rows: rows, lanes: config.integer("training.batch_size")) }
+
+    public func checkpointMetadata() -> [String: String] {
+        ["seqtrain.vocabulary": vocabulary.text,
+         "seqtrain.eval": "{\"lanes\": \(validationLanes), \"seq_len\": \(config.integer("training.seq_len"))}"]
+    }
+
+    public func traceLines(step: Int) -> String {
+        guard let batch = lastBatch else { return "" }
+        return rows.enumerated().map { r, lane in
+            "\(step) \(lane) \(batch.inputs[r * batch.steps]) \(batch.inputs[r * batch.steps + batch.steps - 1])\n"
+        }.joined()
     }
 
     /// This rank's share of the validation loss (the lanes are split over the ranks).

@@ -1,0 +1,147 @@
+import Foundation
+
+/// What the trainer needs of a model: its parameters and the recurrent stacks whose backward
+/// reports finished layers (so the gradient all-reduce of those buckets starts while backward runs).
+public protocol TrainableModel: AnyObject {
+    var parameters: ParameterArena { get }
+    var recurrentStacks: [RecurrentNetwork] { get }
+}
+
+extension CharLanguageModel: TrainableModel {
+    public var recurrentStacks: [RecurrentNetwork] { [rnn] }
+}
+
+/// Lanes whose recurrent state carries from batch to batch (stateful kinds): saved in checkpoints
+/// and restored by `--resume`, lanes in global order.
+public struct CarriedState {
+    /// (L, rows, H) of this rank's lanes.
+    public let state: RecurrentState
+    /// This rank's lanes of the global batch.
+    public let rows: Range<Int>
+    /// Lanes of the global batch.
+    public let lanes: Int
+}
+
+/// Validation figures, computed from totals summed over the ranks.
+public struct ValidationResult {
+    /// The validation loss (feeds reduce-on-plateau).
+    public var loss: Double
+    /// Named metrics for metrics.jsonl, in order (`val_accuracy`, `val_macro_f1`, ...).
+    public var metrics: [(name: String, value: Double)] = []
+    /// A report for the end of training (per-class table, confusion matrix), printed and saved.
+    public var report: String?
+    /// Files of the report (name in the run directory, contents).
+    public var reportFiles: [(name: String, contents: String)] = []
+
+    public init(loss: Double, metrics: [(name: String, value: Double)] = []) {
+        self.loss = loss
+        self.metrics = metrics
+    }
+}
+
+/// One experiment kind on one rank: its data (and this rank's share of every batch), its model, its
+/// loss, its validation metrics and what its checkpoints carry to load it back. The trainer drives
+/// any kind through this protocol and names none.
+public protocol Experiment: AnyObject {
+    var config: ExperimentConfig { get }
+    var trainableModel: TrainableModel { get }
+    var batchesPerEpoch: Int { get }
+    /// Equal on every rank that read the same training data.
+    var dataFingerprint: UInt64 { get }
+    /// What to tell a rank whose data differs from rank 0's.
+    var dataMismatchHint: String { get }
+    /// What throughput counts ("tokens", "samples").
+    var unitName: String { get }
+    /// One line about the data and the model for the start of training.
+    var summary: String { get }
+    /// Called when epoch `epoch` starts (fresh or resumed): resets carried state.
+    func beginEpoch(_ epoch: Int)
+    /// Forward and backward of this rank's share of global batch k: adds ∂(loss sum)/∂θ to the
+    /// gradient arena; returns this rank's loss sum and count, and the units processed.
+    func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?) throws -> (LossTotal, units: Int)
+    /// Metrics of the training loss alone (the char LM's perplexity), for metrics.jsonl.
+    func trainingMetrics(loss: Double) -> [(name: String, value: Double)]
+    /// The names `validationMetrics` returns, so lines between validations carry them as null.
+    var validationMetricNames: [String] { get }
+    var hasValidation: Bool { get }
+    /// This rank's share of the validation totals; the same count on every rank (summed over ranks).
+    func validationTotals() throws -> [Double]
+    /// Loss and metrics from the totals of all ranks.
+    func validationMetrics(_ totals: [Double]) -> ValidationResult
+    /// Carried per-lane state, for stateful kinds.
+    var carriedState: CarriedState? { get }
+    /// What a checkpoint needs beyond the weights and the config to load this kind back.
+    func checkpointMetadata() -> [String: String]
+    /// Test hook: "step lane first-input last-input" lines of the last batch's rows.
+    func traceLines(step: Int) -> String
+}
+
+extension Experiment {
+    public func trainingMetrics(loss: Double) -> [(name: String, value: Double)] { [] }
+    public var carriedState: CarriedState? { nil }
+    public func traceLines(step: Int) -> String { "" }
+}
+
+/// What `seqtrain eval` reports: ordered fields for `--json` and a sentence for people.
+public struct EvaluationReport {
+    public var fields: [(name: String, value: Any)]
+    public var text: String
+    public init(fields: [(name: String, value: Any)], text: String) {
+        self.fields = fields
+        self.text = text
+    }
+
+    public var json: String {
+        "{" + fields.map { name, value in
+            let encoded: String
+            switch value {
+            case let d as Double: encoded = d.isFinite ? "\(d)" : "null"
+            case let i as Int: encoded = "\(i)"
+            case let s as String: encoded = jsonString(s)
+            case let list as [[Int]]: encoded = "[" + list.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]"
+            case let list as [String]: encoded = "[" + list.map(jsonString).joined(separator: ", ") + "]"
+            default: encoded = jsonString("\(value)")
+            }
+            return "\(jsonString(name)): \(encoded)"
+        }.joined(separator: ", ") + "}"
+    }
+}
+
+/// A JSON string literal.
+func jsonString(_ s: String) -> String {
+    let data = (try? JSONSerialization.data(withJSONObject: [s], options: [])) ?? Data("[\"\"]".utf8)
+    return String(String(decoding: data, as: UTF8.self).dropFirst().dropLast())
+}
+
+/// One entry of the registry: a kind's name, its config keys, and how to make it, evaluate its
+/// checkpoints and predict with them. Adding a kind is adding its files and one entry here.
+public struct ExperimentKind {
+    public let name: String
+    public let summary: String
+    public let configKeys: [ConfigKey]
+    /// The experiment on rank `rank` of `world`, its data loaded and its model built.
+    public let make: (_ config: ExperimentConfig, _ rank: Int, _ world: Int) throws -> Experiment
+    /// `seqtrain eval CHECKPOINT --data ... [--labels ...]`.
+    public let evaluate: (_ checkpoint: String, _ data: [String], _ labels: [String]) throws -> EvaluationReport
+    /// `seqtrain predict CHECKPOINT --data ... --out FILE`: returns a summary line.
+    public let predict: ((_ checkpoint: String, _ data: [String], _ out: String) throws -> String)?
+}
+
+public enum ExperimentRegistry {
+    public static let kinds: [ExperimentKind] = [CharLMTask.kind]
+
+    public static func kind(named name: String) -> ExperimentKind? { kinds.first { $0.name == name } }
+
+    /// The kind that wrote a checkpoint (its `seqtrain.kind` metadata).
+    public static func kind(ofCheckpoint path: String) throws -> (kind: ExperimentKind, path: String) {
+        let resolved = try Checkpoint.resolve(path)
+        let file = try SafetensorsFile(contentsOf: resolved)
+        guard let name = file.metadata["seqtrain.kind"] else {
+            throw SeqTrainError("\(resolved): not a seqtrain checkpoint (its __metadata__ has no seqtrain.kind)")
+        }
+        guard let kind = kind(named: name) else {
+            throw SeqTrainError("\(resolved): written for model.kind = \"\(name)\", which this seqtrain does not know (it knows \(kinds.map(\.name).joined(separator: ", ")))")
+        }
+        return (kind, resolved)
+    }
+}
