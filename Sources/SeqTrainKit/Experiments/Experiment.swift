@@ -128,7 +128,7 @@ public struct ExperimentKind {
 }
 
 public enum ExperimentRegistry {
-    public static let kinds: [ExperimentKind] = [CharLMTask.kind]
+    public static let kinds: [ExperimentKind] = [CharLMTask.kind, ClassifierExperiment.sequenceKind, ClassifierExperiment.mlpKind]
 
     public static func kind(named name: String) -> ExperimentKind? { kinds.first { $0.name == name } }
 

@@ -1,0 +1,123 @@
+import Foundation
+
+/// Single-label (softmax cross-entropy, one class per sample) or multi-label (sigmoid binary
+/// cross-entropy, an independent yes/no per label).
+public enum ClassificationTask: String, Codable {
+    case singleLabel = "single_label", multiLabel = "multi_label"
+}
+
+/// What a classifier's checkpoint records so that `eval` and `predict` read new data exactly as
+/// training did: the task and class names, how samples are shaped, the features and the
+/// standardization fitted on the training split.
+public struct ClassifierPreprocessing: Codable, Equatable {
+    public var task: ClassificationTask
+    public var classes: [String]
+    public var layout: String          // SampleLayout
+    public var features: String        // "raw" | "rfft"
+    public var rfftBins: Int
+    public var inputFeatures: Int      // F the model sees
+    public var header: Bool
+    public var labelColumns: [String]
+    public var labelNames: [String]
+    public var mean: [Float]?
+    public var std: [Float]?
+
+    var sampleLayout: SampleLayout { SampleLayout(rawValue: layout) ?? .sequence }
+
+    /// The reader for files of this experiment (rfft features read sequences first).
+    func reader(inputsKey: String = "data.inputs", labelsKey: String = "data.labels") -> NumericReader {
+        var reader = NumericReader()
+        reader.header = header
+        reader.labelColumns = labelColumns
+        reader.labelNames = labelNames
+        reader.layout = features == "rfft" ? .sequence : sampleLayout
+        reader.inputsKey = inputsKey
+        reader.labelsKey = labelsKey
+        return reader
+    }
+
+    /// Raw samples → what the model sees: spectral features, then standardization (when fitted).
+    func transform(_ data: LabelledData) -> LabelledData {
+        var out = features == "rfft" ? SpectralFeatures.logMagnitude(data, bins: rfftBins) : data
+        if let mean, let std { Standardization(mean: mean, std: std).apply(&out) }
+        return out
+    }
+
+    /// Classes in sorted order: numerically when every label is an integer, else as text.
+    static func classNames(of labels: RawLabels) -> [String] {
+        switch labels {
+        case .matrix(_, let columns): return columns
+        case .names(let names):
+            let unique = Array(Set(names))
+            if unique.allSatisfy({ Int($0) != nil }) { return unique.sorted { Int($0)! < Int($1)! } }
+            return unique.sorted()
+        }
+    }
+}
+
+/// Labels as the loss takes them.
+public enum ClassTargets {
+    case ids([Int32])       // (N)
+    case matrix([Float])    // (N, C)
+
+    /// Maps labels as written onto the classes; a label the classes do not know is an error naming it.
+    init(_ labels: RawLabels, classes: [String], task: ClassificationTask, source: String) throws {
+        switch (labels, task) {
+        case (.names(let names), .singleLabel):
+            let index = Dictionary(classes.enumerated().map { ($1, Int32($0)) }, uniquingKeysWith: { a, _ in a })
+            self = .ids(try names.enumerated().map { i, name in
+                guard let id = index[name] else {
+                    throw SeqTrainError("\(source), sample \(i): label \"\(name.prefix(40))\" is not one of the \(classes.count) classes the model was trained on (\(classes.prefix(10).joined(separator: ", "))\(classes.count > 10 ? ", ..." : ""))")
+                }
+                return id
+            })
+        case (.matrix(let m, let columns), .multiLabel):
+            guard columns.count == classes.count else {
+                throw SeqTrainError("\(source): the labels have \(columns.count) columns, the model has \(classes.count) labels")
+            }
+            self = .matrix(m)
+        case (.names, .multiLabel):
+            throw SeqTrainError("\(source): one class per sample, but model.task = \"multi_label\" needs (N, C) 0/1 labels (one column per label)")
+        case (.matrix, .singleLabel):
+            throw SeqTrainError("\(source): (N, C) labels (several per sample) with model.task = \"single_label\"; use model.task = \"multi_label\" (sigmoid + binary cross-entropy) or give one class id per sample")
+        }
+    }
+
+    /// Samples per class (single-label) or positives per label (multi-label).
+    func counts(classes c: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: c)
+        switch self {
+        case .ids(let ids): for id in ids { out[Int(id)] += 1 }
+        case .matrix(let m): for (i, v) in m.enumerated() { out[i % c] += Double(v) }
+        }
+        return out
+    }
+
+    /// The group used for stratified splits and balanced sampling: the class, or the label set.
+    func group(_ sample: Int, classes c: Int) -> String {
+        switch self {
+        case .ids(let ids): return String(ids[sample])
+        case .matrix(let m): return (0..<c).map { m[sample * c + $0] > 0.5 ? "1" : "0" }.joined()
+        }
+    }
+}
+
+/// A seeded, stratified split: the samples are ordered by group (class or label set) and, within a
+/// group, by a permutation of the seed; then every k-th position goes to validation, so each group
+/// keeps its share up to one sample and the split is exactly `fraction` of the data.
+func stratifiedSplit(count n: Int, groups: [String], fraction: Double, seed: UInt64) -> (train: [Int], validation: [Int]) {
+    let random = CounterRandom(seed: seed, purpose: .shuffle)
+    let keys = random.permutation(n, stream: 0xFFFF_0001)
+    var rank = [Int](repeating: 0, count: n)
+    for (position, sample) in keys.enumerated() { rank[sample] = position }
+    let order = (0..<n).sorted { a, b in groups[a] != groups[b] ? groups[a] < groups[b] : rank[a] < rank[b] }
+    var train: [Int] = [], validation: [Int] = []
+    for (i, sample) in order.enumerated() {
+        if Int((Double(i + 1) * fraction).rounded(.down)) > Int((Double(i) * fraction).rounded(.down)) {
+            validation.append(sample)
+        } else {
+            train.append(sample)
+        }
+    }
+    return (train.sorted(), validation.sorted())
+}

@@ -1,0 +1,422 @@
+import Foundation
+
+/// The network of a classifier kind: a recurrent stack with pooling over sequences, or an MLP over
+/// feature vectors. Both map a batch to logits (B, C) and take their gradient back.
+enum ClassifierNetwork {
+    case sequence(SequenceClassifier)
+    case mlp(MLPClassifier)
+
+    var model: TrainableModel {
+        switch self {
+        case .sequence(let m): return m
+        case .mlp(let m): return m
+        }
+    }
+
+    /// logits (B, C) of x (B, T, F) with valid `lengths`.
+    func forward(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, features F: Int, lengths: [Int], dropout: DropoutContext?) -> UnsafePointer<Float> {
+        switch self {
+        case .sequence(let m):
+            m.forward(x, batch: B, steps: T, lengths: lengths, dropout: dropout)
+            return UnsafePointer(m.logits.pointer)
+        case .mlp(let m):
+            m.forward(x, rows: B, dropout: dropout)
+            return UnsafePointer(m.logits.pointer)
+        }
+    }
+
+    func backward(_ dLogits: UnsafePointer<Float>, gradientsReady: ((Int) -> Void)?) {
+        switch self {
+        case .sequence(let m): m.backward(dLogits, gradientsReady: gradientsReady)
+        case .mlp(let m): m.backward(dLogits, gradientsReady: gradientsReady)
+        }
+    }
+
+    static func make(_ config: ExperimentConfig, inputFeatures: Int, classes: Int) -> ClassifierNetwork {
+        if config.kind == "mlp_classifier" {
+            let widths = [inputFeatures] + config.integers("model.hidden_sizes") + [classes]
+            return .mlp(MLPClassifier(widths: widths, activation: Activation(rawValue: config.text("model.activation"))!,
+                                      dropout: Float(config.number("model.dropout")), layerStride: 3))
+        }
+        return .sequence(SequenceClassifier(cell: RecurrentCell(rawValue: config.text("model.cell"))!, inputSize: inputFeatures,
+                                            hiddenSize: config.integer("model.hidden"), layers: config.integer("model.layers"),
+                                            labels: classes, dropout: Float(config.number("model.dropout")),
+                                            pooling: Pooling(rawValue: config.text("model.pooling"))!))
+    }
+}
+
+/// The loss of a classifier, on logits: softmax cross-entropy or sigmoid binary cross-entropy.
+enum ClassifierLoss {
+    case crossEntropy(CrossEntropyLoss)
+    case binaryCrossEntropy(BinaryCrossEntropyLoss)
+
+    func evaluate(_ dLogits: UnsafeMutablePointer<Float>?, logits: UnsafePointer<Float>, targets: ClassBatchTargets,
+                  mask: UnsafePointer<Float>, rows: Int, classes: Int) throws -> LossTotal {
+        switch (self, targets) {
+        case (.crossEntropy(let ce), .ids(let ids)):
+            return try ids.withUnsafeBufferPointer {
+                try ce.evaluate(dLogits, logits: logits, targets: $0.baseAddress!, mask: mask, rows: rows, classes: classes)
+            }
+        case (.binaryCrossEntropy(let bce), .matrix(let m)):
+            return try m.withUnsafeBufferPointer {
+                try bce.evaluate(dLogits, logits: logits, targets: $0.baseAddress!, mask: mask, rows: rows, classes: classes)
+            }
+        default:
+            throw SeqTrainError("internal: targets do not match the loss")
+        }
+    }
+}
+
+/// One batch's targets, for the rows of this rank.
+enum ClassBatchTargets {
+    case ids([Int32])
+    case matrix([Float])
+}
+
+/// Classifier kinds: `sequence_classifier` (LSTM/GRU over (N, T, F), pooled) and `mlp_classifier`
+/// (an MLP over feature vectors, raw or spectral), single- or multi-label. Every rank holds the
+/// samples; each global batch is a slice of one permutation of (seed, epoch) (or of a balanced
+/// draw), and rank r takes rows shard(batch, r) of it, so the rank count changes nothing.
+public final class ClassifierExperiment: Experiment {
+    public let config: ExperimentConfig
+    public let rank: Int, world: Int
+    public let preprocessing: ClassifierPreprocessing
+    /// Training and validation samples, transformed (features, standardization).
+    public let training: LabelledData
+    public let validation: LabelledData?
+    let trainingTargets: ClassTargets
+    let validationTargets: ClassTargets?
+    let network: ClassifierNetwork
+    let loss: ClassifierLoss
+    public let rows: Range<Int>
+    let batchSize: Int
+    var epochOrder: [Int] = []
+    var orderEpoch = -1
+    /// The training data as read, before transformation: what rank agreement and resume compare.
+    public let dataFingerprint: UInt64
+
+    public var trainableModel: TrainableModel { network.model }
+    public var classes: [String] { preprocessing.classes }
+    var multiLabel: Bool { preprocessing.task == .multiLabel }
+
+    public init(config: ExperimentConfig, rank: Int = 0, world: Int = 1) throws {
+        self.config = config
+        self.rank = rank
+        self.world = world
+        batchSize = config.integer("training.batch_size")
+        guard batchSize % world == 0 else {
+            throw SeqTrainError("training.batch_size = \(batchSize) does not divide among \(world) ranks; use a multiple of \(world) (it is the global batch, and each rank takes an equal share)")
+        }
+        rows = shard(batchSize, rank: rank, world: world)
+        try Self.refuseKnownMistakes(config)
+
+        let layout: SampleLayout = config.kind == "mlp_classifier" ? .vector : .sequence
+        var settings = ClassifierPreprocessing(
+            task: .singleLabel, classes: [], layout: layout.rawValue, features: config.text("data.features"),
+            rfftBins: config.integer("data.rfft_bins"), inputFeatures: 0, header: config.boolean("data.header"),
+            labelColumns: config.texts("data.label_columns"), labelNames: config.texts("data.label_names"), mean: nil, std: nil)
+        guard !config.texts("data.inputs").isEmpty else {
+            throw SeqTrainError("data.inputs: no input files; give .npy, .csv or .tsv files (for example `seqtrain data curves --out data/curves` makes a labelled set)")
+        }
+        let labelFiles = config.texts("data.labels")
+        if labelFiles.isEmpty && settings.labelColumns.isEmpty {
+            throw SeqTrainError("data.labels: no labels; give label files (data.labels) or the label columns of the inputs (data.label_columns)")
+        }
+        let all = try settings.reader().read(inputs: config.texts("data.inputs"), labels: labelFiles)
+        dataFingerprint = all.fingerprint
+        guard let rawLabels = all.labels else { throw SeqTrainError("data.labels: no labels were read") }
+
+        // The task: from the labels' shape unless the config says it.
+        let inferred: ClassificationTask = { if case .matrix = rawLabels { return .multiLabel } else { return .singleLabel } }()
+        let requested = config.text("model.task")
+        settings.task = requested == "auto" ? inferred : ClassificationTask(rawValue: requested)!
+        settings.classes = ClassifierPreprocessing.classNames(of: rawLabels)
+        guard settings.classes.count >= (settings.task == .singleLabel ? 2 : 1) else {
+            throw SeqTrainError("data.labels: the training labels hold \(settings.classes.count) class(es) (\(settings.classes.joined(separator: ", "))); a classifier needs at least 2")
+        }
+        let allTargets = try ClassTargets(rawLabels, classes: settings.classes, task: settings.task, source: labelFiles.first ?? all.source)
+        try Self.checkLossForTask(config, task: settings.task)
+
+        // Validation: given files, or a stratified share of the samples.
+        var trainPart = all, validationPart: LabelledData?
+        var trainTargets = allTargets
+        var heldTargets: ClassTargets?
+        let validationInputs = config.texts("data.validation_inputs")
+        if !validationInputs.isEmpty {
+            var reader = settings.reader(inputsKey: "data.validation_inputs", labelsKey: "data.validation_labels")
+            reader.labelColumns = settings.labelColumns
+            let held = try reader.read(inputs: validationInputs, labels: config.texts("data.validation_labels"))
+            guard let heldLabels = held.labels else { throw SeqTrainError("data.validation_labels: no labels for the validation inputs") }
+            guard held.features == all.features || layout == .vector && held.steps * held.features == all.steps * all.features else {
+                throw SeqTrainError("data.validation_inputs: samples have \(held.features) features, the training inputs \(all.features)")
+            }
+            heldTargets = try ClassTargets(heldLabels, classes: settings.classes, task: settings.task, source: held.source)
+            validationPart = held
+        } else if config.number("data.validation_fraction") > 0 {
+            let groups = (0..<all.count).map { allTargets.group($0, classes: settings.classes.count) }
+            let split = stratifiedSplit(count: all.count, groups: groups, fraction: config.number("data.validation_fraction"),
+                                        seed: UInt64(config.integer("job.seed")))
+            guard !split.train.isEmpty else { throw SeqTrainError("data.validation_fraction leaves no training samples") }
+            trainPart = all.subset(split.train)
+            trainTargets = try ClassTargets(trainPart.labels!, classes: settings.classes, task: settings.task, source: all.source)
+            if !split.validation.isEmpty {
+                let held = all.subset(split.validation)
+                validationPart = held
+                heldTargets = try ClassTargets(held.labels!, classes: settings.classes, task: settings.task, source: all.source)
+            }
+        }
+
+        // Features, then standardization fitted on the training split only.
+        let featured = settings.features == "rfft" ? SpectralFeatures.logMagnitude(trainPart, bins: settings.rfftBins) : trainPart
+        if config.boolean("data.standardize") {
+            let fitted = Standardization(fitting: featured)
+            settings.mean = fitted.mean
+            settings.std = fitted.std
+        }
+        settings.inputFeatures = featured.features
+        preprocessing = settings
+        var transformed = featured
+        if let mean = settings.mean, let std = settings.std { Standardization(mean: mean, std: std).apply(&transformed) }
+        training = transformed
+        trainingTargets = trainTargets
+        validation = validationPart.map { settings.transform($0) }
+        validationTargets = heldTargets
+
+        let classCount = settings.classes.count
+        let counts = trainTargets.counts(classes: classCount)
+        loss = try Self.makeLoss(config, task: settings.task, counts: counts, samples: trainPart.count)
+        network = ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
+    }
+
+    // MARK: what users get wrong
+
+    /// Requests that are certainly wrong, refused with the reason and the fix.
+    static func refuseKnownMistakes(_ config: ExperimentConfig) throws {
+        switch config.text("model.output_activation") {
+        case "none": break
+        case let activation:
+            throw SeqTrainError("model.output_activation = \"\(activation)\": the loss takes raw logits and applies the \(activation == "softmax" ? "softmax" : "sigmoid") itself, in a numerically stable form; a \(activation) in front of it squashes the gradients (saturated outputs stop learning). Leave it \"none\"; `seqtrain predict` reports probabilities")
+        }
+        if config.text("loss.kind") == "mse" {
+            throw SeqTrainError("loss.kind = \"mse\": sigmoid + mean squared error for classification has a vanishing gradient exactly when the model is confidently wrong (σ′ ≈ 0), so it learns slowly or not at all, worst on unbalanced classes. Use loss.kind = \"auto\": softmax cross-entropy for one label per sample, sigmoid binary cross-entropy for several")
+        }
+    }
+
+    static func checkLossForTask(_ config: ExperimentConfig, task: ClassificationTask) throws {
+        let kind = config.text("loss.kind")
+        if kind == "cross_entropy" && task == .multiLabel {
+            throw SeqTrainError("loss.kind = \"cross_entropy\" with multi-label targets: a softmax makes the labels compete for one unit of probability, so a sample cannot be both of two labels. Use loss.kind = \"bce\" (or \"auto\"): one sigmoid yes/no per label")
+        }
+        if kind == "bce" && task == .singleLabel {
+            throw SeqTrainError("loss.kind = \"bce\" with one class per sample: use \"cross_entropy\" (or \"auto\"), or model.task = \"multi_label\" with (N, C) 0/1 labels")
+        }
+        if task == .multiLabel {
+            if config.number("loss.label_smoothing") > 0 {
+                throw SeqTrainError("loss.label_smoothing applies to softmax cross-entropy (one label per sample); multi-label targets use pos_weight instead")
+            }
+            if config.value("loss.class_weights") != .text("none") {
+                throw SeqTrainError("loss.class_weights applies to single-label cross-entropy; for multi-label targets use loss.pos_weight (\"balanced\" or one weight per label)")
+            }
+        } else if config.value("loss.pos_weight") != .text("none") {
+            throw SeqTrainError("loss.pos_weight applies to multi-label binary cross-entropy; for one class per sample use loss.class_weights")
+        }
+    }
+
+    static func makeLoss(_ config: ExperimentConfig, task: ClassificationTask, counts: [Double], samples: Int) throws -> ClassifierLoss {
+        let c = counts.count
+        func weights(_ key: String, balanced: () -> [Float]) throws -> [Float]? {
+            switch config.value(key) {
+            case .text("balanced"): return balanced()
+            case .numbers(let list):
+                guard list.count == c else { throw SeqTrainError("\(key): \(list.count) weights for \(c) classes; give one per class, in the order of the class list (\(config.kind) sorts class names)") }
+                return list.map { Float($0) }
+            default: return nil
+            }
+        }
+        switch task {
+        case .singleLabel:
+            // scikit-learn's "balanced": n_samples / (n_classes · n_c).
+            let w = try weights("loss.class_weights") { counts.map { $0 > 0 ? Float(Double(samples) / (Double(c) * $0)) : 0 } }
+            return .crossEntropy(try CrossEntropyLoss(classWeights: w, labelSmoothing: Float(config.number("loss.label_smoothing"))))
+        case .multiLabel:
+            // negatives / positives per label, as PyTorch's documentation suggests.
+            let w = try weights("loss.pos_weight") { counts.map { $0 > 0 ? Float((Double(samples) - $0) / $0) : 1 } }
+            return .binaryCrossEntropy(try BinaryCrossEntropyLoss(positiveWeights: w))
+        }
+    }
+
+    // MARK: Experiment
+
+    public var dataMismatchHint: String { "its training data differs from rank 0's; every rank must read the same data.inputs and data.labels" }
+    public var unitName: String { "samples" }
+    public var batchesPerEpoch: Int { (training.count + batchSize - 1) / batchSize }
+
+    public var summary: String {
+        let shape = preprocessing.sampleLayout == .sequence && preprocessing.features == "raw"
+            ? "sequences of up to \(training.steps) steps × \(training.features) feature(s)"
+            : "vectors of \(training.features) features\(preprocessing.features == "rfft" ? " (log-magnitude rFFT, \(preprocessing.rfftBins) bins per channel)" : "")"
+        let counts = trainingTargets.counts(classes: classes.count).map { String(Int($0)) }
+        return "\(config.text("job.name")): \(config.kind), \(preprocessing.task.rawValue), \(classes.count) classes, \(training.count) training and \(validation?.count ?? 0) validation samples (\(shape)); per class in training: \(zip(classes, counts).prefix(12).map { "\($0) \($1)" }.joined(separator: ", "))\(classes.count > 12 ? ", ..." : ""); \(trainableModel.parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters"
+    }
+
+    /// The epoch's order of samples: a permutation of (seed, epoch), or with `data.sampler =
+    /// "balanced"` a draw with replacement that picks each class (label) equally often.
+    public func beginEpoch(_ epoch: Int) {
+        guard orderEpoch != epoch else { return }
+        orderEpoch = epoch
+        let n = training.count
+        let random = CounterRandom(seed: UInt64(config.integer("job.seed")), purpose: .shuffle)
+        guard config.text("data.sampler") == "balanced" else {
+            epochOrder = random.permutation(n, stream: UInt64(epoch))
+            return
+        }
+        var members: [String: [Int]] = [:]
+        let c = classes.count
+        for i in 0..<n {
+            switch trainingTargets {
+            case .ids(let ids): members[String(ids[i]), default: []].append(i)
+            case .matrix(let m):
+                let positives = (0..<c).filter { m[i * c + $0] > 0.5 }
+                if positives.isEmpty { members["none", default: []].append(i) }
+                for k in positives { members[String(k), default: []].append(i) }
+            }
+        }
+        let groups = members.keys.sorted()
+        let stream = UInt64(epoch) | 1 << 40
+        epochOrder = (0..<n).map { i in
+            let group = members[groups[random.integer(below: groups.count, stream: stream, index: UInt64(2 * i))]]!
+            return group[random.integer(below: group.count, stream: stream, index: UInt64(2 * i + 1))]
+        }
+    }
+
+    /// This rank's rows of global batch k: inputs (rows, T, F) cut to the longest valid length,
+    /// lengths, targets, the mask of rows past the epoch's end, and a global key per row.
+    func batch(_ k: Int) -> (inputs: [Float], steps: Int, lengths: [Int], targets: ClassBatchTargets, mask: [Float], keys: [UInt64]) {
+        let T = training.steps, F = training.features, c = classes.count
+        let slots = rows.map { k * batchSize + $0 }
+        let samples = slots.map { $0 < epochOrder.count ? epochOrder[$0] : -1 }
+        let steps = max(1, samples.map { $0 >= 0 ? training.lengths[$0] : 1 }.max() ?? 1)
+        var inputs = [Float](repeating: 0, count: samples.count * steps * F)
+        var lengths: [Int] = [], mask: [Float] = []
+        var ids: [Int32] = [], matrix: [Float] = []
+        for (r, s) in samples.enumerated() {
+            guard s >= 0 else {
+                lengths.append(1); mask.append(0)
+                ids.append(0); matrix += [Float](repeating: 0, count: c)
+                continue
+            }
+            let length = training.lengths[s]
+            for t in 0..<length {
+                for f in 0..<F { inputs[(r * steps + t) * F + f] = training.inputs[(s * T + t) * F + f] }
+            }
+            lengths.append(length)
+            mask.append(1)
+            switch trainingTargets {
+            case .ids(let all): ids.append(all[s])
+            case .matrix(let all): matrix += all[(s * c)..<((s + 1) * c)]
+            }
+        }
+        let targets: ClassBatchTargets = multiLabel ? .matrix(matrix) : .ids(ids)
+        return (inputs, steps, lengths, targets, mask, slots.map(UInt64.init))
+    }
+
+    private let dLogits = FloatBuffer()   // (rows, C)
+
+    public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?) throws -> (LossTotal, units: Int) {
+        beginEpoch(epoch)
+        let b = batch(k)
+        let B = rows.count, C = classes.count
+        let dropout = config.number("model.dropout") > 0
+            ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: b.keys) : nil
+        let logits = b.inputs.withUnsafeBufferPointer {
+            network.forward($0.baseAddress!, batch: B, steps: b.steps, features: training.features, lengths: b.lengths, dropout: dropout)
+        }
+        dLogits.resize(B * C)
+        let total = try b.mask.withUnsafeBufferPointer {
+            try loss.evaluate(dLogits.pointer, logits: logits, targets: b.targets, mask: $0.baseAddress!, rows: B, classes: C)
+        }
+        network.backward(dLogits.pointer, gradientsReady: gradientsReady)
+        return (total, Int(b.mask.reduce(0, +)))
+    }
+
+    public var validationMetricNames: [String] {
+        (multiLabel ? ["macro_f1", "micro_f1", "exact_match"] : ["accuracy", "macro_f1"]).map { "val_" + $0 }
+    }
+
+    public var hasValidation: Bool { (validation?.count ?? 0) > 0 }
+
+    public func validationTotals() throws -> [Double] {
+        guard let validation, let validationTargets else { return [] }
+        let share = (validation.count + world - 1) / world
+        let mine = min(rank * share, validation.count)..<min((rank + 1) * share, validation.count)
+        let counts = try Self.count(validation, targets: validationTargets, range: mine, network: network, loss: loss,
+                                    classes: classes, multiLabel: multiLabel, threshold: Float(config.number("eval.threshold")))
+        return counts.totals
+    }
+
+    public func validationMetrics(_ totals: [Double]) -> ValidationResult {
+        let counts = ClassificationCounts(multiLabel: multiLabel, classes: classes, totals: totals)
+        var result = ValidationResult(loss: counts.loss, metrics: counts.metrics.map { ("val_" + $0.name, $0.value) })
+        result.report = counts.report
+        result.reportFiles = [("per_class.csv", counts.perClassCSV)]
+        if !multiLabel { result.reportFiles.append(("confusion_matrix.csv", counts.confusionCSV)) }
+        return result
+    }
+
+    /// Loss and counts of `data` samples in `range`, in chunks, no dropout.
+    static func count(_ data: LabelledData, targets: ClassTargets, range: Range<Int>, network: ClassifierNetwork, loss: ClassifierLoss,
+                      classes: [String], multiLabel: Bool, threshold: Float) throws -> ClassificationCounts {
+        var counts = ClassificationCounts(multiLabel: multiLabel, classes: classes)
+        try forEachChunk(data, range: range, network: network) { indices, logits in
+            let n = indices.count, c = classes.count
+            let mask = [Float](repeating: 1, count: n)
+            let batchTargets: ClassBatchTargets
+            switch targets {
+            case .ids(let ids): batchTargets = .ids(indices.map { ids[$0] })
+            case .matrix(let m): batchTargets = .matrix(indices.flatMap { m[($0 * c)..<(($0 + 1) * c)] })
+            }
+            let total = try mask.withUnsafeBufferPointer {
+                try loss.evaluate(nil, logits: logits, targets: batchTargets, mask: $0.baseAddress!, rows: n, classes: c)
+            }
+            counts.lossSum += total.sum
+            counts.lossCount += total.count
+            switch batchTargets {
+            case .ids(let ids):
+                ids.withUnsafeBufferPointer { counts.add(logits: logits, classIds: $0.baseAddress, targets: nil, mask: nil, rows: n, threshold: threshold) }
+            case .matrix(let m):
+                m.withUnsafeBufferPointer { counts.add(logits: logits, classIds: nil, targets: $0.baseAddress, mask: nil, rows: n, threshold: threshold) }
+            }
+        }
+        return counts
+    }
+
+    /// Runs the network over `range` of `data` in chunks of up to 256 samples (each chunk cut to
+    /// its longest valid length) and hands each chunk's sample indices and logits (n, C) to `body`.
+    static func forEachChunk(_ data: LabelledData, range: Range<Int>, network: ClassifierNetwork,
+                             _ body: ([Int], UnsafePointer<Float>) throws -> Void) rethrows {
+        let T = data.steps, F = data.features
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let indices = Array(start..<min(start + 256, range.upperBound))
+            start += indices.count
+            let steps = indices.map { data.lengths[$0] }.max() ?? 1
+            var inputs = [Float](repeating: 0, count: indices.count * steps * F)
+            for (r, s) in indices.enumerated() {
+                for t in 0..<data.lengths[s] {
+                    for f in 0..<F { inputs[(r * steps + t) * F + f] = data.inputs[(s * T + t) * F + f] }
+                }
+            }
+            let logits = inputs.withUnsafeBufferPointer {
+                network.forward($0.baseAddress!, batch: indices.count, steps: steps, features: F, lengths: indices.map { data.lengths[$0] }, dropout: nil)
+            }
+            try body(indices, logits)
+        }
+    }
+
+    public func checkpointMetadata() -> [String: String] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = (try? encoder.encode(preprocessing)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return ["seqtrain.preprocessing": json, "seqtrain.classes": "[" + classes.map(jsonString).joined(separator: ", ") + "]"]
+    }
+}
