@@ -31,14 +31,15 @@ final class GradientCheckTests: XCTestCase {
     }
 
     /// Every parameter of `arena` against the loss, after `gradient()` filled the arena's gradients.
-    func checkParameters(_ arena: ParameterArena, loss: () throws -> Double, gradient: () throws -> Void,
+    func checkParameters(_ arena: ParameterArena, what: String = "", step: Float = 1e-2, loss: () throws -> Double, gradient: () throws -> Void,
                          file: StaticString = #filePath, line: UInt = #line) throws {
         arena.zeroGradients()
         try gradient()
         for ref in arena.layout.entries {
             let analytic = Array(UnsafeBufferPointer(start: arena.gradient(ref), count: ref.count))
             let p = arena.value(ref)
-            try check(ref.name, count: ref.count, analytic: analytic, read: { p[$0] }, write: { p[$0] = $1 }, loss: loss, file: file, line: line)
+            try check(what + ref.name, count: ref.count, analytic: analytic, read: { p[$0] }, write: { p[$0] = $1 }, loss: loss,
+                      step: step, file: file, line: line)
         }
     }
 

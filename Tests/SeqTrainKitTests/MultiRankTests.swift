@@ -132,6 +132,65 @@ final class MultiRankTests: XCTestCase {
         }
     }
 
+    /// Classifier kinds: a shuffled multi-label LSTM run with dropout and SGD momentum (whose steps
+    /// show a wrong gradient normalization), a variable-length (trailing NaN) GRU run with a short
+    /// last batch, and a single-label MLP with the balanced sampler: the same per-step losses and
+    /// final parameters on 1, 2 and 4 ranks.
+    func testRankCountDoesNotChangeWhatClassifiersLearn() throws {
+        for (name, variable) in [("fixed", false), ("variable", true)] {
+            let (inputs, labels) = SyntheticSets.curves(count: 90, length: 24, seed: 6, variableLength: variable)
+            try NumpyArray(floats: inputs, shape: [90, 24]).write(to: "\(dir)/\(name)-x.npy")
+            try NumpyArray(floats: labels, shape: [90, 7]).write(to: "\(dir)/\(name)-y.npy")
+        }
+        let ids = (0..<90).map { Int64($0 % 3 == 0 ? 0 : $0 % 5 == 0 ? 2 : 1) }
+        try NumpyArray(integers: ids, shape: [90]).write(to: "\(dir)/ids.npy")
+        let runs: [(String, [String])] = [
+            ("lstm", ["model.kind=sequence_classifier", "data.inputs=\(dir)/fixed-x.npy", "data.labels=\(dir)/fixed-y.npy",
+                      "model.hidden=10", "model.layers=2", "model.dropout=0.3", "optimizer.kind=sgd", "optimizer.lr=0.5", "optimizer.momentum=0.9"]),
+            ("gru-variable", ["model.kind=sequence_classifier", "data.inputs=\(dir)/variable-x.npy", "data.labels=\(dir)/variable-y.npy",
+                              "model.cell=gru", "model.hidden=10", "model.pooling=mean", "loss.pos_weight=balanced"]),
+            ("mlp", ["model.kind=mlp_classifier", "data.inputs=\(dir)/fixed-x.npy", "data.labels=\(dir)/ids.npy", "model.hidden_sizes=[16, 8]",
+                     "model.dropout=0.2", "data.sampler=balanced", "loss.class_weights=balanced", "loss.label_smoothing=0.1"]),
+        ]
+        try """
+            [job]
+            seed = 4
+            [training]
+            batch_size = 8
+            epochs = 3
+            max_steps = 20
+            eval_every = 10
+            [optimizer]
+            lr = 0.01
+            [checkpoint]
+            interval = 0
+            [metrics]
+            log_every = 1
+            """.write(toFile: "\(dir)/classifier.toml", atomically: true, encoding: .utf8)
+        for (name, sets) in runs {
+            var losses: [Int: [Double]] = [:], weights: [Int: [Float]] = [:], validation: [Int: Double] = [:]
+            for ranks in [1, 2, 4] {
+                let run = "\(dir)/\(name)-\(ranks)"
+                let result = try Self.train(ranks: ranks, "\(dir)/classifier.toml", (sets + ["job.run_dir=\(run)"]).flatMap { ["--set", $0] })
+                XCTAssertEqual(result.status, 0, "\(name): \(result.errors)")
+                let lines = try metrics(run)
+                XCTAssertEqual(lines.count, 20, name)
+                XCTAssertTrue(lines.allSatisfy { $0["world_size"] as? Int == ranks }, "\(name): the run had world size \(ranks)")
+                losses[ranks] = lines.map { $0["loss"] as! Double }
+                validation[ranks] = lines.last?["val_loss"] as? Double
+                let file = try SafetensorsFile(contentsOf: try Checkpoint.resolve(run))
+                weights[ranks] = try file.tensors.keys.sorted().flatMap { try file.tensor($0, in: run).floats() }
+            }
+            for ranks in [2, 4] {
+                for (step, (a, b)) in zip(losses[1]!, losses[ranks]!).enumerated() {
+                    XCTAssertEqual(a, b, accuracy: 1e-5 * abs(a), "\(name), \(ranks) ranks, step \(step + 1)")
+                }
+                XCTAssertEqual(validation[1]!, validation[ranks]!, accuracy: 1e-5 * validation[1]!, "\(name), \(ranks) ranks: validation loss")
+                assertClose(weights[ranks]!, weights[1]!, "\(name): final parameters with \(ranks) ranks", absolute: 1e-5, relative: 1e-5)
+            }
+        }
+    }
+
     func testEachRankSeesExactlyItsLanesContinuingAcrossBatches() throws {
         // Character i of the corpus is U+4E00 + i, so ids are positions.
         let lanes = 4, laneLength = 30, steps = 5

@@ -41,6 +41,16 @@ public struct LabelledData {
     /// Where the samples came from, for messages.
     public var source: String
 
+    public init(inputs: [Float], count: Int, steps: Int, features: Int, lengths: [Int], labels: RawLabels?, source: String) {
+        self.inputs = inputs
+        self.count = count
+        self.steps = steps
+        self.features = features
+        self.lengths = lengths
+        self.labels = labels
+        self.source = source
+    }
+
     /// The samples at `indices`, in that order.
     public func subset(_ indices: [Int]) -> LabelledData {
         let width = steps * features

@@ -144,6 +144,9 @@ public struct ExperimentConfig: Equatable {
                 }
             }
             if types == ["string"] { return .texts(items.map { $0.string! }) }
+            if expected == .columns, types.isSubset(of: ["string", "int"]) {
+                return .texts(items.map { $0.string ?? String($0.int!) })
+            }
             if types == ["int"], expected != .texts { return .integers(items.map { $0.int! }) }
             if types.isSubset(of: ["int", "double"]), case .weights = expected {
                 return .numbers(items.map { $0.double ?? Double($0.int!) })

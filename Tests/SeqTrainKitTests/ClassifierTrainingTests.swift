@@ -1,0 +1,271 @@
+import Foundation
+import XCTest
+import SeqTrainKit
+
+/// End-to-end runs of the classifier kinds on generated curves and on small hand-made sets.
+final class ClassifierTrainingTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = try temporaryDirectory()
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// Writes curves to DIR/name/{inputs,labels}.npy.
+    func writeCurves(_ name: String, count: Int, length: Int, seed: UInt64, variableLength: Bool = false) throws {
+        try FileManager.default.createDirectory(atPath: "\(dir)/\(name)", withIntermediateDirectories: true)
+        let (inputs, labels) = SyntheticSets.curves(count: count, length: length, seed: seed, variableLength: variableLength)
+        try NumpyArray(floats: inputs, shape: [count, length]).write(to: "\(dir)/\(name)/inputs.npy")
+        try NumpyArray(floats: labels, shape: [count, 7]).write(to: "\(dir)/\(name)/labels.npy")
+    }
+
+    func config(_ body: String, overrides: [String] = []) throws -> ExperimentConfig {
+        try ExperimentConfig.parse("""
+            [job]
+            name = "test"
+            seed = 3
+            run_dir = "\(dir)/run"
+            \(body)
+            """, source: "\(dir)/test.toml", overrides: overrides)
+    }
+
+    func quiet(_ change: (inout TrainerOptions) -> Void = { _ in }) -> TrainerOptions {
+        var options = TrainerOptions()
+        options.quiet = true
+        change(&options)
+        return options
+    }
+
+    func metrics() throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: "\(dir)/run/metrics.jsonl", encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    static let curvesSection = """
+        label_names = ["rising", "falling", "convex", "concave", "oscillating", "spike", "plateau"]
+        """
+
+    func testMultiLabelLSTMLearnsCurvesAndEvalRepeatsTheLoggedMetrics() throws {
+        try writeCurves("train", count: 800, length: 150, seed: 1)
+        try writeCurves("held", count: 200, length: 150, seed: 2)
+        let config = try config("""
+            [data]
+            inputs = ["\(dir)/train/inputs.npy"]
+            labels = ["\(dir)/train/labels.npy"]
+            validation_inputs = ["\(dir)/held/inputs.npy"]
+            validation_labels = ["\(dir)/held/labels.npy"]
+            \(Self.curvesSection)
+            [model]
+            kind = "sequence_classifier"
+            hidden = 64
+            pooling = "max"
+            [training]
+            batch_size = 32
+            epochs = 12
+            eval_every = 0
+            [optimizer]
+            lr = 0.01
+            """)
+        let summary = try Trainer(config: config, options: quiet()).run()
+        let validation = try XCTUnwrap(summary.validation)
+        let f1 = try XCTUnwrap(validation.metrics.first { $0.name == "val_macro_f1" }?.value)
+        XCTAssertGreaterThan(f1, 0.9, "held-out macro F1 of the LSTM")
+        let last = try XCTUnwrap(metrics().last)
+        for key in ["val_loss", "val_macro_f1", "val_micro_f1", "val_exact_match", "samples_per_s"] { XCTAssertNotNil(last[key], key) }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/run/report.txt"))
+        XCTAssertTrue(try String(contentsOfFile: "\(dir)/run/per_class.csv", encoding: .utf8).contains("oscillating,"))
+
+        // eval of the checkpoint on the validation files gives the logged figures.
+        let report = try LoadedClassifier(path: "\(dir)/run").evaluate(data: ["\(dir)/held/inputs.npy"], labels: ["\(dir)/held/labels.npy"])
+        let fields = Dictionary(uniqueKeysWithValues: report.fields.map { ($0.name, $0.value) })
+        XCTAssertEqual(fields["loss"] as? Double ?? .nan, validation.loss, accuracy: 1e-9)
+        for (name, value) in validation.metrics {
+            XCTAssertEqual(fields[String(name.dropFirst(4))] as? Double ?? .nan, value, accuracy: 1e-12, name)
+        }
+        let json = try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any]
+        XCTAssertEqual(Set(json?.keys.map { $0 } ?? []).isSuperset(of: ["loss", "macro_f1", "micro_f1", "exact_match"]), true)
+
+        // predict: probabilities and labels, as CSV and as .npy.
+        let loaded = try LoadedClassifier(path: "\(dir)/run")
+        _ = try loaded.predict(data: ["\(dir)/held/inputs.npy"], out: "\(dir)/p.csv")
+        let lines = try String(contentsOfFile: "\(dir)/p.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 201)
+        XCTAssertEqual(lines[0], "sample,predicted,p_rising,p_falling,p_convex,p_concave,p_oscillating,p_spike,p_plateau")
+        _ = try loaded.predict(data: ["\(dir)/held/inputs.npy"], out: "\(dir)/p.npy")
+        XCTAssertEqual(try NumpyArray(contentsOf: "\(dir)/p.npy").shape, [200, 7])
+        XCTAssertEqual(try NumpyArray(contentsOf: "\(dir)/p.labels.npy").shape, [200, 7])
+    }
+
+    func testSpectralMLPLearnsCurves() throws {
+        try writeCurves("train", count: 2000, length: 400, seed: 1)
+        let config = try config("""
+            [data]
+            inputs = ["\(dir)/train/inputs.npy"]
+            labels = ["\(dir)/train/labels.npy"]
+            \(Self.curvesSection)
+            features = "rfft"
+            [model]
+            kind = "mlp_classifier"
+            hidden_sizes = [128, 64]
+            dropout = 0.2
+            [training]
+            epochs = 40
+            eval_every = 0
+            [optimizer]
+            kind = "adamw"
+            """)
+        let summary = try Trainer(config: config, options: quiet()).run()
+        let f1 = try XCTUnwrap(summary.validation?.metrics.first { $0.name == "val_macro_f1" }?.value)
+        XCTAssertGreaterThan(f1, 0.9, "held-out macro F1 of the FFT MLP")
+    }
+
+    /// A small single-label CSV set with string labels: class weights, label smoothing, the balanced
+    /// sampler, dropout and a plateau schedule, killed and resumed.
+    func writeSingleLabelCSV(variableLength: Bool = false) throws -> String {
+        let random = CounterRandom(seed: 8, purpose: .synthetic)
+        var text = "label,a,b,c,d,e,f\n"
+        for i in 0..<150 {
+            let k = i % 10 < 6 ? 0 : i % 10 < 9 ? 1 : 2
+            let name = ["cat", "dog", "eel"][k]
+            let values = (0..<6).map { j -> String in
+                if variableLength && j >= 3 + i % 4 { return "NaN" }
+                return String(Float(k) * 0.8 + sin(Float(j) * Float(k + 1)) + random.uniform(stream: UInt64(i), index: UInt64(j)))
+            }
+            text += name + "," + values.joined(separator: ",") + "\n"
+        }
+        let path = "\(dir)/set\(variableLength ? "-variable" : "").csv"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func testResumeContinuesBitForBitForClassifiers() throws {
+        // The MLP reads complete rows; the sequence classifier rows that end early in NaN.
+        let csvs = [try writeSingleLabelCSV(), try writeSingleLabelCSV(variableLength: true)]
+        let kinds = [
+            """
+            [model]
+            kind = "mlp_classifier"
+            hidden_sizes = [16]
+            dropout = 0.3
+            [data]
+            sampler = "balanced"
+            """,
+            """
+            [model]
+            kind = "sequence_classifier"
+            cell = "gru"
+            hidden = 12
+            layers = 2
+            dropout = 0.2
+            pooling = "mean"
+            [loss]
+            class_weights = "balanced"
+            label_smoothing = 0.1
+            """,
+        ]
+        for (index, kind) in kinds.enumerated() {
+            let csv = csvs[index]
+            let text = """
+                \(kind.replacingOccurrences(of: "[data]", with: "[data]\ninputs = [\"\(csv)\"]\nlabel_columns = [\"label\"]\nheader = true"))
+                \(kind.contains("[data]") ? "" : "[data]\ninputs = [\"\(csv)\"]\nlabel_columns = [\"label\"]\nheader = true")
+                [training]
+                batch_size = 16
+                max_steps = 40
+                epochs = 10
+                eval_every = 10
+                [lr_scheduler]
+                kind = "plateau"
+                [checkpoint]
+                interval = 25
+                """
+            let whole = try Trainer(config: try config(text), options: quiet { $0.overwrite = true })
+            let full = try whole.run()
+            let weights = whole.experiment.trainableModel.parameters.values.array
+            let interrupted = try Trainer(config: try config(text), options: quiet { $0.overwrite = true; $0.failure = (0, 33, .raise) })
+            XCTAssertThrowsError(try interrupted.run())
+            let resumed = try Trainer(config: try config(text), options: quiet { $0.resume = true })
+            let rest = try resumed.run()
+            XCTAssertEqual(rest.losses, Array(full.losses[25...]), "kind \(index)")
+            XCTAssertEqual(resumed.experiment.trainableModel.parameters.values.array, weights, "kind \(index)")
+            XCTAssertEqual(rest.validation?.metrics.map(\.value), full.validation?.metrics.map(\.value), "kind \(index)")
+        }
+    }
+
+    func testSingleLabelCSVWithStringLabels() throws {
+        let csv = try writeSingleLabelCSV()
+        let config = try config("""
+            [data]
+            inputs = ["\(csv)"]
+            label_columns = ["label"]
+            header = true
+            [model]
+            kind = "mlp_classifier"
+            hidden_sizes = [16]
+            [training]
+            epochs = 30
+            eval_every = 0
+            [optimizer]
+            lr = 0.01
+            """)
+        let trainer = try Trainer(config: config, options: quiet())
+        let summary = try trainer.run()
+        let experiment = try XCTUnwrap(trainer.experiment as? ClassifierExperiment)
+        XCTAssertEqual(experiment.classes, ["cat", "dog", "eel"], "string labels in sorted order")
+        XCTAssertGreaterThan(summary.validation?.metrics.first { $0.name == "val_accuracy" }?.value ?? 0, 0.8)
+        let confusion = try String(contentsOfFile: "\(dir)/run/confusion_matrix.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(confusion.first, "true\\predicted,cat,dog,eel")
+        XCTAssertEqual(confusion.count, 4)
+        // eval reads the checkpoint's columns and standardization; an unknown label is named.
+        try "label,a,b,c,d,e,f\nfox,1,2,3,4,5,6\n".write(toFile: "\(dir)/fox.csv", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try LoadedClassifier(path: "\(dir)/run").evaluate(data: ["\(dir)/fox.csv"], labels: [])) { error in
+            XCTAssertTrue("\(error)".contains("sample 0: label \"fox\" is not one of the 3 classes the model was trained on (cat, dog, eel)"), "\(error)")
+        }
+    }
+
+    func testCertainMistakesAreRefusedWithTheReason() throws {
+        try writeCurves("train", count: 50, length: 20, seed: 1)
+        let data = "[data]\ninputs = [\"\(dir)/train/inputs.npy\"]\nlabels = [\"\(dir)/train/labels.npy\"]\n[model]\nkind = \"sequence_classifier\"\n"
+        let cases: [([String], String)] = [
+            (["loss.kind=cross_entropy"], "loss.kind = \"cross_entropy\" with multi-label targets: a softmax makes the labels compete"),
+            (["loss.kind=mse"], "loss.kind = \"mse\": sigmoid + mean squared error for classification has a vanishing gradient"),
+            (["model.output_activation=softmax"], "model.output_activation = \"softmax\": the loss takes raw logits"),
+            (["model.output_activation=sigmoid"], "model.output_activation = \"sigmoid\": the loss takes raw logits"),
+            (["loss.label_smoothing=0.1"], "loss.label_smoothing applies to softmax cross-entropy"),
+            (["loss.class_weights=balanced"], "loss.class_weights applies to single-label cross-entropy"),
+            (["model.task=single_label"], "(N, C) labels (several per sample) with model.task = \"single_label\""),
+            (["loss.pos_weight=[1, 2]"], "loss.pos_weight: 2 weights for 7 classes"),
+        ]
+        for (overrides, expected) in cases {
+            XCTAssertThrowsError(try Trainer(config: try config(data, overrides: overrides), options: quiet()).run(), "\(overrides)") { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(overrides): \(error)")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/run"), "nothing written for a refused config")
+    }
+
+    func testConfigKeysFollowTheKind() throws {
+        XCTAssertThrowsError(try ExperimentConfig.parse("[model]\nkind = \"mlp_classifier\"\nembedding = 3\n", source: "c.toml")) { error in
+            XCTAssertEqual("\(error)", "c.toml:3: model.embedding: unknown key for model.kind = \"mlp_classifier\" (it is a key of \"char_lm\"); [model] accepts kind, hidden_sizes, activation, dropout, task, output_activation")
+        }
+        XCTAssertThrowsError(try ExperimentConfig.parse("[model]\nkind = \"rnn\"\n", source: "c.toml")) { error in
+            XCTAssertEqual("\(error)", "c.toml:2: model.kind: expected one of \"char_lm\", \"sequence_classifier\", \"mlp_classifier\", got \"rnn\"")
+        }
+        XCTAssertThrowsError(try ExperimentConfig.parse("[loss]\nkind = \"auto\"\n", source: "c.toml")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("c.toml:1: unknown section [loss] for model.kind = \"char_lm\""), "\(error)")
+        }
+        let sequence = try ExperimentConfig.parse("", source: "c.toml", overrides: ["model.kind=sequence_classifier", "model.hidden=8"])
+        XCTAssertEqual(sequence.kind, "sequence_classifier")
+        XCTAssertEqual(sequence.text("model.pooling"), "max")
+        XCTAssertEqual(sequence.integer("model.hidden"), 8)
+        let again = try ExperimentConfig.parse(sequence.resolvedTOML, source: "resolved.toml")
+        XCTAssertEqual(again.resolvedPairs.map(\.1), sequence.resolvedPairs.map(\.1))
+        let mlp = try ExperimentConfig.parse("[model]\nkind = \"mlp_classifier\"\nhidden_sizes = []\n[loss]\nclass_weights = [1, 2.5]\n[data]\nlabel_columns = [0, \"y\"]\n", source: "c.toml")
+        XCTAssertEqual(mlp.integers("model.hidden_sizes"), [])
+        XCTAssertEqual(mlp.value("loss.class_weights"), .numbers([1, 2.5]))
+        XCTAssertEqual(mlp.texts("data.label_columns"), ["0", "y"])
+        XCTAssertThrowsError(try ExperimentConfig.parse("[model]\nkind = \"mlp_classifier\"\nhidden_sizes = [64, 0]\n", source: "c.toml")) { error in
+            XCTAssertEqual("\(error)", "c.toml:3: model.hidden_sizes: expected a list of positive integers, got [64, 0]")
+        }
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import XCTest
+import SeqTrainKit
+
+/// The numeric readers: .npy of every supported version and dtype (files written here byte by byte,
+/// independently of seqtrain's writer), malformed files, CSV/TSV layouts and their errors, trailing
+/// NaN lengths, and the spectral features.
+final class NumericDataTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = try temporaryDirectory()
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// An .npy file as NumPy writes it: magic, version, header length, the dict padded to 64 bytes.
+    func npy(version: UInt8 = 1, header dict: String, data: Data) -> Data {
+        let prefix = version == 1 ? 10 : 12
+        var header = dict
+        header += String(repeating: " ", count: (64 - (prefix + header.utf8.count + 1) % 64) % 64) + "\n"
+        var out = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, version, 0])
+        let n = header.utf8.count
+        out.append(contentsOf: version == 1 ? [UInt8(n & 0xff), UInt8(n >> 8)] : [UInt8(n & 0xff), UInt8(n >> 8 & 0xff), 0, 0])
+        out.append(Data(header.utf8))
+        out.append(data)
+        return out
+    }
+
+    func write(_ data: Data, _ name: String) throws -> String {
+        let path = "\(dir)/\(name)"
+        try data.write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func bytes<T>(_ values: [T]) -> Data { values.withUnsafeBytes { Data($0) } }
+
+    func assertError(_ body: () throws -> Void, contains expected: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { error in
+            XCTAssertTrue("\(error)".contains(expected), "\(error)\n does not contain: \(expected)", file: file, line: line)
+        }
+    }
+
+    func testEveryVersionAndDtypeReads() throws {
+        let expected: [Double] = [0, 1, 2, 3, 4, 5]
+        let cases: [(String, Data)] = [
+            ("<f4", bytes(expected.map { Float($0) })), ("<f8", bytes(expected)),
+            ("|i1", bytes(expected.map { Int8($0) })), ("<i2", bytes(expected.map { Int16($0) })),
+            ("<i4", bytes(expected.map { Int32($0) })), ("<i8", bytes(expected.map { Int64($0) })),
+            ("|u1", bytes(expected.map { UInt8($0) })), ("<u2", bytes(expected.map { UInt16($0) })),
+            ("<u4", bytes(expected.map { UInt32($0) })), ("<u8", bytes(expected.map { UInt64($0) })),
+        ]
+        for version: UInt8 in [1, 2, 3] {
+            for (descr, data) in cases {
+                let path = try write(npy(version: version, header: "{'descr': '\(descr)', 'fortran_order': False, 'shape': (2, 3), }", data: data),
+                                     "a-\(version)-\(descr.dropFirst()).npy")
+                let array = try NumpyArray(contentsOf: path)
+                XCTAssertEqual(array.shape, [2, 3], "\(version) \(descr)")
+                XCTAssertEqual(array.doubles(), expected, "\(version) \(descr)")
+            }
+        }
+        let negative = try NumpyArray(npy(header: "{'descr': '<i2', 'fortran_order': False, 'shape': (2,), }", data: bytes([Int16(-3), Int16(7)])), source: "x")
+        XCTAssertEqual(negative.doubles(), [-3, 7])
+        let flags = try NumpyArray(npy(header: "{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }", data: Data([1, 0, 1])), source: "x")
+        XCTAssertEqual(flags.floats(), [1, 0, 1])
+        // seqtrain's own writer round-trips.
+        try NumpyArray(floats: [1.5, -2, .nan], shape: [3]).write(to: "\(dir)/own.npy")
+        let own = try NumpyArray(contentsOf: "\(dir)/own.npy").floats()
+        XCTAssertEqual(Array(own.prefix(2)), [1.5, -2])
+        XCTAssertTrue(own[2].isNaN)
+    }
+
+    func testMalformedFilesAreErrorsNamingTheProblem() throws {
+        let good = npy(header: "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", data: bytes([Float](repeating: 1, count: 4)))
+        assertError({ _ = try NumpyArray(Data("hello world, not numpy".utf8), source: "bad.npy") }, contains: "bad.npy: not a NumPy .npy file")
+        assertError({ _ = try NumpyArray(good.prefix(30), source: "short.npy") }, contains: "short.npy: truncated .npy header")
+        assertError({ _ = try NumpyArray(good.dropLast(3), source: "cut.npy") },
+                    contains: "cut.npy: truncated data: shape [2, 2] of <f4 needs 16 bytes, the file holds 13")
+        assertError({ _ = try NumpyArray(npy(header: "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", data: bytes([Float](repeating: 1, count: 4))), source: "f.npy") },
+                    contains: "f.npy: the array is in Fortran order; save it in C order")
+        assertError({ _ = try NumpyArray(npy(header: "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 2), }", data: bytes([Float](repeating: 1, count: 4))), source: "be.npy") },
+                    contains: "be.npy: the array is big-endian ('>f4')")
+        assertError({ _ = try NumpyArray(npy(header: "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", data: Data(count: 16)), source: "o.npy") },
+                    contains: "o.npy: object arrays (Python objects) cannot be read")
+        assertError({ _ = try NumpyArray(npy(header: "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", data: Data(count: 8)), source: "c.npy") },
+                    contains: "c.npy: dtype '<c8' is not supported")
+        assertError({ _ = try NumpyArray(npy(header: "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", data: Data()), source: "huge.npy") },
+                    contains: "huge.npy: shape [4294967296, 4294967296] is too large")
+        assertError({ _ = try NumpyArray(npy(header: "{'fortran_order': False, 'shape': (1,), }", data: Data(count: 4)), source: "nodescr.npy") },
+                    contains: "nodescr.npy: malformed .npy header (no 'descr')")
+        var future = good
+        future[6] = 9
+        assertError({ _ = try NumpyArray(future, source: "v9.npy") }, contains: "v9.npy: .npy format version 9.0 is not supported")
+    }
+
+    func read(_ inputs: [String], labels: [String] = [], columns: [String] = [], header: Bool = false,
+              layout: SampleLayout = .sequence) throws -> LabelledData {
+        var reader = NumericReader()
+        reader.labelColumns = columns
+        reader.header = header
+        reader.layout = layout
+        return try reader.read(inputs: inputs, labels: labels)
+    }
+
+    func testTheUCRArchiveLayoutReadsWithTwoKeys() throws {
+        // UCR/UEA .tsv: label first, values after, no header; shorter series end in NaN.
+        let text = "2\t0.5\t1.0\t1.5\t2.0\n1\t3.0\t2.0\tNaN\tNaN\n-1\t1\t1\t1\t1\n"
+        try text.write(toFile: "\(dir)/Shapes_TRAIN.tsv", atomically: true, encoding: .utf8)
+        let data = try read(["\(dir)/Shapes_TRAIN.tsv"], columns: ["0"])
+        XCTAssertEqual(data.count, 3)
+        XCTAssertEqual(data.steps, 4)
+        XCTAssertEqual(data.features, 1)
+        XCTAssertEqual(data.lengths, [4, 2, 4])
+        XCTAssertEqual(Array(data.inputs[4..<8]), [3, 2, 0, 0], "trailing NaN steps become zeros past the length")
+        XCTAssertEqual(data.labels, .names(["2", "1", "-1"]))
+    }
+
+    func testCSVWithHeaderStringLabelsAndSeveralLabelColumns() throws {
+        try "a,b,kind,c\n1,2,cat,3\n4,\"5\",dog,6\n".write(toFile: "\(dir)/x.csv", atomically: true, encoding: .utf8)
+        let data = try read(["\(dir)/x.csv"], columns: ["kind"], header: true, layout: .vector)
+        XCTAssertEqual(data.inputs, [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(data.labels, .names(["cat", "dog"]))
+        try "x,y,l1,l2\n1,2,0,1\n3,4,1,1\n".write(toFile: "\(dir)/m.csv", atomically: true, encoding: .utf8)
+        let multi = try read(["\(dir)/m.csv"], columns: ["l1", "l2"], header: true, layout: .vector)
+        XCTAssertEqual(multi.labels, .matrix([0, 1, 1, 1], columns: ["l1", "l2"]))
+    }
+
+    func testCSVErrorsNameFileLineAndColumn() throws {
+        try "1,2,3\n4,x,6\n".write(toFile: "\(dir)/nan.csv", atomically: true, encoding: .utf8)
+        assertError({ _ = try self.read(["\(dir)/nan.csv"], columns: ["0"]) }, contains: "nan.csv:2: column 1: \"x\" is not a number")
+        try "1,2,3\n4,5\n".write(toFile: "\(dir)/ragged.csv", atomically: true, encoding: .utf8)
+        assertError({ _ = try self.read(["\(dir)/ragged.csv"], columns: ["0"]) }, contains: "ragged.csv:2: 2 cells where the first row has 3")
+        assertError({ _ = try self.read(["\(dir)/nan.csv"], columns: ["7"]) }, contains: "data.label_columns: column 7 does not exist in \(dir)/nan.csv; its rows have 3 columns")
+        try "a,b\n1,2\n".write(toFile: "\(dir)/h.csv", atomically: true, encoding: .utf8)
+        assertError({ _ = try self.read(["\(dir)/h.csv"], columns: ["label"], header: true) }, contains: "data.label_columns: no column \"label\" in \(dir)/h.csv: the header has a, b")
+        try "0,1,NaN,3\n".write(toFile: "\(dir)/hole.csv", atomically: true, encoding: .utf8)
+        assertError({ _ = try self.read(["\(dir)/hole.csv"], columns: ["0"]) }, contains: "hole.csv: sample 0, step 1: NaN inside the sequence (step 2 has values again)")
+        try "0,NaN,NaN\n".write(toFile: "\(dir)/empty.csv", atomically: true, encoding: .utf8)
+        assertError({ _ = try self.read(["\(dir)/empty.csv"], columns: ["0"]) }, contains: "empty.csv: sample 0: empty sample")
+        assertError({ _ = try self.read(["\(dir)/hole.csv"], columns: ["0"], layout: .vector) }, contains: "hole.csv: sample 0, column 1: missing value (NaN)")
+        try "1,2\n3,4\n".write(toFile: "\(dir)/in.csv", atomically: true, encoding: .utf8)
+        try "0\n1\n1\n".write(toFile: "\(dir)/three.csv", atomically: true, encoding: .utf8)
+        assertError({ _ = try self.read(["\(dir)/in.csv"], labels: ["\(dir)/three.csv"]) }, contains: "data.labels: 3 labels for 2 samples")
+        try "0,2\n1,1\n".write(toFile: "\(dir)/notbinary.csv", atomically: true, encoding: .utf8)
+        assertError({ _ = try self.read(["\(dir)/in.csv"], labels: ["\(dir)/notbinary.csv"]) }, contains: "notbinary.csv:1: column 1: \"2\" is not 0 or 1")
+        try "\"open,1\n".write(toFile: "\(dir)/quote.csv", atomically: true, encoding: .utf8)
+        assertError({ _ = try self.read(["\(dir)/quote.csv"], columns: ["0"]) }, contains: "quote.csv:1: a quoted cell is never closed")
+    }
+
+    func testNpyInputsAndLabelsOfEveryShape() throws {
+        try NumpyArray(floats: (0..<12).map(Float.init), shape: [2, 3, 2]).write(to: "\(dir)/x3.npy")
+        try NumpyArray(integers: [3, 7], shape: [2]).write(to: "\(dir)/y.npy")
+        let sequences = try read(["\(dir)/x3.npy"], labels: ["\(dir)/y.npy"])
+        XCTAssertEqual([sequences.count, sequences.steps, sequences.features], [2, 3, 2])
+        XCTAssertEqual(sequences.labels, .names(["3", "7"]))
+        let vectors = try read(["\(dir)/x3.npy"], labels: ["\(dir)/y.npy"], layout: .vector)
+        XCTAssertEqual([vectors.count, vectors.steps, vectors.features], [2, 1, 6], "an MLP sees (N, T, F) flattened")
+        try NumpyArray(floats: [0.5, 1], shape: [2]).write(to: "\(dir)/frac.npy")
+        assertError({ _ = try self.read(["\(dir)/x3.npy"], labels: ["\(dir)/frac.npy"]) }, contains: "frac.npy, sample 0: 0.5 is not a class id")
+        try NumpyArray(floats: [1, 2, 3], shape: [3]).write(to: "\(dir)/flat.npy")
+        assertError({ _ = try self.read(["\(dir)/flat.npy"]) }, contains: "flat.npy has shape [3]; inputs are (N, T), (N, T, F) or (N, F)")
+        var holes = (0..<12).map(Float.init)
+        holes[3] = .nan
+        try NumpyArray(floats: holes, shape: [2, 3, 2]).write(to: "\(dir)/holes.npy")
+        assertError({ _ = try self.read(["\(dir)/holes.npy"]) }, contains: "holes.npy: sample 0, step 1: 1 of 2 features are NaN")
+    }
+
+    func testSpectralFeaturesAreTheLogMagnitudeOfTheDFT() throws {
+        let x: [Float] = [1, 2, 0, -1, 3, 0.5, 0, 0]
+        let data = LabelledData(inputs: x, count: 1, steps: 8, features: 1, lengths: [6], labels: nil, source: "x")
+        let features = SpectralFeatures.logMagnitude(data, bins: 5)
+        XCTAssertEqual(features.features, 5)
+        for k in 0..<5 {
+            var re = 0.0, im = 0.0
+            for t in 0..<6 {
+                re += Double(x[t]) * cos(2 * Double.pi * Double(k * t) / 6)
+                im -= Double(x[t]) * sin(2 * Double.pi * Double(k * t) / 6)
+            }
+            let expected = k <= 3 ? Float(log1p((re * re + im * im).squareRoot())) : 0
+            XCTAssertEqual(features.inputs[k], expected, accuracy: 1e-5, "bin \(k) over the 6 valid steps; past Nyquist zero")
+        }
+    }
+
+    func testGeneratedCurvesAreSeededAndLabelled() {
+        let a = SyntheticSets.curves(count: 20, length: 100, seed: 4), b = SyntheticSets.curves(count: 20, length: 100, seed: 4)
+        XCTAssertEqual(a.inputs, b.inputs)
+        XCTAssertEqual(a.labels, b.labels)
+        XCTAssertNotEqual(a.inputs, SyntheticSets.curves(count: 20, length: 100, seed: 5).inputs)
+        for i in 0..<20 {
+            let row = Array(a.labels[(i * 7)..<(i * 7 + 7)])
+            XCTAssertFalse(row[0] == 1 && row[1] == 1, "rising and falling exclude each other")
+            XCTAssertFalse(row[2] == 1 && row[3] == 1, "convex and concave exclude each other")
+        }
+        let variable = SyntheticSets.curves(count: 20, length: 100, seed: 4, variableLength: true)
+        XCTAssertTrue(variable.inputs.contains { $0.isNaN }, "variable-length curves end in NaN")
+    }
+}
