@@ -62,3 +62,15 @@ int st_cpu_features(struct st_cpu_features *out) {
     return 0;
 }
 #endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+void st_flush_denormals(void) {
+    // FTZ (bit 15) and DAZ (bit 6): results and inputs below FLT_MIN become zero. Gradients that
+    // decay through hundreds of recurrent steps otherwise end in denormals, which x86 cores handle
+    // a hundred times slower than normal floats.
+    _mm_setcsr(_mm_getcsr() | 0x8040);
+}
+#else
+void st_flush_denormals(void) {}
+#endif

@@ -20,6 +20,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Compare 1 rank with this many ranks (one BLAS thread each) on configuration 1, through mpirun.")
     var ranks: Int?
 
+    @Flag(help: "Time the sequence-classifier workload instead (LSTM, hidden 64, curves of 1500 steps, batch 32 per rank): samples/s.")
+    var classifier = false
+
     @Flag(help: "Print one JSON object instead of lines.")
     var json = false
 
@@ -55,6 +58,7 @@ struct Bench: ParsableCommand {
         if distributed { return try runDistributedRank() }
         if let ranks { return try compareRanks(ranks) }
         say(BLASKernelSelection.summary)
+        if classifier { return try runClassifier() }
         let rate = Benchmark.sgemmRate()
         say(String(format: "sgemm 2048x1024x256 on %d BLAS thread(s): %.1f GFLOP/s", threads, rate))
         var rows: [[String: Any]] = []
@@ -69,12 +73,24 @@ struct Bench: ParsableCommand {
         if json { try emit(systemFields.merging(["sgemm_gflops": rate, "configurations": rows]) { $1 }) }
     }
 
+    var workloadDescription: String {
+        let w = Benchmark.classifierWorkload
+        return "sequence classifier: LSTM H=\(w.hidden), T=\(w.steps), F=\(w.features), \(w.labels) labels, B=\(w.batch), max pooling, BCE, Adam"
+    }
+
+    func runClassifier() throws {
+        let r = try Benchmark.classifierStep(communicator: SingleProcess(), repeats: repeats)
+        say(String(format: "%@: %.1f ms/step, %.1f samples/s", workloadDescription, r.medianStepSeconds * 1e3, r.tokensPerSecond))
+        if json { try emit(systemFields.merging(["workload": workloadDescription, "ms_per_step": r.medianStepSeconds * 1e3, "samples_per_s": r.tokensPerSecond]) { $1 }) }
+    }
+
     /// One rank of the distributed benchmark: rank 0 prints one JSON line of figures, every rank's
     /// phase times included.
     func runDistributedRank() throws {
         let communicator = try MPICommunicator()
-        let configuration = Benchmark.Configuration.standard[(only ?? 1) - 1]
-        let r = try Benchmark.distributedStep(configuration, communicator: communicator, repeats: repeats)
+        let r = classifier
+            ? try Benchmark.classifierStep(communicator: communicator, repeats: repeats)
+            : try Benchmark.distributedStep(Benchmark.Configuration.standard[(only ?? 1) - 1], communicator: communicator, repeats: repeats)
         if communicator.rank == 0 {
             try emit(["ranks": r.world, "tokens_per_s": r.tokensPerSecond, "ms_per_step": r.medianStepSeconds * 1e3,
                       "allreduce_wait_ms": r.medianWaitSeconds * 1e3, "wait_share": r.waitShare,
@@ -86,7 +102,9 @@ struct Bench: ParsableCommand {
     func compareRanks(_ ranks: Int) throws {
         let configuration = Benchmark.Configuration.standard[(only ?? 1) - 1]
         say(BLASKernelSelection.summary)
-        say("\(configuration), \(configuration.batch) lanes per rank, 1 BLAS thread per rank, median of \(repeats) steps")
+        let unit = classifier ? "samples" : "tokens"
+        say(classifier ? "\(workloadDescription) per rank, 1 BLAS thread per rank, median of \(repeats) steps"
+                       : "\(configuration), \(configuration.batch) lanes per rank, 1 BLAS thread per rank, median of \(repeats) steps")
         var results: [Int: [String: Any]] = [:]
         for n in [1, ranks] {
             let process = Process()
@@ -95,6 +113,7 @@ struct Bench: ParsableCommand {
             if n > ProcessInfo.processInfo.activeProcessorCount { arguments += ["--oversubscribe", "--bind-to", "none"] }
             if getuid() == 0 { arguments.append("--allow-run-as-root") }
             arguments += [CommandLine.arguments[0], "bench", "--distributed", "--repeats", "\(repeats)", "--only", "\(only ?? 1)"]
+            if classifier { arguments.append("--classifier") }
             process.arguments = arguments
             let pipe = Pipe()
             process.standardOutput = pipe
@@ -107,8 +126,8 @@ struct Bench: ParsableCommand {
             }
             results[n] = fields
             let number = { (key: String) in fields[key] as? Double ?? 0 }
-            say(String(format: "%d rank(s): %.0f tokens/s, %.1f ms/step, %.2f ms/step waiting in all-reduce (%.1f%% of the step)",
-                       n, number("tokens_per_s"), number("ms_per_step"), number("allreduce_wait_ms"), 100 * number("wait_share")))
+            say(String(format: "%d rank(s): %.1f %@/s, %.1f ms/step, %.2f ms/step waiting in all-reduce (%.1f%% of the step)",
+                       n, number("tokens_per_s"), unit, number("ms_per_step"), number("allreduce_wait_ms"), 100 * number("wait_share")))
             for (rank, phases) in ((fields["phases_ms"] as? [[String: Double]]) ?? []).enumerated() {
                 say("  rank \(rank): " + phases.keys.sorted().map { String(format: "%@ %.1f ms", $0, phases[$0]!) }.joined(separator: ", "))
             }
@@ -117,7 +136,7 @@ struct Bench: ParsableCommand {
         let efficiency = many / (Double(ranks) * one)
         say(String(format: "scaling efficiency 1 -> %d ranks: %.1f%% (%.0f / (%d x %.0f))", ranks, 100 * efficiency, many, ranks, one))
         if json {
-            try emit(systemFields.merging(["configuration": configuration.description, "efficiency": efficiency,
+            try emit(systemFields.merging(["configuration": classifier ? workloadDescription : configuration.description, "unit": unit, "efficiency": efficiency,
                                            "runs": [results[1] ?? [:], results[ranks] ?? [:]]]) { $1 })
         }
     }

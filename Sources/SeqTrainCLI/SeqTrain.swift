@@ -13,6 +13,7 @@ struct SeqTrain: ParsableCommand {
     /// Before anything else (BLAS calls, MPI): make sure OpenBLAS runs a kernel that suits the CPU.
     static func main() {
         BLASKernelSelection.applyAtStartup()
+        FloatEnvironment.flushDenormals()
         main(nil)
     }
 }

@@ -22,4 +22,7 @@ struct st_cpu_features {
 /// Fills `out`; returns 0 where cpuid is not available.
 int st_cpu_features(struct st_cpu_features *out);
 
+/// Flushes denormal floats to zero in this thread (FTZ and DAZ on x86).
+void st_flush_denormals(void);
+
 #endif

@@ -105,16 +105,55 @@ public enum Benchmark {
     /// backward with the bucketed all-reduce under way, loss totals, scaling, clip, Adam.
     public static func distributedStep(_ c: Configuration, communicator: Communicator, repeats: Int = 10) throws -> DistributedResult {
         let model = CharLanguageModel(.init(vocabularySize: c.vocabulary, embeddingSize: c.embedding, hiddenSize: c.hidden, layers: c.layers))
-        let parameters = model.parameters
-        parameters.initialize(seed: 0)
         let random = CounterRandom(seed: UInt64(communicator.rank), purpose: .synthetic)
         let count = c.batch * c.steps
         let ids = (0..<count).map { Int32(random.integer(below: c.vocabulary, stream: 0, index: UInt64($0))) }
         let targets = (0..<count).map { Int32(random.integer(below: c.vocabulary, stream: 1, index: UInt64($0))) }
+        let state = model.makeState(batch: c.batch)
+        return try timedSteps(model, unitsPerStep: count, communicator: communicator, repeats: repeats, forward: {
+            state.zero()
+            try model.forward(ids: ids, batch: c.batch, steps: c.steps, state: state)
+        }, backward: { ready in
+            try model.loss(targets: targets, gradient: true, gradientsReady: ready)
+        })
+    }
+
+    /// The sequence-classifier workload of `launch/compare-torch`: an LSTM (hidden 64) over curves
+    /// of 1500 steps and one feature, max pooling, 7 labels, sigmoid binary cross-entropy, a batch
+    /// of 32 per rank.
+    public static let classifierWorkload = (batch: 32, steps: 1500, features: 1, hidden: 64, labels: 7)
+
+    public static func classifierStep(communicator: Communicator, repeats: Int = 5) throws -> DistributedResult {
+        let w = classifierWorkload
+        let model = SequenceClassifier(cell: .lstm, inputSize: w.features, hiddenSize: w.hidden, labels: w.labels, pooling: .max)
+        let (inputs, labels) = SyntheticSets.curves(count: w.batch, length: w.steps, seed: UInt64(communicator.rank + 1))
+        // Standardized, as the classifier kinds read data.
+        var data = LabelledData(inputs: inputs, count: w.batch, steps: w.steps, features: w.features,
+                                lengths: [Int](repeating: w.steps, count: w.batch), labels: nil, source: "curves")
+        Standardization(fitting: data).apply(&data)
+        let x = data.inputs
+        let bce = try BinaryCrossEntropyLoss()
+        let dLogits = FloatBuffer(count: w.batch * w.labels)
+        return try timedSteps(model, unitsPerStep: w.batch, communicator: communicator, repeats: repeats, forward: {
+            x.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: w.batch, steps: w.steps) }
+        }, backward: { ready in
+            let total = try labels.withUnsafeBufferPointer {
+                try bce.evaluate(dLogits.pointer, logits: model.logits.pointer, targets: $0.baseAddress!, rows: w.batch, classes: w.labels)
+            }
+            model.backward(dLogits.pointer, gradientsReady: ready)
+            return total
+        })
+    }
+
+    /// Median time of `repeats` training steps of `model` on every rank of `communicator` (after
+    /// three warm-up steps), and every rank's median time per phase.
+    static func timedSteps(_ model: TrainableModel, unitsPerStep: Int, communicator: Communicator, repeats: Int,
+                           forward: () throws -> Void, backward: (((Int) -> Void)?) throws -> LossTotal) throws -> DistributedResult {
+        let parameters = model.parameters
+        parameters.initialize(seed: 0)
         let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-3), parameterCount: parameters.count)
         let reducer = GradientReducer(communicator: communicator, arena: parameters)
-        if reducer.isActive { model.rnn.progressHook = { reducer.progress() } }
-        let state = model.makeState(batch: c.batch)
+        if reducer.isActive { for stack in model.recurrentStacks { stack.progressHook = { reducer.progress() } } }
         // Per-step phase times on this rank: forward, backward (loss included), wait for the
         // all-reduce, loss totals, update (scale, clip, Adam).
         var phases: [String: [Double]] = [:]
@@ -130,10 +169,9 @@ public enum Benchmark {
             }
             parameters.zeroGradients()
             reducer.beginStep()
-            state.zero()
-            try model.forward(ids: ids, batch: c.batch, steps: c.steps, state: state)
+            try forward()
             lap("forward")
-            let local = try model.loss(targets: targets, gradient: true, gradientsReady: reducer.isActive ? reducer.ready : nil)
+            let local = try backward(reducer.isActive ? reducer.ready : nil)
             lap("backward")
             try reducer.finish()
             lap("allreduce_wait")
@@ -159,6 +197,6 @@ public enum Benchmark {
         }
         return DistributedResult(world: communicator.size, medianStepSeconds: seconds,
                                  medianWaitSeconds: medianOf(phases["allreduce_wait"] ?? []),
-                                 globalTokensPerStep: count * communicator.size, phasesPerRank: perRank)
+                                 globalTokensPerStep: unitsPerStep * communicator.size, phasesPerRank: perRank)
     }
 }

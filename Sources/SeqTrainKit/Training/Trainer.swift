@@ -61,6 +61,7 @@ public final class Trainer {
         self.config = config
         self.communicator = communicator
         self.options = options
+        FloatEnvironment.flushDenormals()
         guard let kind = ExperimentRegistry.kind(named: config.kind) else { throw SeqTrainError("model.kind = \"\(config.kind)\" is not a known kind") }
         experiment = try kind.make(config, communicator.rank, communicator.size)
         let parameters = experiment.trainableModel.parameters
