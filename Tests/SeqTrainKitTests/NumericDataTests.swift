@@ -176,8 +176,8 @@ final class NumericDataTests: XCTestCase {
                 re += Double(x[t]) * cos(2 * Double.pi * Double(k * t) / 6)
                 im -= Double(x[t]) * sin(2 * Double.pi * Double(k * t) / 6)
             }
-            let expected = k <= 3 ? Float(log1p((re * re + im * im).squareRoot())) : 0
-            XCTAssertEqual(features.inputs[k], expected, accuracy: 1e-5, "bin \(k) over the 6 valid steps; past Nyquist zero")
+            let expected = k <= 3 ? Float(log1p((re * re + im * im).squareRoot() / 6)) : 0
+            XCTAssertEqual(features.inputs[k], expected, accuracy: 1e-5, "bin \(k) over the 6 valid steps, divided by 6; past Nyquist zero")
         }
     }
 

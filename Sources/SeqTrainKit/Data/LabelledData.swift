@@ -305,7 +305,9 @@ public struct NumericReader {
 }
 
 /// Features computed once at load: the log-magnitude of each channel's real FFT over its valid
-/// length, first `bins` frequencies (bins past the length's Nyquist frequency are zero).
+/// length, first `bins` frequencies (bins past the length's Nyquist frequency are zero). The
+/// transform is divided by the length (numpy's norm="forward"), so samples of different lengths
+/// with the same shape get the same features: log(1 + |Σ_t x_t e^(−2πikt/L)| / L).
 public enum SpectralFeatures {
     /// (N, T, F) sequences → (N, 1, F·bins) vectors, channel-major.
     public static func logMagnitude(_ data: LabelledData, bins: Int) -> LabelledData {
@@ -330,7 +332,7 @@ public enum SpectralFeatures {
                         index += k
                         if index >= length { index -= length }
                     }
-                    out[(s * F + f) * bins + k] = Float(log1p((re * re + im * im).squareRoot()))
+                    out[(s * F + f) * bins + k] = Float(log1p((re * re + im * im).squareRoot() / Double(length)))
                 }
             }
         }
