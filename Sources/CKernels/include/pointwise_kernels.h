@@ -11,6 +11,25 @@ void st_tanh(float *y, const float *x, int64_t n);
 /// y[i] = e^(x[i] - shift) for n values; y may equal x.
 void st_exp_shifted(float *y, const float *x, float shift, int64_t n);
 
+// One recurrent step's pointwise work, fused (recurrent_kernels.c). Legend: B batch, H hidden.
+
+/// LSTM: gates (B, 4H) pre-activations i, f, g, o in, activated out; c_next (B, H) ← f c_prev + i g;
+/// tanh_c ← tanh(c_next); h_next ← o tanh_c.
+void st_lstm_forward_step(float *gates, const float *c_prev, float *c_next, float *tanh_c, float *h_next,
+                          int64_t batch, int64_t hidden);
+/// LSTM backward of one step: dh, dc (B, H) carry the gradient of the next state in and of this
+/// step's input state out; d_out (B, H) the gradient of this step's output; d_gates (B, 4H) out.
+void st_lstm_backward_step(const float *gates, const float *c_prev, const float *tanh_c, const float *d_out,
+                           float *dh, float *dc, float *d_gates, int64_t batch, int64_t hidden);
+/// GRU: gates (B, 3H) input parts of r, z, n in, activated out; recurrent (B, 3H) = h W_hhᵀ + b_hh;
+/// h_next ← (1 − z) n + z h_prev; recurrent_n (B, H) keeps W_hn h + b_hn for backward.
+void st_gru_forward_step(float *gates, const float *recurrent, const float *h_prev, float *h_next, float *recurrent_n,
+                         int64_t batch, int64_t hidden);
+/// GRU backward of one step: dh (B, H) in and out (the z part; the caller adds the W_hh product);
+/// d_input_gates (B, 3H) as seen by W_ih, d_recurrent_gates (B, 3H) as seen by W_hh.
+void st_gru_backward_step(const float *gates, const float *h_prev, const float *recurrent_n, const float *d_out,
+                          float *dh, float *d_input_gates, float *d_recurrent_gates, int64_t batch, int64_t hidden);
+
 /// What cpuid and xgetbv say about this CPU (all zero off x86).
 struct st_cpu_features {
     char vendor[13];   // "GenuineIntel", "AuthenticAMD", ...

@@ -1,3 +1,5 @@
+import CKernels
+
 /// The GRU cell's time loops (PyTorch's `nn.GRU`), forward and backward side by side.
 /// Legend: B batch, T steps, H hidden, G = 3H gates in PyTorch's order r, z, n.
 ///
@@ -20,20 +22,8 @@ extension RecurrentNetwork {
             let hn = cell[l].pointer + t * B * H        // (B, H)
             broadcastRows(gh, bhh, rowCount: B, width: G)
             gemm(gh, ldc: G, hPrev, lda: H, whh, ldb: H, transposeB: true, m: B, n: G, k: H, beta: 1)
-            for b in 0..<B {
-                let o = b * H
-                let gr = g + b * G, gz = gr + H, gn = gr + 2 * H
-                let hr = gh + b * G, hz = hr + H, hnb = hr + 2 * H
-                let hp = hPrev + o, hx = hNext + o, hs = hn + o
-                for j in 0..<H {
-                    let r = sigmoid(gr[j] + hr[j])
-                    let z = sigmoid(gz[j] + hz[j])
-                    let n = fastTanh(gn[j] + r * hnb[j])
-                    gr[j] = r; gz[j] = z; gn[j] = n
-                    hs[j] = hnb[j]
-                    hx[j] = (1 - z) * n + z * hp[j]
-                }
-            }
+            // r, z = σ(…), n = tanh(x part + r ⊙ (W_hn h + b_hn)), h′ = (1 − z) ⊙ n + z ⊙ h: one fused pass (CKernels).
+            st_gru_forward_step(g, gh, hPrev, hNext, hn, Int64(B), Int64(H))
         }
     }
 
@@ -52,23 +42,9 @@ extension RecurrentNetwork {
             let hPrev = hidden[l].pointer + t * B * H      // (B, H)
             let hn = cell[l].pointer + t * B * H           // (B, H)
             let dOut = dOutput.pointer + t * B * H         // (B, H)
-            for b in 0..<B {
-                let o = b * H
-                let gr = g + b * G, gz = gr + H, gn = gr + 2 * H
-                let dxr = dgx + b * G, dxz = dxr + H, dxn = dxr + 2 * H
-                let dhr = dgh + b * G, dhz = dhr + H, dhn = dhr + 2 * H
-                let dOutB = dOut + o, dhB = dh + o, hp = hPrev + o, hs = hn + o
-                for j in 0..<H {
-                    let dhk = dOutB[j] + dhB[j]
-                    let r = gr[j], z = gz[j], n = gn[j]
-                    let dnPre = dhk * (1 - z) * (1 - n * n)
-                    let drPre = dnPre * hs[j] * r * (1 - r)
-                    let dzPre = dhk * (hp[j] - n) * z * (1 - z)
-                    dxr[j] = drPre; dxz[j] = dzPre; dxn[j] = dnPre
-                    dhr[j] = drPre; dhz[j] = dzPre; dhn[j] = dnPre * r
-                    dhB[j] = dhk * z
-                }
-            }
+            // With dh̃ = dOut + dh: dn = dh̃ (1 − z)(1 − n²), dr = dn ⊙ (W_hn h + b_hn) ⊙ r(1 − r),
+            // dz = dh̃ ⊙ (h − n) ⊙ z(1 − z); W_hh sees dn ⊙ r for the n gate; dh ← dh̃ ⊙ z (CKernels).
+            st_gru_backward_step(g, hPrev, hn, dOut, dh, dgx, dgh, Int64(B), Int64(H))
             gemm(dh, ldc: H, dgh, lda: G, whh, ldb: H, m: B, n: H, k: G, beta: 1)  // dh += dgh W_hh
         }
     }

@@ -1,3 +1,5 @@
+import CKernels
+
 /// The LSTM cell's time loops (PyTorch's `nn.LSTM`), forward and backward side by side.
 /// Legend: B batch, T steps, H hidden, G = 4H gates in PyTorch's order i, f, g, o.
 ///
@@ -22,20 +24,8 @@ extension RecurrentNetwork {
             let cNext = cPrev + B * H                   // (B, H)
             let tc = tanhCell[l].pointer + t * B * H    // (B, H)
             gemm(g, ldc: G, hPrev, lda: H, whh, ldb: H, transposeB: true, m: B, n: G, k: H, beta: 1)
-            for b in 0..<B {
-                let gb = g + b * G
-                applySigmoid(gb, count: 2 * H)               // i, f
-                applyTanh(gb + 2 * H, gb + 2 * H, count: H)  // g
-                applySigmoid(gb + 3 * H, count: H)           // o
-                let gi = gb, gf = gb + H, gg = gb + 2 * H
-                let cp = cPrev + b * H, cn = cNext + b * H
-                for j in 0..<H { cn[j] = gf[j] * cp[j] + gi[j] * gg[j] }
-            }
-            applyTanh(tc, cNext, count: B * H)
-            for b in 0..<B {
-                let go = g + b * G + 3 * H, tco = tc + b * H, hn = hNext + b * H
-                for j in 0..<H { hn[j] = go[j] * tco[j] }
-            }
+            // Gates activated, c′ = f ⊙ c + i ⊙ g, tanh(c′), h′ = o ⊙ tanh(c′): one fused pass (CKernels).
+            st_lstm_forward_step(g, cPrev, cNext, tc, hNext, Int64(B), Int64(H))
         }
     }
 
@@ -53,22 +43,10 @@ extension RecurrentNetwork {
             let cPrev = cell[l].pointer + t * B * H   // (B, H)
             let tc = tanhCell[l].pointer + t * B * H  // (B, H)
             let dOut = dOutput.pointer + t * B * H    // (B, H)
-            for b in 0..<B {
-                let o = b * H
-                let gi = g + b * G, gf = gi + H, gg = gi + 2 * H, go = gi + 3 * H
-                let di = dg + b * G, df = di + H, dgg = di + 2 * H, dgo = di + 3 * H
-                let dOutB = dOut + o, dhB = dh + o, dcB = dc + o, tcB = tc + o, cpB = cPrev + o
-                for j in 0..<H {
-                    let dhk = dOutB[j] + dhB[j]
-                    let i = gi[j], f = gf[j], gv = gg[j], og = go[j], tch = tcB[j]
-                    let dck = dcB[j] + dhk * og * (1 - tch * tch)
-                    di[j] = dck * gv * i * (1 - i)
-                    df[j] = dck * cpB[j] * f * (1 - f)
-                    dgg[j] = dck * i * (1 - gv * gv)
-                    dgo[j] = dhk * tch * og * (1 - og)
-                    dcB[j] = dck * f
-                }
-            }
+            // With dh̃ = dOut + dh and dc̃ = dc + dh̃ ⊙ o ⊙ (1 − tanh²c′), one fused pass (CKernels) writes
+            //   di = dc̃ ⊙ g ⊙ i(1 − i),  df = dc̃ ⊙ c ⊙ f(1 − f),  dg = dc̃ ⊙ i ⊙ (1 − g²),
+            //   do = dh̃ ⊙ tanh(c′) ⊙ o(1 − o),  and dc ← dc̃ ⊙ f.
+            st_lstm_backward_step(g, cPrev, tc, dOut, dh, dc, dg, Int64(B), Int64(H))
             gemm(dh, ldc: H, dg, lda: G, whh, ldb: H, m: B, n: H, k: G)  // dh ← dg W_hh
         }
     }
