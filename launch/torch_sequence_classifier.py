@@ -17,8 +17,11 @@ p.add_argument("--hidden", type=int, default=64)
 p.add_argument("--labels", type=int, default=7)
 p.add_argument("--steps", type=int, default=5)
 p.add_argument("--threads", type=int, default=1)
+p.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True), as seqtrain flushes")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
+if a.flush_denormal:
+    torch.set_flush_denormal(True)
 ddp = "RANK" in os.environ
 if ddp:
     dist.init_process_group("gloo")
@@ -54,7 +57,7 @@ for i in range(3 + a.steps):
 world = dist.get_world_size() if ddp else 1
 median = sorted(times)[len(times) // 2]
 if not ddp or dist.get_rank() == 0:
-    print(f"torch {torch.__version__} procs={world} threads={a.threads} LSTM H={a.hidden} T={a.seq} B={a.batch}: "
+    print(f"torch {torch.__version__} procs={world} threads={a.threads} flush_denormal={a.flush_denormal} LSTM H={a.hidden} T={a.seq} B={a.batch}: "
           f"{a.batch * world / median:.1f} samples/s")
 if ddp:
     dist.destroy_process_group()

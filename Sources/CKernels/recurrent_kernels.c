@@ -2,46 +2,10 @@
 // so that one binary carries AVX-512, AVX2+FMA and baseline clones, picked at load time for the CPU.
 // The time loops, the sgemms and the shapes stay in Layers/LSTM.swift and Layers/GRU.swift.
 #include "pointwise_kernels.h"
-#include <string.h>
+#include "fast_math.h"
 
-static inline float exp_fast(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float shifted = x * 1.442695041f + 12582912.0f;
-    float n = shifted - 12582912.0f;
-    float r = (x - n * 0.693145752f) - n * 1.428606765e-6f;
-    float p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits;
-    memcpy(&bits, &shifted, 4);
-    bits = (bits - 0x4B400000 + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
-}
-
-static inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
-static inline float tanh_fast(float x) { return 2.0f / (1.0f + exp_fast(-2.0f * x)) - 1.0f; }
-
-// The rows of one step's block never overlap, whatever the pointers look like to the compiler.
-#if defined(__clang__)
-#define VECTORIZE _Pragma("clang loop vectorize(assume_safety) interleave(enable)")
-#else
-#define VECTORIZE
-#endif
-
-#if defined(__x86_64__) && defined(__clang__)
-#define STEP_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define STEP_CLONES
-#endif
-
-STEP_CLONES void st_lstm_forward_step(float *restrict gates, const float *restrict c_prev, float *restrict c_next,
-                                      float *restrict tanh_c, float *restrict h_next, int64_t batch, int64_t hidden) {
+CLONES void st_lstm_forward_step(float *restrict gates, const float *restrict c_prev, float *restrict c_next,
+        float *restrict tanh_c, float *restrict h_next, int64_t batch, int64_t hidden) {
     const int64_t H = hidden, G = 4 * hidden;
     for (int64_t b = 0; b < batch; b++) {
         float *restrict gi = gates + b * G, *restrict gf = gi + H, *restrict gg = gi + 2 * H, *restrict go = gi + 3 * H;
@@ -59,9 +23,9 @@ STEP_CLONES void st_lstm_forward_step(float *restrict gates, const float *restri
     }
 }
 
-STEP_CLONES void st_lstm_backward_step(const float *restrict gates, const float *restrict c_prev, const float *restrict tanh_c,
-                                       const float *restrict d_out, float *restrict dh, float *restrict dc,
-                                       float *restrict d_gates, int64_t batch, int64_t hidden) {
+CLONES void st_lstm_backward_step(const float *restrict gates, const float *restrict c_prev, const float *restrict tanh_c,
+        const float *restrict d_out, float *restrict dh, float *restrict dc,
+        float *restrict d_gates, int64_t batch, int64_t hidden) {
     const int64_t H = hidden, G = 4 * hidden;
     for (int64_t b = 0; b < batch; b++) {
         const float *restrict gi = gates + b * G, *restrict gf = gi + H, *restrict gg = gi + 2 * H, *restrict go = gi + 3 * H;
@@ -81,8 +45,8 @@ STEP_CLONES void st_lstm_backward_step(const float *restrict gates, const float 
     }
 }
 
-STEP_CLONES void st_gru_forward_step(float *restrict gates, const float *restrict recurrent, const float *restrict h_prev,
-                                     float *restrict h_next, float *restrict recurrent_n, int64_t batch, int64_t hidden) {
+CLONES void st_gru_forward_step(float *restrict gates, const float *restrict recurrent, const float *restrict h_prev,
+        float *restrict h_next, float *restrict recurrent_n, int64_t batch, int64_t hidden) {
     const int64_t H = hidden, G = 3 * hidden;
     for (int64_t b = 0; b < batch; b++) {
         float *restrict gr = gates + b * G, *restrict gz = gr + H, *restrict gn = gr + 2 * H;
@@ -100,9 +64,9 @@ STEP_CLONES void st_gru_forward_step(float *restrict gates, const float *restric
     }
 }
 
-STEP_CLONES void st_gru_backward_step(const float *restrict gates, const float *restrict h_prev, const float *restrict recurrent_n,
-                                      const float *restrict d_out, float *restrict dh, float *restrict d_input_gates,
-                                      float *restrict d_recurrent_gates, int64_t batch, int64_t hidden) {
+CLONES void st_gru_backward_step(const float *restrict gates, const float *restrict h_prev, const float *restrict recurrent_n,
+        const float *restrict d_out, float *restrict dh, float *restrict d_input_gates,
+        float *restrict d_recurrent_gates, int64_t batch, int64_t hidden) {
     const int64_t H = hidden, G = 3 * hidden;
     for (int64_t b = 0; b < batch; b++) {
         const float *restrict gr = gates + b * G, *restrict gz = gr + H, *restrict gn = gr + 2 * H;
