@@ -39,9 +39,10 @@ static inline float tanh_fast(float x) { return 2.0f / (1.0f + exp_fast(-2.0f * 
 #define VECTORIZE
 #endif
 
-// One binary carries AVX-512, AVX2+FMA and baseline versions, picked at load time for the CPU.
+// One binary carries AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3) and baseline versions, picked at load
+// time for the CPU.
 #if defined(__x86_64__) && defined(__clang__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CLONES
 #endif

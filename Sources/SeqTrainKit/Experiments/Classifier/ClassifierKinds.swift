@@ -120,7 +120,7 @@ public struct LoadedClassifier {
 
     /// Data read with the checkpoint's own settings (columns, features, standardization).
     func read(data: [String], labels: [String], needLabels: Bool) throws -> LabelledData {
-        var reader = preprocessing.reader(inputsKey: "--data", labelsKey: "--labels")
+        let reader = preprocessing.reader(inputsKey: "--data", labelsKey: "--labels")
         let raw = try reader.read(inputs: data, labels: labels)
         if needLabels && raw.labels == nil {
             throw SeqTrainError("--labels: the data has no labels; give label files with --labels (the checkpoint reads labels from \(preprocessing.labelColumns.isEmpty ? "separate files" : "columns \(preprocessing.labelColumns.joined(separator: ", "))"))")
