@@ -390,14 +390,17 @@ public final class ClassifierExperiment: Experiment {
         return counts
     }
 
-    /// Runs the network over `range` of `data` in chunks of up to 256 samples (each chunk cut to
-    /// its longest valid length) and hands each chunk's sample indices and logits (n, C) to `body`.
+    /// Runs the network over `range` of `data` in chunks (each cut to its longest valid length) and
+    /// hands each chunk's sample indices and logits (n, C) to `body`. A chunk holds about 65,536
+    /// steps (8 to 256 samples): the recurrent buffers of a chunk of 256 curves of 1,500 steps would
+    /// take 400 MB.
     static func forEachChunk(_ data: LabelledData, range: Range<Int>, network: ClassifierNetwork,
                              _ body: ([Int], UnsafePointer<Float>) throws -> Void) rethrows {
         let T = data.steps, F = data.features
+        let chunk = min(256, max(8, 65_536 / max(T, 1)))
         var start = range.lowerBound
         while start < range.upperBound {
-            let indices = Array(start..<min(start + 256, range.upperBound))
+            let indices = Array(start..<min(start + chunk, range.upperBound))
             start += indices.count
             let steps = indices.map { data.lengths[$0] }.max() ?? 1
             var inputs = [Float](repeating: 0, count: indices.count * steps * F)
