@@ -158,6 +158,10 @@ public struct LoadedClassifier {
     /// (class indices (N,) single-label, 0/1 (N, C) multi-label). CSV: a header, then per sample
     /// its index, the predicted class (or labels joined by "|"), and one probability per class.
     public func predict(data: [String], out: String) throws -> String {
+        let lower = out.lowercased()
+        guard lower.hasSuffix(".npy") || lower.hasSuffix(".csv") else {
+            throw SeqTrainError("--out \(out): give a .npy or .csv file name")
+        }
         let samples = try read(data: data, labels: [], needLabels: false)
         let c = preprocessing.classes.count
         let multi = preprocessing.task == .multiLabel
@@ -192,9 +196,6 @@ public struct LoadedClassifier {
                 try NumpyArray(integers: predicted.map { Int64($0[0]) }, shape: [samples.count]).write(to: labelsPath)
             }
             return "\(samples.count) samples: probabilities (N, \(c)) in \(out), predicted \(multi ? "labels (N, C) of 0/1" : "class indices (N,)") in \(labelsPath); classes in order: \(preprocessing.classes.joined(separator: ", "))"
-        }
-        guard out.lowercased().hasSuffix(".csv") || out.lowercased().hasSuffix(".tsv") else {
-            throw SeqTrainError("--out \(out): give a .npy or .csv file name")
         }
         var text = "sample,predicted," + preprocessing.classes.map { csvCell("p_" + $0) }.joined(separator: ",") + "\n"
         for s in 0..<samples.count {
