@@ -221,6 +221,10 @@ final class ClassifierTrainingTests: XCTestCase {
         XCTAssertThrowsError(try LoadedClassifier(path: "\(dir)/run").evaluate(data: ["\(dir)/fox.csv"], labels: [])) { error in
             XCTAssertTrue("\(error)".contains("sample 0: label \"fox\" is not one of the 3 classes the model was trained on (cat, dog, eel)"), "\(error)")
         }
+        try "label,a,b,c\ncat,1,2,3\n".write(toFile: "\(dir)/narrow.csv", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try LoadedClassifier(path: "\(dir)/run").evaluate(data: ["\(dir)/narrow.csv"], labels: [])) { error in
+            XCTAssertTrue("\(error)".contains("--data: samples have 3 features, the model was trained on 6"), "\(error)")
+        }
     }
 
     func testCertainMistakesAreRefusedWithTheReason() throws {

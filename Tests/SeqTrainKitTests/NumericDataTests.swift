@@ -143,6 +143,9 @@ final class NumericDataTests: XCTestCase {
         assertError({ _ = try self.read(["\(dir)/in.csv"], labels: ["\(dir)/three.csv"]) }, contains: "data.labels: 3 labels for 2 samples")
         try "0,2\n1,1\n".write(toFile: "\(dir)/notbinary.csv", atomically: true, encoding: .utf8)
         assertError({ _ = try self.read(["\(dir)/in.csv"], labels: ["\(dir)/notbinary.csv"]) }, contains: "notbinary.csv:1: column 1: \"2\" is not 0 or 1")
+        try "a,b\n1,2,x\n".write(toFile: "\(dir)/short-header.csv", atomically: true, encoding: .utf8)
+        assertError({ _ = try self.read(["\(dir)/short-header.csv"], columns: ["a"], header: true) },
+                    contains: "short-header.csv:2: column 2: \"x\" is not a number")
         try "\"open,1\n".write(toFile: "\(dir)/quote.csv", atomically: true, encoding: .utf8)
         assertError({ _ = try self.read(["\(dir)/quote.csv"], columns: ["0"]) }, contains: "quote.csv:1: a quoted cell is never closed")
     }

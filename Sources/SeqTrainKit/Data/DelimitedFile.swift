@@ -100,6 +100,12 @@ public struct DelimitedFile {
         }
     }
 
+    /// The header's name of column `j`, when there is a header and it has that column.
+    public func name(of j: Int) -> String? {
+        guard let header, j >= 0, j < header.count else { return nil }
+        return header[j]
+    }
+
     /// A numeric cell: a number, or NaN for an empty cell or NaN/nan/NA.
     public static func number(_ cell: String) -> Double? {
         if cell.isEmpty || cell == "NaN" || cell == "nan" || cell == "NA" || cell == "?" { return .nan }

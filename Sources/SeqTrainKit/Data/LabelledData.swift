@@ -99,6 +99,7 @@ public struct NumericReader {
 
     public func read(inputs patterns: [String], labels labelPatterns: [String]) throws -> LabelledData {
         let files = try TextFiles.expand(patterns, key: inputsKey)
+        guard !files.isEmpty else { throw SeqTrainError("\(inputsKey): no input files given") }
         var parts: [Part] = []
         for file in files { parts.append(try readInputs(file)) }
         let first = parts[0]
@@ -247,7 +248,7 @@ public struct NumericReader {
             }
             for j in valueColumns {
                 guard let v = DelimitedFile.number(cells[j]) else {
-                    throw SeqTrainError("\(path):\(line): column \(j)\(table.header.map { " (\($0[j]))" } ?? ""): \"\(cells[j].prefix(40))\" is not a number")
+                    throw SeqTrainError("\(path):\(line): column \(j)\(table.name(of: j).map { " (\($0))" } ?? ""): \"\(cells[j].prefix(40))\" is not a number")
                 }
                 values.append(Float(v))
             }
@@ -259,7 +260,7 @@ public struct NumericReader {
         }
         var labels: RawLabels?
         if labelIndices.count == 1 { labels = .names(names) }
-        if labelIndices.count > 1 { labels = .matrix(matrix, columns: labelIndices.map { table.header?[$0] ?? String($0) }) }
+        if labelIndices.count > 1 { labels = .matrix(matrix, columns: labelIndices.map { table.name(of: $0) ?? String($0) }) }
         return Part(values: values, shape: [table.rows.count, valueColumns.count], labels: labels, path: path)
     }
 
@@ -300,7 +301,7 @@ public struct NumericReader {
                 for (j, cell) in cells.enumerated() { matrix.append(try Self.zeroOne(cell, at: "\(path):\(line): column \(j)")) }
             }
         }
-        return width == 1 ? .names(names) : .matrix(matrix, columns: table.header ?? (0..<width).map(String.init))
+        return width == 1 ? .names(names) : .matrix(matrix, columns: (0..<width).map { table.name(of: $0) ?? String($0) })
     }
 }
 

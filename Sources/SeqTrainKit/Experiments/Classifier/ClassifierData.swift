@@ -37,9 +37,10 @@ public struct ClassifierPreprocessing: Codable, Equatable {
     }
 
     /// Raw samples → what the model sees: spectral features, then standardization (when fitted).
+    /// The caller has checked that the feature counts match.
     func transform(_ data: LabelledData) -> LabelledData {
         var out = features == "rfft" ? SpectralFeatures.logMagnitude(data, bins: rfftBins) : data
-        if let mean, let std { Standardization(mean: mean, std: std).apply(&out) }
+        if let mean, let std, mean.count == out.features { Standardization(mean: mean, std: std).apply(&out) }
         return out
     }
 

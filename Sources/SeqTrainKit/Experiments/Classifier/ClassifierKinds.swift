@@ -98,6 +98,8 @@ public struct LoadedClassifier {
         }
         let c = stored.classes.count, features = stored.inputFeatures
         guard c >= 1, features >= 1, features <= 1 << 24, Set(stored.classes).count == c,
+              (1...65_536).contains(stored.rfftBins), ["raw", "rfft"].contains(stored.features),
+              SampleLayout(rawValue: stored.layout) != nil,
               stored.mean.map({ $0.count == features && $0.allSatisfy { $0.isFinite } }) ?? true,
               stored.std.map({ $0.count == features && $0.allSatisfy { $0 > 0 && $0.isFinite } }) ?? true else {
             throw SeqTrainError("\(path): seqtrain.preprocessing is inconsistent (classes, features or standardization)")
@@ -125,12 +127,14 @@ public struct LoadedClassifier {
         if needLabels && raw.labels == nil {
             throw SeqTrainError("--labels: the data has no labels; give label files with --labels (the checkpoint reads labels from \(preprocessing.labelColumns.isEmpty ? "separate files" : "columns \(preprocessing.labelColumns.joined(separator: ", "))"))")
         }
-        let transformed = preprocessing.transform(raw)
+        // Features first, then their count checked, then the stored standardization.
+        var featured = preprocessing.features == "rfft" ? SpectralFeatures.logMagnitude(raw, bins: preprocessing.rfftBins) : raw
         let expected = preprocessing.inputFeatures
-        guard transformed.features == expected else {
-            throw SeqTrainError("--data: samples have \(transformed.features) features after preprocessing, the model was trained on \(expected)")
+        guard featured.features == expected else {
+            throw SeqTrainError("--data: samples have \(featured.features) features\(preprocessing.features == "rfft" ? " after the rFFT" : ""), the model was trained on \(expected)")
         }
-        return transformed
+        if let mean = preprocessing.mean, let std = preprocessing.std { Standardization(mean: mean, std: std).apply(&featured) }
+        return featured
     }
 
     /// The metrics of validation on other data: loss, and accuracy and macro F1 (single-label) or
