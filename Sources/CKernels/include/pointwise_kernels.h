@@ -30,6 +30,12 @@ void st_gru_forward_step(float *gates, const float *recurrent, const float *h_pr
 void st_gru_backward_step(const float *gates, const float *h_prev, const float *recurrent_n, const float *d_out,
                           float *dh, float *d_input_gates, float *d_recurrent_gates, int64_t batch, int64_t hidden);
 
+/// Adam and AdamW over n parameters (optimizer_kernels.c): with w = p·shrink (AdamW's decoupled
+/// decay; 1 for Adam) and d = g·gradient_scale + l2·w (Adam's L2 term; 0 for AdamW):
+/// m ← m + (d − m)(1 − β1), v ← β2 v + (1 − β2) d², p ← w − step_size · m / (√v / bc2_root + eps).
+void st_adam_update(float *p, const float *g, float *m, float *v, int64_t n, float gradient_scale, float l2, float shrink,
+                    float beta1, float beta2, float step_size, float bc2_root, float eps);
+
 /// What cpuid and xgetbv say about this CPU (all zero off x86).
 struct st_cpu_features {
     char vendor[13];   // "GenuineIntel", "AuthenticAMD", ...

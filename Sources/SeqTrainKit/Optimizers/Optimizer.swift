@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 public enum OptimizerKind: String, Codable, CaseIterable {
@@ -62,12 +63,15 @@ public final class Optimizer {
         self.state = state
     }
 
-    /// One update of every parameter from its gradient, at learning rate `lr`.
-    public func step(_ arena: ParameterArena, learningRate lr: Float) {
+    /// One update of every parameter from its gradient times `gradientScale`, at learning rate `lr`.
+    /// The scale folds the loss normalization and the clipping coefficient into this one pass, so
+    /// the gradient arena is not rewritten before the update.
+    public func step(_ arena: ParameterArena, learningRate lr: Float, gradientScale: Float = 1) {
         stepCount += 1
         let s = settings, n = arena.count
         let p = arena.values.pointer, g = arena.gradients.pointer
         let wd = s.weightDecay
+        if gradientScale != 1 && s.kind != .adam && s.kind != .adamw { scaleInPlace(g, by: gradientScale, count: n) }
         switch s.kind {
         case .sgd:
             let buf = state["momentum_buffer"]?.pointer
@@ -84,22 +88,10 @@ public final class Optimizer {
             let t = Double(stepCount)
             let bc1 = 1 - pow(Double(s.beta1), t), bc2 = 1 - pow(Double(s.beta2), t)
             let stepSize = Float(Double(lr) / bc1), bc2Root = Float(bc2.squareRoot())
-            let (b1, b2, eps) = (s.beta1, s.beta2, s.epsilon)
-            if s.kind == .adamw {
-                // Decoupled weight decay: the parameter shrinks, the gradient is left alone.
-                let shrink = 1 - lr * wd
-                for i in 0..<n { p[i] *= shrink }
-            } else if wd != 0 {
-                for i in 0..<n { g[i] += wd * p[i] }
-            }
-            for i in 0..<n {
-                let d = g[i]
-                let mi = m[i] + (d - m[i]) * (1 - b1)
-                let vi = b2 * v[i] + (1 - b2) * d * d
-                m[i] = mi
-                v[i] = vi
-                p[i] -= stepSize * mi / (vi.squareRoot() / bc2Root + eps)
-            }
+            // AdamW: decoupled weight decay, the parameter shrinks and the gradient is left alone;
+            // Adam: weight decay is an L2 term added to the gradient. One fused pass (CKernels).
+            let shrink: Float = s.kind == .adamw ? 1 - lr * wd : 1, l2: Float = s.kind == .adam ? wd : 0
+            st_adam_update(p, g, m, v, Int64(n), gradientScale, l2, shrink, s.beta1, s.beta2, stepSize, bc2Root, s.epsilon)
         case .rmsprop:
             let sq = state["square_avg"]!.pointer
             let buf = state["momentum_buffer"]?.pointer, avg = state["grad_avg"]?.pointer
@@ -138,10 +130,18 @@ public enum GradientClipping {
     /// Returns the global 2-norm before clipping.
     @discardableResult
     public static func clipNorm(_ arena: ParameterArena, maxNorm: Float) -> Float {
-        let norm = Float(sumOfSquares(arena.gradients.pointer, count: arena.count).squareRoot())
-        let coefficient = maxNorm / (norm + 1e-6)
+        let (norm, coefficient) = clippingCoefficient(arena, gradientScale: 1, maxNorm: maxNorm)
         if coefficient < 1 { scaleInPlace(arena.gradients.pointer, by: coefficient, count: arena.count) }
         return norm
+    }
+
+    /// The global 2-norm of the gradients times `gradientScale`, and the factor clip_grad_norm_ would
+    /// scale them by (1 when `maxNorm` is 0 or not exceeded), without touching the arena: the
+    /// optimizer applies both in its pass.
+    public static func clippingCoefficient(_ arena: ParameterArena, gradientScale: Float, maxNorm: Float) -> (norm: Float, coefficient: Float) {
+        let norm = Float(sumOfSquares(arena.gradients.pointer, count: arena.count).squareRoot()) * gradientScale
+        guard maxNorm > 0 else { return (norm, 1) }
+        return (norm, min(1, maxNorm / (norm + 1e-6)))
     }
 
     /// The global 2-norm of the gradients, unchanged.

@@ -82,9 +82,9 @@ public enum Benchmark {
             state.zero()
             try model.forward(ids: ids, batch: c.batch, steps: c.steps, state: state)
             let total = try model.loss(targets: targets, gradient: true)
-            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / total.count), count: model.parameters.count)
-            GradientClipping.clipNorm(model.parameters, maxNorm: 5)
-            adam.step(model.parameters, learningRate: 1e-3)
+            let normalization = Float(1 / total.count)
+            let clipping = GradientClipping.clippingCoefficient(model.parameters, gradientScale: normalization, maxNorm: 5).coefficient
+            adam.step(model.parameters, learningRate: 1e-3, gradientScale: normalization * clipping)
         }
         return Result(configuration: c, medianStepSeconds: seconds)
     }
@@ -178,9 +178,9 @@ public enum Benchmark {
             var totals = [local.sum, local.count]
             try communicator.allReduceSum(&totals)
             lap("loss_totals")
-            scaleInPlace(parameters.gradients.pointer, by: Float(1 / totals[1]), count: parameters.count)
-            GradientClipping.clipNorm(parameters, maxNorm: 5)
-            adam.step(parameters, learningRate: 1e-3)
+            let normalization = Float(1 / totals[1])
+            let clipping = GradientClipping.clippingCoefficient(parameters, gradientScale: normalization, maxNorm: 5).coefficient
+            adam.step(parameters, learningRate: 1e-3, gradientScale: normalization * clipping)
             lap("update")
         }
         func medianOf(_ values: [Double]) -> Double {

@@ -181,15 +181,23 @@ public final class Trainer {
             var totals = [local.sum, local.count, Double(tokens)]
             try communicator.allReduceSum(&totals)
             let global = LossTotal(sum: totals[0], count: totals[1])
-            if global.count > 0 { scaleInPlace(parameters.gradients.pointer, by: Float(1 / global.count), count: parameters.count) }
-            let gradientNorm = clipNorm > 0 ? GradientClipping.clipNorm(parameters, maxNorm: clipNorm) : GradientClipping.norm(parameters)
+            // The arena holds the gradient of the loss sum: 1/count normalizes it and the clipping
+            // coefficient scales it, both applied inside the optimizer's pass.
+            let normalization: Float = global.count > 0 ? Float(1 / global.count) : 1
+            let (gradientNorm, clipping) = GradientClipping.clippingCoefficient(parameters, gradientScale: normalization, maxNorm: clipNorm)
             // Every rank sees the same global figures, so every rank stops here alike.
             guard global.mean.isFinite, gradientNorm.isFinite else {
                 throw SeqTrainError("step \(step + 1): the training loss is \(global.mean) and the gradient norm \(gradientNorm): training diverged before this update, which was not applied (checkpoints already written are kept); lower optimizer.lr, set training.clip_norm, or add lr_scheduler.warmup_steps")
             }
-            if clipValue > 0 { GradientClipping.clipValue(parameters, clip: clipValue) }
+            var gradientScale = normalization * clipping
+            if clipValue > 0 {
+                // clip_grad_value_ clamps the normalized gradients themselves.
+                scaleInPlace(parameters.gradients.pointer, by: gradientScale, count: parameters.count)
+                GradientClipping.clipValue(parameters, clip: clipValue)
+                gradientScale = 1
+            }
             let lr = schedule.rate(step: step)
-            optimizer.step(parameters, learningRate: Float(lr))
+            optimizer.step(parameters, learningRate: Float(lr), gradientScale: gradientScale)
             step += 1
             summary.losses.append(global.mean)
             window = window + global
