@@ -28,6 +28,16 @@ static inline float exp_fast(float x) {
     return p * scale;
 }
 
+// √x without libm's errno path, so loops over it vectorize (sqrtf must set errno for x < 0, which
+// keeps the compiler scalar).
+static inline float sqrt_fast(float x) {
+#if defined(__has_builtin) && __has_builtin(__builtin_elementwise_sqrt)
+    return __builtin_elementwise_sqrt(x);
+#else
+    return __builtin_sqrtf(x);
+#endif
+}
+
 static inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
 static inline float tanh_fast(float x) { return 2.0f / (1.0f + exp_fast(-2.0f * x)) - 1.0f; }
 

@@ -2,7 +2,6 @@
 // the formulas and the other optimizers).
 #include "pointwise_kernels.h"
 #include "fast_math.h"
-#include <math.h>
 
 CLONES void st_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
         float gradient_scale, float l2, float shrink, float beta1, float beta2, float step_size, float bc2_root, float eps) {
@@ -13,6 +12,6 @@ CLONES void st_adam_update(float *restrict p, const float *restrict g, float *re
         float vi = beta2 * v[i] + (1.0f - beta2) * d * d;
         m[i] = mi;
         v[i] = vi;
-        p[i] = w - step_size * mi / (sqrtf(vi) / bc2_root + eps);
+        p[i] = w - step_size * mi / (sqrt_fast(vi) / bc2_root + eps);
     }
 }

@@ -14,6 +14,8 @@ struct SeqTrain: ParsableCommand {
     static func main() {
         BLASKernelSelection.applyAtStartup()
         FloatEnvironment.flushDenormals()
+        // Progress lines reach a log file or a pipe as they are written, not in 4 KB blocks.
+        setvbuf(stdout, nil, _IOLBF, 0)
         main(nil)
     }
 }
