@@ -198,3 +198,62 @@ final class NumericDataTests: XCTestCase {
         XCTAssertTrue(variable.inputs.contains { $0.isNaN }, "variable-length curves end in NaN")
     }
 }
+
+/// Seeded mutations of valid files: every reader returns a value or throws, never traps (a trap
+/// would end the test process).
+final class NumericReaderFuzzTests: XCTestCase {
+    func testMutatedNpyFilesAreReadOrRefused() throws {
+        let valid = NumpyArray(floats: (0..<24).map(Float.init), shape: [2, 3, 4]).encoded()
+        let random = CounterRandom(seed: 99, purpose: .synthetic)
+        var refused = 0, read = 0
+        for case_ in 0..<2000 {
+            var bytes = [UInt8](valid)
+            let draws = (0..<8).map { random.integer(below: 1 << 30, stream: UInt64(case_), index: UInt64($0)) }
+            switch draws[0] % 4 {
+            case 0: bytes[draws[1] % bytes.count] = UInt8(draws[2] % 256)                 // one byte anywhere
+            case 1: bytes = Array(bytes.prefix(draws[1] % bytes.count))                     // truncated
+            case 2:                                                                           // a header character
+                let i = 10 + draws[1] % 60
+                bytes[i] = Array("0123456789(), '<>|:fiubO?TrueFals-".utf8)[draws[2] % 34]
+            default:                                                                          // header length
+                bytes[8] = UInt8(draws[1] % 256); bytes[9] = UInt8(draws[2] % 256)
+            }
+            do {
+                let array = try NumpyArray(Data(bytes), source: "case \(case_)")
+                _ = array.floats()
+                read += 1
+            } catch {
+                refused += 1
+            }
+        }
+        XCTAssertGreaterThan(refused, 500)
+        XCTAssertGreaterThan(read, 100, "mutations of the data bytes still read")
+    }
+
+    func testMutatedCSVTextIsReadOrRefused() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let valid = Array("label,a,b,c\ncat,1,2,3\ndog,\"4\",5,NaN\neel,7,8,9\n".unicodeScalars)
+        let alphabet = Array(",\"\n\r\t;.-+eE0123456789abcNaNinf ".unicodeScalars)
+        let random = CounterRandom(seed: 7, purpose: .synthetic)
+        for case_ in 0..<500 {
+            var text = valid
+            for k in 0..<3 {
+                let at = random.integer(below: text.count, stream: UInt64(case_), index: UInt64(2 * k))
+                let c = alphabet[random.integer(below: alphabet.count, stream: UInt64(case_), index: UInt64(2 * k + 1))]
+                text[at] = c
+            }
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: text)
+            let path = "\(dir)/f\(case_ % 7).csv"
+            try String(view).write(toFile: path, atomically: true, encoding: .utf8)
+            for layout in [SampleLayout.sequence, .vector] {
+                var reader = NumericReader()
+                reader.header = case_ % 2 == 0
+                reader.labelColumns = case_ % 3 == 0 ? ["label"] : ["0"]
+                reader.layout = layout
+                _ = try? reader.read(inputs: [path], labels: [])
+            }
+        }
+    }
+}

@@ -115,6 +115,9 @@ public final class ClassifierExperiment: Experiment {
             task: .singleLabel, classes: [], layout: layout.rawValue, features: config.text("data.features"),
             rfftBins: config.integer("data.rfft_bins"), inputFeatures: 0, header: config.boolean("data.header"),
             labelColumns: config.texts("data.label_columns"), labelNames: config.texts("data.label_names"), mean: nil, std: nil)
+        guard config.integer("data.rfft_bins") <= 65_536 else {
+            throw SeqTrainError("data.rfft_bins = \(config.integer("data.rfft_bins")): at most 65536 frequency bins per channel; the lowest 16 to 64 describe a curve's shape")
+        }
         guard !config.texts("data.inputs").isEmpty else {
             throw SeqTrainError("data.inputs: no input files; give .npy, .csv or .tsv files (for example `seqtrain data curves --out data/curves` makes a labelled set)")
         }
