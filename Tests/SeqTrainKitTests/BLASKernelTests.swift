@@ -42,11 +42,23 @@ final class BLASKernelTests: XCTestCase {
         }
     }
 
-    func testCPUDescriptionOfThisMachine() {
+    /// cpuid as seqtrain decodes it agrees with the kernel's view in /proc/cpuinfo.
+    func testCPUDescriptionAgreesWithProcCpuinfo() throws {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+            throw XCTSkip("no /proc/cpuinfo flags line on this system")
+        }
+        let flags = Set(flagsLine.split(separator: ":").last!.split(separator: " ").map(String.init))
         let cpu = CPUDescription.current
-        XCTAssertFalse(cpu.vendor.isEmpty)
-        if cpu.avx512 { XCTAssertTrue(cpu.avx2, "AVX-512 without AVX2 would be a cpuid decoding error") }
-        if cpu.avx2 { XCTAssertTrue(cpu.avx) }
+        XCTAssertEqual(cpu.avx, flags.contains("avx"), "avx")
+        XCTAssertEqual(cpu.avx2, flags.contains("avx2"), "avx2")
+        XCTAssertEqual(cpu.fma, flags.contains("fma"), "fma")
+        XCTAssertEqual(cpu.avx512, ["avx512f", "avx512dq", "avx512bw", "avx512vl"].allSatisfy(flags.contains), "avx512")
+        XCTAssertEqual(cpu.avx512bf16, flags.contains("avx512_bf16"), "avx512_bf16")
+        XCTAssertEqual(cpu.amx, flags.contains("amx_tile"), "amx_tile")
+        if let vendor = text.split(separator: "\n").first(where: { $0.hasPrefix("vendor_id") })?.split(separator: ":").last {
+            XCTAssertEqual(cpu.vendor, vendor.trimmingCharacters(in: .whitespaces))
+        }
     }
 
     /// The binary, started with OpenBLAS on its Prescott kernel, re-executes itself with a better one.

@@ -148,8 +148,6 @@ final class ClassifierTrainingTests: XCTestCase {
             kind = "mlp_classifier"
             hidden_sizes = [16]
             dropout = 0.3
-            [data]
-            sampler = "balanced"
             """,
             """
             [model]
@@ -165,10 +163,13 @@ final class ClassifierTrainingTests: XCTestCase {
             """,
         ]
         for (index, kind) in kinds.enumerated() {
-            let csv = csvs[index]
             let text = """
-                \(kind.replacingOccurrences(of: "[data]", with: "[data]\ninputs = [\"\(csv)\"]\nlabel_columns = [\"label\"]\nheader = true"))
-                \(kind.contains("[data]") ? "" : "[data]\ninputs = [\"\(csv)\"]\nlabel_columns = [\"label\"]\nheader = true")
+                \(kind)
+                [data]
+                inputs = ["\(csvs[index])"]
+                label_columns = ["label"]
+                header = true
+                sampler = "\(index == 0 ? "balanced" : "shuffle")"
                 [training]
                 batch_size = 16
                 max_steps = 40
@@ -246,6 +247,41 @@ final class ClassifierTrainingTests: XCTestCase {
             }
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/run"), "nothing written for a refused config")
+    }
+
+    /// Sizes from a config or a checkpoint are checked before anything is allocated.
+    func testHugeSizesAndDamagedCheckpointsAreErrorsNotTraps() throws {
+        try writeCurves("train", count: 40, length: 20, seed: 1)
+        let data = "[data]\ninputs = [\"\(dir)/train/inputs.npy\"]\nlabels = [\"\(dir)/train/labels.npy\"]\n"
+        let cases: [(String, [String], String)] = [
+            ("mlp_classifier", ["model.hidden_sizes=[4294967296, 4294967296]"], "model.hidden_sizes: 4294967296 × 4294967296 is too large to allocate"),
+            ("mlp_classifier", ["model.hidden_sizes=[1000000, 1000000]"], "an MLP of widths [20, 1000000, 1000000, 7] would need"),
+            ("sequence_classifier", ["model.hidden=4294967296", "model.layers=4294967296"],
+             "training.batch_size × steps × model.hidden × model.layers: 32 × 20 × 8 × 4 × 4294967296 × 4294967296 is too large to allocate"),
+            ("sequence_classifier", ["model.hidden=1000000"], "the recurrent buffers of a batch of 32 sequences of 20 steps would need"),
+            ("mlp_classifier", ["data.features=rfft", "data.rfft_bins=70000"], "data.rfft_bins = 70000: at most 65536"),
+        ]
+        for (kind, overrides, expected) in cases {
+            XCTAssertThrowsError(try Trainer(config: try config(data + "[model]\nkind = \"\(kind)\"\n", overrides: overrides), options: quiet()).run()) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(overrides): \(error)")
+            }
+        }
+        // A checkpoint whose kind and config disagree is refused by both loaders.
+        _ = try Trainer(config: try config(data + "[model]\nkind = \"mlp_classifier\"\n[training]\nmax_steps = 2\n"), options: quiet()).run()
+        let path = try Checkpoint.resolve("\(dir)/run")
+        var file = try SafetensorsFile(contentsOf: path)
+        file.metadata["seqtrain.config"] = try ExperimentConfig.parse("", source: "x").resolvedTOML
+        try file.write(to: "\(dir)/damaged.safetensors")
+        XCTAssertThrowsError(try LoadedClassifier(path: "\(dir)/damaged.safetensors")) { error in
+            XCTAssertTrue("\(error)".contains("model.kind of its seqtrain.config (char_lm) differ"), "\(error)")
+        }
+        file.metadata["seqtrain.kind"] = "char_lm"
+        file.metadata["seqtrain.vocabulary"] = "ab"
+        file.metadata["seqtrain.config"] = try config(data + "[model]\nkind = \"mlp_classifier\"\n").resolvedTOML
+        try file.write(to: "\(dir)/damaged-lm.safetensors")
+        XCTAssertThrowsError(try LoadedCharLM(path: "\(dir)/damaged-lm.safetensors")) { error in
+            XCTAssertTrue("\(error)".contains("its seqtrain.config says model.kind = \"mlp_classifier\""), "\(error)")
+        }
     }
 
     func testConfigKeysFollowTheKind() throws {

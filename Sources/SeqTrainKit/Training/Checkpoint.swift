@@ -67,6 +67,9 @@ public struct LoadedCharLM {
             throw SeqTrainError("\(path): not a seqtrain char-LM checkpoint (its __metadata__ lacks seqtrain.kind, seqtrain.vocabulary or seqtrain.config)")
         }
         config = try ExperimentConfig.parse(configText, source: "\(path) (seqtrain.config)")
+        guard config.kind == "char_lm" else {
+            throw SeqTrainError("\(path): its seqtrain.kind is char_lm but its seqtrain.config says model.kind = \"\(config.kind)\"; the checkpoint is damaged")
+        }
         vocabulary = Vocabulary(Array(vocabularyText.unicodeScalars))
         model = CharLanguageModel(.init(vocabularySize: vocabulary.count, embeddingSize: config.integer("model.embedding"),
                                         hiddenSize: config.integer("model.hidden"), layers: config.integer("model.layers"),

@@ -32,7 +32,32 @@ enum ClassifierNetwork {
         }
     }
 
-    static func make(_ config: ExperimentConfig, inputFeatures: Int, classes: Int) -> ClassifierNetwork {
+    /// The network of `config`'s kind, after checking that its parameters (values, gradients and
+    /// two optimizer buffers) fit in memory.
+    static func make(_ config: ExperimentConfig, inputFeatures: Int, classes: Int) throws -> ClassifierNetwork {
+        let fix = "lower the model's sizes"
+        switch config.kind {
+        case "mlp_classifier":
+            let widths = [inputFeatures] + config.integers("model.hidden_sizes") + [classes]
+            let weights = try (0..<(widths.count - 1)).map { k in
+                try MemoryCheck.sum([try MemoryCheck.product([widths[k], widths[k + 1]], what: "model.hidden_sizes"), widths[k + 1]],
+                                    what: "model.hidden_sizes")
+            }
+            let count = try MemoryCheck.sum(weights, what: "model.hidden_sizes")
+            try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: "model.hidden_sizes"),
+                                    what: "an MLP of widths \(widths)", fix: fix)
+        case "sequence_classifier":
+            let hidden = config.integer("model.hidden"), layers = config.integer("model.layers")
+            let gates = try MemoryCheck.product([4, hidden], what: "model.hidden")
+            let perLayer = try MemoryCheck.product([gates, try MemoryCheck.sum([max(inputFeatures, hidden), hidden, 2], what: "model.hidden")],
+                                                   what: "model.hidden")
+            let count = try MemoryCheck.sum([try MemoryCheck.product([perLayer, layers], what: "model.layers"),
+                                             try MemoryCheck.product([hidden + 1, classes], what: "model.hidden")], what: "model.hidden")
+            try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: "model.hidden"),
+                                    what: "a \(layers)-layer recurrent stack of hidden \(hidden)", fix: fix)
+        default:
+            throw SeqTrainError("model.kind = \"\(config.kind)\" is not a classifier kind")
+        }
         if config.kind == "mlp_classifier" {
             let widths = [inputFeatures] + config.integers("model.hidden_sizes") + [classes]
             return .mlp(MLPClassifier(widths: widths, activation: Activation(rawValue: config.text("model.activation"))!,
@@ -170,6 +195,10 @@ public final class ClassifierExperiment: Experiment {
         }
 
         // Features, then standardization fitted on the training split only.
+        if settings.features == "rfft" {
+            let count = try MemoryCheck.product([all.count, all.features, settings.rfftBins], what: "samples × channels × data.rfft_bins")
+            try MemoryCheck.require(floats: count, what: "the spectral features", fix: "lower data.rfft_bins")
+        }
         let featured = settings.features == "rfft" ? SpectralFeatures.logMagnitude(trainPart, bins: settings.rfftBins) : trainPart
         if config.boolean("data.standardize") {
             let fitted = Standardization(fitting: featured)
@@ -188,7 +217,15 @@ public final class ClassifierExperiment: Experiment {
         let classCount = settings.classes.count
         let counts = trainTargets.counts(classes: classCount)
         loss = try Self.makeLoss(config, task: settings.task, counts: counts, samples: trainPart.count)
-        network = ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
+        // The batch's recurrent buffers (gates, states, their gradients: about 8 of width 4H per
+        // layer and step) for the longest sequence.
+        if layout == .sequence && settings.features == "raw" {
+            let perStep = try MemoryCheck.product([rows.count, training.steps, 8, 4, config.integer("model.hidden"), config.integer("model.layers")],
+                                                  what: "training.batch_size × steps × model.hidden × model.layers")
+            try MemoryCheck.require(floats: perStep, what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
+                                    fix: "lower training.batch_size or model.hidden, or use data.features = \"rfft\"")
+        }
+        network = try ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
     }
 
     // MARK: what users get wrong

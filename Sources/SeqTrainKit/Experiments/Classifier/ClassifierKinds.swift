@@ -90,6 +90,9 @@ public struct LoadedClassifier {
             throw SeqTrainError("\(path): not a seqtrain classifier checkpoint (its __metadata__ lacks seqtrain.config or seqtrain.preprocessing)")
         }
         config = try ExperimentConfig.parse(configText, source: "\(path) (seqtrain.config)")
+        guard config.kind == file.metadata["seqtrain.kind"] else {
+            throw SeqTrainError("\(path): its seqtrain.kind (\(file.metadata["seqtrain.kind"] ?? "none")) and the model.kind of its seqtrain.config (\(config.kind)) differ; the checkpoint is damaged")
+        }
         let stored: ClassifierPreprocessing
         do {
             stored = try JSONDecoder().decode(ClassifierPreprocessing.self, from: Data(json.utf8))
@@ -105,7 +108,7 @@ public struct LoadedClassifier {
             throw SeqTrainError("\(path): seqtrain.preprocessing is inconsistent (classes, features or standardization)")
         }
         preprocessing = stored
-        let network = ClassifierNetwork.make(config, inputFeatures: features, classes: c)
+        let network = try ClassifierNetwork.make(config, inputFeatures: features, classes: c)
         self.network = network
         // Evaluation reports the plain (unweighted) loss of the task.
         loss = preprocessing.task == .singleLabel ? .crossEntropy(try CrossEntropyLoss()) : .binaryCrossEntropy(try BinaryCrossEntropyLoss())

@@ -1,0 +1,38 @@
+import Foundation
+
+/// Sizes that come from outside (config, checkpoint, data) are checked before anything is
+/// allocated: products with overflow checks, and a float count compared with this machine's memory,
+/// so a mistyped size is an error naming it, not a trap in an allocator.
+public enum MemoryCheck {
+    /// The product of `factors`, or an error naming `what` when it overflows or a factor is negative.
+    public static func product(_ factors: [Int], what: String) throws -> Int {
+        var total = 1
+        for f in factors {
+            let (p, overflow) = total.multipliedReportingOverflow(by: f)
+            guard f >= 0, !overflow else { throw SeqTrainError("\(what): \(factors.map(String.init).joined(separator: " × ")) is too large to allocate") }
+            total = p
+        }
+        return total
+    }
+
+    /// The sum of `terms`, or an error naming `what` when it overflows.
+    public static func sum(_ terms: [Int], what: String) throws -> Int {
+        var total = 0
+        for t in terms {
+            let (s, overflow) = total.addingReportingOverflow(t)
+            guard !overflow else { throw SeqTrainError("\(what) is too large to allocate") }
+            total = s
+        }
+        return total
+    }
+
+    /// Throws when `floats` float32 values would take more than half of this machine's memory.
+    public static func require(floats: Int, what: String, fix: String) throws {
+        let available = Double(ProcessInfo.processInfo.physicalMemory) / 2
+        let needed = Double(floats) * 4
+        guard needed <= available else {
+            throw SeqTrainError(String(format: "%@ would need %.1f GB, more than half of this machine's %.1f GB; %@",
+                                       what, needed / 1e9, available * 2 / 1e9, fix))
+        }
+    }
+}
