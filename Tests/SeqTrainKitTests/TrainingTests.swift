@@ -167,6 +167,21 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    func testHugeSizesAreErrorsBeforeAnythingIsAllocated() throws {
+        let (dir, _, options) = try scratchRun()
+        let cases: [(String, String)] = [
+            ("model.hidden=4294967296", "model.embedding, model.hidden, model.layers: 17179869184 × 8589934594 is too large to allocate"),
+            ("model.hidden=1000000", "a model of embedding 16, hidden 1000000 and 1 layers would need"),
+            ("training.seq_len=100000000", "the recurrent buffers of a batch would need"),
+        ]
+        for (override, expected) in cases {
+            XCTAssertThrowsError(try Trainer(config: try makeConfig(dir, overrides: [override]), options: options).run()) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(override): \(error)")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/run"))
+    }
+
     func testDivergenceStopsWithAnExplanationAndKeepsTheCheckpoints() throws {
         let (dir, _, options) = try scratchRun()
         // A rate that overflows float32 weights within a few steps. (At 1e30 the weights stay finite:

@@ -86,6 +86,7 @@ public final class CharLMTask: Experiment {
         validationLanes = CharLanguageModel.evaluationLanes(count: validationIds.count, steps: steps, preferred: batchSize)
         batches = try CharBatches(ids: trainIds, lanes: batchSize, steps: steps, stateful: config.boolean("training.stateful"),
                                   seed: UInt64(config.integer("job.seed")))
+        try Self.checkSizes(config, vocabulary: vocabulary.count, rows: batchSize / world)
         model = CharLanguageModel(.init(vocabularySize: vocabulary.count, embeddingSize: config.integer("model.embedding"),
                                         hiddenSize: config.integer("model.hidden"), layers: config.integer("model.layers"),
                                         dropout: Float(config.number("model.dropout")),
@@ -123,6 +124,22 @@ public final class CharLMTask: Experiment {
         try model.forward(ids: batch.inputs, batch: batch.rows, steps: batch.steps, state: state, dropout: dropout)
         let total = try model.loss(targets: batch.targets, mask: batch.mask, gradient: true, gradientsReady: gradientsReady)
         return (total, batch.rows * batch.steps)
+    }
+
+    /// The model's parameters (with gradients and two optimizer buffers) and a batch's recurrent
+    /// buffers must fit in memory; checked with overflow-checked products before anything exists.
+    static func checkSizes(_ config: ExperimentConfig, vocabulary: Int, rows: Int) throws {
+        let E = config.integer("model.embedding"), H = config.integer("model.hidden"), L = config.integer("model.layers")
+        let what = "model.embedding, model.hidden, model.layers"
+        let gates = try MemoryCheck.product([4, H], what: what)
+        let layer = try MemoryCheck.product([gates, try MemoryCheck.sum([max(E, H), H, 2], what: what)], what: what)
+        let parameters = try MemoryCheck.sum([try MemoryCheck.product([vocabulary, E], what: what), try MemoryCheck.product([layer, L], what: what),
+                                              try MemoryCheck.product([H + 1, vocabulary], what: what)], what: what)
+        try MemoryCheck.require(floats: try MemoryCheck.product([parameters, 4], what: what),
+                                what: "a model of embedding \(E), hidden \(H) and \(L) layers", fix: "lower model.hidden or model.layers")
+        let buffers = try MemoryCheck.product([rows, config.integer("training.seq_len"), 8, gates, L],
+                                              what: "training.batch_size × training.seq_len × model.hidden × model.layers")
+        try MemoryCheck.require(floats: buffers, what: "the recurrent buffers of a batch", fix: "lower training.batch_size, training.seq_len or model.hidden")
     }
 
     // MARK: Experiment
