@@ -59,13 +59,16 @@ struct Train: ParsableCommand {
     @Flag(help: "Start over in a run directory that already holds a run (deletes its checkpoints and metrics).")
     var overwrite = false
 
-    @Flag(help: "No progress output.")
+    @Option(help: ArgumentHelp("auto: a redrawn bar for one process on a terminal, plain lines under mpirun, Slurm or into a file; bar; lines; none. Overrides metrics.progress.", valueName: "auto|bar|lines|none"))
+    var progress: String?
+
+    @Flag(help: "No progress output (the same as --progress none).")
     var quiet = false
 
     @Flag(help: "Use MPI even when no MPI launcher started this process.")
     var mpi = false
 
-    @Option(help: ArgumentHelp("Test hook: RANK:STEP[:exit|raise|hang] makes that rank fail at that step.", visibility: .hidden))
+    @Option(help: ArgumentHelp("Test hook: RANK:STEP[:exit|raise|hang|hang-once:FILE] makes that rank fail at that step (hang-once: only while FILE does not exist; creates it).", visibility: .hidden))
     var testFailAt: String?
 
     @Option(help: ArgumentHelp("Test hook: a directory where every rank records the lanes it trains on.", visibility: .hidden))
@@ -73,6 +76,10 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run, or start it over") }
+        if let progress, ProgressStyle(rawValue: progress) == nil {
+            throw ValidationError("--progress \(progress): expected one of " + ProgressStyle.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        if quiet, let progress, progress != "none" { throw ValidationError("--quiet and --progress \(progress) contradict each other: keep one") }
     }
 
     func run() throws {
@@ -82,12 +89,14 @@ struct Train: ParsableCommand {
         options.quiet = quiet
         options.traceDirectory = testTraceDir
         if let testFailAt {
-            let parts = testFailAt.split(separator: ":")
+            let parts = testFailAt.split(separator: ":", maxSplits: 3).map(String.init)
             guard parts.count >= 2, let rank = Int(parts[0]), let step = Int(parts[1]),
-                  let mode = TrainerOptions.FailureMode(rawValue: parts.count > 2 ? String(parts[2]) : "raise") else {
-                throw ValidationError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise|hang]")
+                  let mode = TrainerOptions.FailureMode(rawValue: parts.count > 2 ? parts[2] : "raise"),
+                  (mode == .hangOnce) == (parts.count == 4) else {
+                throw ValidationError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise|hang|hang-once:FILE]")
             }
             options.failure = (rank, step, mode)
+            options.failureMarker = parts.count == 4 ? parts[3] : nil
         }
         let communicator: Communicator
         do {
@@ -101,7 +110,7 @@ struct Train: ParsableCommand {
         let trainer: Trainer
         do {
             trainer = try Trainer.start(config: {
-                let experiment = try ExperimentConfig.load(path: config, overrides: overrides)
+                let experiment = try ExperimentConfig.load(path: config, overrides: overrides + (progress.map { ["metrics.progress=\($0)"] } ?? []))
                 (communicator as? MPICommunicator)?.timeout = experiment.number("training.collective_timeout_s")
                 return experiment
             }, communicator: communicator, options: options)
@@ -112,7 +121,7 @@ struct Train: ParsableCommand {
         (communicator as? MPICommunicator)?.activity = "training"
         do {
             let summary = try trainer.run()
-            if !quiet && rank == 0, let v = summary.validation {
+            if trainer.progressStyle != .none && rank == 0, let v = summary.validation {
                 let metrics = v.metrics.map { String(format: ", %@ %.4f", String($0.name.dropFirst($0.name.hasPrefix("val_") ? 4 : 0)), $0.value) }.joined()
                 print(String(format: "done: %d steps, validation loss %.4f", summary.steps, v.loss) + metrics)
             }

@@ -9,6 +9,21 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    func testAutomaticProgressDrawsTheBarOnlyForOneProcessOnATerminal() {
+        let terminal = ["TERM": "xterm-256color"]
+        XCTAssertEqual(ProgressStyle.auto.resolved(environment: terminal, stdoutIsTerminal: true), .bar)
+        XCTAssertEqual(ProgressStyle.auto.resolved(environment: terminal, stdoutIsTerminal: false), .lines)
+        XCTAssertEqual(ProgressStyle.auto.resolved(environment: ["TERM": "dumb"], stdoutIsTerminal: true), .lines)
+        XCTAssertEqual(ProgressStyle.auto.resolved(environment: [:], stdoutIsTerminal: true), .lines)
+        // Launchers hand the ranks a pseudo-terminal whatever the user does with the output.
+        for launcher in ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "SLURM_JOB_ID"] {
+            XCTAssertEqual(ProgressStyle.auto.resolved(environment: terminal.merging([launcher: "0"]) { $1 }, stdoutIsTerminal: true), .lines, launcher)
+        }
+        for style in [ProgressStyle.bar, .lines, .none] {
+            XCTAssertEqual(style.resolved(environment: ["OMPI_COMM_WORLD_SIZE": "2"], stdoutIsTerminal: false), style)
+        }
+    }
+
     func testDefaultsFillEveryKey() throws {
         let config = try ExperimentConfig.parse("", source: "empty.toml")
         for key in ConfigSchema.keys where key.path != "job.run_dir" {

@@ -252,6 +252,26 @@ final class MultiRankTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/mismatch/metrics.jsonl"))
     }
 
+    /// mpirun gives the ranks a pseudo-terminal even when its own output goes to a pipe or a file:
+    /// the default progress must still be plain lines there.
+    func testProgressUnderMpirunIsPlainLinesInTheLog() throws {
+        let command = Self.mpirunPrefix(2) + [Self.binary, "train", "\(dir)/config.toml", "--set", "metrics.log_every=5"]
+        // As from a user's terminal: TERM names one that draws bars.
+        let plain = try Self.execute(command + ["--set", "job.run_dir=\(dir)/plain"], environment: ["TERM": "xterm-256color"])
+        XCTAssertEqual(plain.status, 0, plain.errors)
+        XCTAssertTrue(plain.output.contains("\nstep 5/20  loss "), plain.output)
+        XCTAssertTrue(plain.output.contains("done: 20 steps"), plain.output)
+        let control = plain.output.unicodeScalars.first { $0.value < 0x20 && $0 != "\n" || $0.value == 0x7F }
+        XCTAssertNil(control, "control character \(control.map { String(format: "0x%02X", $0.value) } ?? "") in \(plain.output.debugDescription)")
+        // Asked for, the bar is drawn (the check above is not blind to it).
+        let bar = try Self.execute(command + ["--set", "job.run_dir=\(dir)/bar", "--progress", "bar"])
+        XCTAssertEqual(bar.status, 0, bar.errors)
+        XCTAssertTrue(bar.output.contains("\r\u{1B}[2K["), bar.output.debugDescription)
+        let quiet = try Self.execute(command + ["--set", "job.run_dir=\(dir)/quiet", "--progress", "none"])
+        XCTAssertEqual(quiet.status, 0, quiet.errors)
+        XCTAssertEqual(quiet.output, "")
+    }
+
     func testABatchThatDoesNotDivideAmongTheRanksIsRefused() throws {
         let result = try Self.train(ranks: 2, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/odd", "--set", "training.batch_size=5"], timeout: 60)
         XCTAssertNotEqual(result.status, 0)

@@ -140,6 +140,34 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    /// A batch script passes --resume on every start: with no checkpoint yet it starts at step 0,
+    /// and metrics of a run stopped before its first checkpoint are not kept beside the new ones.
+    func testResumeWithoutACheckpointStartsAtStepZero() throws {
+        let (dir, _, options) = try scratchRun()
+        let sets = ["training.max_steps=12", "checkpoint.interval=10", "metrics.log_every=1"]
+        var reference = options
+        reference.overwrite = true
+        let whole = try Trainer(config: try makeConfig(dir, overrides: sets), options: reference).run()
+
+        // Killed at step 6, before its first checkpoint: metrics.jsonl holds steps 1-5, no checkpoint.
+        var killed = reference
+        killed.failure = (rank: 0, step: 5, mode: .raise)
+        XCTAssertThrowsError(try Trainer(config: try makeConfig(dir, overrides: sets), options: killed).run())
+        XCTAssertEqual(try metrics(dir).count, 5)
+        XCTAssertTrue(Checkpoint.list("\(dir)/run").isEmpty)
+        var resuming = options
+        resuming.resume = true
+        let trainer = try Trainer(config: try makeConfig(dir, overrides: sets), options: resuming)
+        let started = try trainer.run()
+        XCTAssertEqual(trainer.resumeNote, "--resume: no checkpoint in \(dir)/run/checkpoints yet; starting at step 0")
+        XCTAssertEqual(started.losses, whole.losses)
+        XCTAssertEqual(try metrics(dir).map { $0["step"] as! Int }, Array(1...12))
+
+        // Into a directory that does not exist yet.
+        let fresh = try Trainer(config: try makeConfig(dir, overrides: sets + ["job.run_dir=\(dir)/new"]), options: resuming)
+        XCTAssertEqual(try fresh.run().losses, whole.losses)
+    }
+
     func testAnOccupiedRunDirectoryIsNotOverwrittenSilently() throws {
         let (dir, _, options) = try scratchRun()
         _ = try Trainer(config: try makeConfig(dir, overrides: ["training.max_steps=3"]), options: options).run()

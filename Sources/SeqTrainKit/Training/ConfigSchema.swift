@@ -203,6 +203,8 @@ public enum ConfigSchema {
 
         ConfigKey(section: "metrics", name: "log_every", type: .positiveInteger, defaultValue: .integer(10),
                   help: "Write a metrics line (and a progress line) every this many steps."),
+        ConfigKey(section: "metrics", name: "progress", type: .choice(ProgressStyle.allCases.map(\.rawValue)), defaultValue: .text("auto"),
+                  help: "auto: a redrawn bar for one process on a terminal, plain lines under mpirun, Slurm or into a file; bar; lines; none."),
     ]
 
     /// The common keys and the kind's, section by section (common keys first within a section).

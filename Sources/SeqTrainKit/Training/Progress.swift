@@ -1,6 +1,30 @@
 import Foundation
 
-/// Progress on the terminal: a redrawn bar when stdout is a terminal, plain lines otherwise.
+/// How training reports progress: `metrics.progress` or `--progress`.
+public enum ProgressStyle: String, CaseIterable {
+    /// The bar for a single process writing to a terminal, plain lines otherwise.
+    case auto
+    /// One line redrawn in place (carriage return and ANSI erase): for a person watching a terminal.
+    case bar
+    /// One plain line per report: for log files, pipes, mpirun and Slurm output.
+    case lines
+    /// Nothing on stdout but errors.
+    case none
+
+    /// What `auto` means here. Under an MPI launcher or Slurm the ranks' stdout is often a
+    /// pseudo-terminal even when the user sends mpirun's output to a file, so it says nothing about
+    /// where the output is read: plain lines. A bar needs a real terminal that understands escapes.
+    public func resolved(environment: [String: String] = ProcessInfo.processInfo.environment,
+                         stdoutIsTerminal: Bool = isatty(STDOUT_FILENO) == 1) -> ProgressStyle {
+        guard self == .auto else { return self }
+        let launched = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "SLURM_JOB_ID", "SLURM_STEP_ID"]
+            .contains { environment[$0] != nil }
+        let capable = environment["TERM"].map { !$0.isEmpty && $0 != "dumb" } ?? false
+        return !launched && stdoutIsTerminal && capable ? .bar : .lines
+    }
+}
+
+/// Progress on stdout: a redrawn bar (`interactive`) or plain lines.
 public final class ProgressReporter {
     let total: Int
     let interactive: Bool
@@ -9,7 +33,7 @@ public final class ProgressReporter {
     /// What throughput counts: "tok" for tokens, "samples".
     let unit: String
 
-    public init(totalSteps: Int, unit: String = "tokens", interactive: Bool = isatty(STDOUT_FILENO) == 1) {
+    public init(totalSteps: Int, unit: String = "tokens", interactive: Bool) {
         total = totalSteps
         self.unit = unit == "tokens" ? "tok" : unit
         self.interactive = interactive

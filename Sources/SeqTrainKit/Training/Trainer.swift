@@ -7,9 +7,12 @@ public struct TrainerOptions {
     public var resume = false
     /// Print progress (rank 0).
     public var quiet = false
-    /// Test hook: rank `rank` fails at step `step`: exits, throws, or hangs (for the watchdog).
+    /// Test hook: rank `rank` fails at step `step`: exits, throws, or hangs (for the watchdog);
+    /// `hangOnce` hangs only when `failureMarker` does not exist yet, creating it (a job that is
+    /// stopped there and started again then runs through).
     public var failure: (rank: Int, step: Int, mode: FailureMode)?
-    public enum FailureMode: String { case exit, raise, hang }
+    public var failureMarker: String?
+    public enum FailureMode: String { case exit, raise, hang, hangOnce = "hang-once" }
     /// Test hook: every rank appends "step lane first-input last-input" lines for each of its
     /// batch rows to `trace-rank<r>.txt` in this directory.
     public var traceDirectory: String?
@@ -43,6 +46,10 @@ public final class Trainer {
     var epoch = 0
     var batchInEpoch = 0
     var lastValidation: ValidationResult?
+    /// What `--resume` found (printed under the run's first lines).
+    public private(set) var resumeNote: String?
+    /// How progress is printed on rank 0 (`metrics.progress`, `--progress`, `--quiet`), resolved.
+    public let progressStyle: ProgressStyle
 
     let reducer: GradientReducer
     var prepared = false
@@ -72,6 +79,7 @@ public final class Trainer {
         totalSteps = steps
         schedule = LearningRateSchedule(config: config, totalSteps: steps)
         runDirectory = config.runDirectory
+        progressStyle = options.quiet ? .none : (ProgressStyle(rawValue: config.text("metrics.progress")) ?? .auto).resolved()
         reducer = GradientReducer(communicator: communicator, arena: parameters)
         if reducer.isActive {
             for stack in experiment.trainableModel.recurrentStacks { stack.progressHook = { [reducer] in reducer.progress() } }
@@ -148,10 +156,12 @@ public final class Trainer {
     public func run() throws -> TrainingSummary {
         try prepare()
         let parameters = experiment.trainableModel.parameters
-        let progress = isLeader && !options.quiet ? ProgressReporter(totalSteps: totalSteps, unit: experiment.unitName) : nil
-        if let progress, step == 0 {
+        let progress = isLeader && progressStyle != .none
+            ? ProgressReporter(totalSteps: totalSteps, unit: experiment.unitName, interactive: progressStyle == .bar) : nil
+        if let progress {
             progress.message(BLASKernelSelection.summary)
             progress.message("\(experiment.summary); \(totalSteps) steps on \(communicator.size) rank(s)")
+            if let resumeNote { progress.message(resumeNote) }
         }
         var summary = TrainingSummary()
         let logEvery = config.integer("metrics.log_every"), evalEvery = config.integer("training.eval_every")
@@ -167,6 +177,11 @@ public final class Trainer {
                 case .exit: exit(3)
                 case .hang: while true { sleep(1) }
                 case .raise: throw SeqTrainError("test hook: rank \(communicator.rank) fails at step \(step)")
+                case .hangOnce:
+                    if let marker = options.failureMarker, !FileManager.default.fileExists(atPath: marker) {
+                        _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
+                        while true { sleep(1) }
+                    }
                 }
             }
             try communicator.beginStep(step)
@@ -364,7 +379,11 @@ public final class Trainer {
 
     func restoreNewestCheckpoint() throws {
         guard let path = Checkpoint.list(runDirectory).last else {
-            throw SeqTrainError("\(runDirectory): --resume found no checkpoint in \(runDirectory)/checkpoints; run without --resume to start")
+            // A first start (or a run killed before its first checkpoint): begin at step 0. Metrics
+            // lines of a run that never checkpointed are dropped; its steps are trained again.
+            resumeNote = "--resume: no checkpoint in \(runDirectory)/checkpoints yet; starting at step 0"
+            if isLeader { try dropMetrics(after: 0) }
+            return
         }
         let statePath = Checkpoint.statePath(forWeights: path)
         let weights = try SafetensorsFile(contentsOf: path), state = try SafetensorsFile(contentsOf: statePath)
@@ -405,6 +424,11 @@ public final class Trainer {
             lastValidation = restored
         }
         if isLeader { try dropMetrics(after: step) }
+        var note = "resumed from \(path) at step \(step) of \(totalSteps)"
+        if let written = weights.metadata["seqtrain.world_size"].flatMap({ Int($0) }), written != communicator.size {
+            note += " (written by \(written) rank(s), continued on \(communicator.size))"
+        }
+        resumeNote = note
         if let carried = experiment.carriedState {
             try scatterLanes(try state.tensor("lanes.hidden", in: statePath).floats(), into: carried.state.hidden, of: carried)
             if carried.state.cell.count > 0 {

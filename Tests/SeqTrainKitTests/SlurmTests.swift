@@ -1,0 +1,205 @@
+import Foundation
+import XCTest
+import SeqTrainKit
+
+/// `launch/slurm.sbatch` on a real Slurm: a one-node cluster on this machine
+/// (`launch/slurm-test-cluster`: munged, slurmctld, slurmd from a generated slurm.conf, state in a
+/// temporary directory, stopped by PID at the end). Skipped, with the reason printed, only where
+/// the packages are missing or the daemons cannot start.
+final class SlurmTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let clusterScript = "\(root)/launch/slurm-test-cluster"
+    static let batchScript = "\(root)/launch/slurm.sbatch"
+
+    var dir = ""
+    var cluster = ""
+    /// What every Slurm command needs: the test cluster's config; the job finds the binary through it.
+    var slurm: [String: String] = [:]
+
+    override func setUpWithError() throws {
+        dir = try temporaryDirectory()
+        cluster = "\(dir)/cluster"
+        let up = try MultiRankTests.execute([Self.clusterScript, "up", cluster], timeout: 120)
+        if up.status == 3 {
+            let reason = up.errors.trimmingCharacters(in: .whitespacesAndNewlines)
+            print("skipping the Slurm test: \(reason)")
+            throw XCTSkip(reason)
+        }
+        guard up.status == 0 else {
+            XCTFail("launch/slurm-test-cluster up failed (\(up.status)): \(up.errors)")
+            throw SeqTrainError("no test cluster")
+        }
+        slurm = ["SLURM_CONF": "\(cluster)/slurm.conf", "SEQTRAIN_BIN": MultiRankTests.binary]
+        try TrainingTests.grammarText(sentences: 300, seed: 5).write(toFile: "\(dir)/corpus.txt", atomically: true, encoding: .utf8)
+        try """
+            [job]
+            name = "slurm"
+            seed = 11
+            [data]
+            paths = ["\(dir)/corpus.txt"]
+            validation_fraction = 0.1
+            [model]
+            embedding = 12
+            hidden = 24
+            layers = 2
+            dropout = 0.3
+            [training]
+            batch_size = 8
+            seq_len = 16
+            max_steps = 20
+            eval_every = 10
+            [optimizer]
+            lr = 0.005
+            [checkpoint]
+            interval = 5
+            [metrics]
+            log_every = 1
+            """.write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
+    }
+
+    override func tearDown() {
+        if !cluster.isEmpty {
+            let down = try? MultiRankTests.execute([Self.clusterScript, "down", cluster], timeout: 90)
+            XCTAssertEqual(down?.status, 0, "launch/slurm-test-cluster down: \(down?.errors ?? "did not run")")
+        }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func slurmCommand(_ command: [String], timeout: Double = 60) throws -> MultiRankTests.Run {
+        try MultiRankTests.execute(command, timeout: timeout, environment: slurm)
+    }
+
+    /// `sbatch launch/slurm.sbatch CONFIG --set job.run_dir=RUN args…`; returns the job id.
+    func submit(run: String, _ args: [String] = []) throws -> String {
+        let result = try slurmCommand(["sbatch", "--parsable", "--chdir=\(dir)", "--output=\(dir)/job-%j.out", Self.batchScript,
+                                       "\(dir)/config.toml", "--set", "job.run_dir=\(run)"] + args)
+        XCTAssertEqual(result.status, 0, result.errors)
+        let id = result.output.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        guard !id.isEmpty, id.allSatisfy(\.isNumber) else { throw SeqTrainError("sbatch printed no job id: \(result.output) \(result.errors)") }
+        return id
+    }
+
+    /// `scontrol show job` as key=value pairs.
+    func job(_ id: String) throws -> [String: String] {
+        let shown = try slurmCommand(["scontrol", "show", "job", id, "-o"])
+        XCTAssertEqual(shown.status, 0, shown.errors)
+        var fields: [String: String] = [:]
+        for token in shown.output.split(whereSeparator: \.isWhitespace) {
+            let pair = token.split(separator: "=", maxSplits: 1)
+            if pair.count == 2 { fields[String(pair[0])] = String(pair[1]) }
+        }
+        return fields
+    }
+
+    /// Polls until the job's state is one of `states`; fails after `timeout` seconds.
+    @discardableResult
+    func waitForJob(_ id: String, in states: Set<String>, timeout: Double = 300) throws -> [String: String] {
+        let start = Date()
+        while true {
+            let fields = try job(id)
+            if let state = fields["JobState"], states.contains(state) { return fields }
+            if Date().timeIntervalSince(start) > timeout {
+                _ = try? slurmCommand(["scancel", id])
+                let log = (try? String(contentsOfFile: "\(cluster)/slurmctld.log", encoding: .utf8))?.suffix(2000) ?? ""
+                throw SeqTrainError("job \(id) still \(fields["JobState"] ?? "?") after \(Int(timeout)) s, waiting for \(states.sorted()); slurmctld.log ends: \(log)")
+            }
+            usleep(200_000)
+        }
+    }
+
+    static let finished: Set<String> = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"]
+
+    func metrics(_ run: String) throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: "\(run)/metrics.jsonl", encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    /// The job's log as the user reads it: plain text, no carriage returns or escape sequences.
+    func assertPlainText(_ log: String, file: StaticString = #filePath, line: UInt = #line) {
+        let control = log.unicodeScalars.first { $0.value < 0x20 && $0 != "\n" && $0 != "\t" || $0.value == 0x7F }
+        XCTAssertNil(control, "the job log holds control character \(control.map { String(format: "0x%02X", $0.value) } ?? "")", file: file, line: line)
+    }
+
+    /// The ranks the job runs: one per CPU the node has (at least two, see slurm-test-cluster).
+    func nodeCPUs() throws -> Int {
+        let shown = try slurmCommand(["scontrol", "show", "node", "-o"])
+        let cpus = shown.output.split(whereSeparator: \.isWhitespace).first { $0.hasPrefix("CPUTot=") }.flatMap { Int($0.dropFirst(7)) }
+        guard let cpus, cpus >= 2 else { throw SeqTrainError("the test node has \(shown.output); expected CPUTot >= 2") }
+        return cpus
+    }
+
+    func testBatchJobOnTwoOrMoreRanksLearnsWhatOneProcessLearns() throws {
+        let single = try MultiRankTests.train(ranks: 1, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/single"])
+        XCTAssertEqual(single.status, 0, single.errors)
+        let ranks = try nodeCPUs()
+
+        let started = Date()
+        let id = try submit(run: "\(dir)/slurm")
+        let fields = try waitForJob(id, in: Self.finished)
+        let seconds = Date().timeIntervalSince(started)
+        let log = try String(contentsOfFile: "\(dir)/job-\(id).out", encoding: .utf8)
+        XCTAssertEqual(fields["JobState"], "COMPLETED", log)
+        XCTAssertEqual(fields["ExitCode"], "0:0", log)
+        XCTAssertTrue(log.contains("1 node(s) x \(ranks) rank(s)"), log)
+        XCTAssertTrue(log.contains("20 steps on \(ranks) rank(s)"), log)
+        // A first start passes --resume too, and begins at step 0.
+        XCTAssertTrue(log.contains("--resume: no checkpoint in \(dir)/slurm/checkpoints yet; starting at step 0"), log)
+        XCTAssertTrue(log.contains("step 20/20"), log)
+        assertPlainText(log)
+
+        let reference = try metrics("\(dir)/single"), lines = try metrics("\(dir)/slurm")
+        XCTAssertEqual(lines.count, 20)
+        XCTAssertTrue(lines.allSatisfy { $0["world_size"] as? Int == ranks }, "every step ran on \(ranks) ranks")
+        var worst = 0.0
+        for (a, b) in zip(reference, lines) {
+            let x = a["loss"] as! Double, y = b["loss"] as! Double
+            XCTAssertEqual(x, y, accuracy: 1e-5 * abs(x), "step \(a["step"]!)")
+            worst = max(worst, abs(x - y) / abs(x))
+        }
+        let validation = (reference.last?["val_loss"] as? Double ?? .nan, lines.last?["val_loss"] as? Double ?? .nan)
+        XCTAssertEqual(validation.0, validation.1, accuracy: 1e-5 * abs(validation.0))
+        print(String(format: "slurm test: job %@ ran %d ranks through srun --mpi=pmix, 20 steps, %.1f s from sbatch to COMPLETED; largest relative difference of a step's loss to one process %.1e, validation loss %.10f vs %.10f",
+                     id, ranks, seconds, worst, validation.1, validation.0))
+    }
+
+    /// A running job is requeued (as after a preemption or a node failure): the second start finds
+    /// the run's newest checkpoint and continues; the result is the uninterrupted run's, bit for bit.
+    func testRequeuedJobResumesFromItsNewestCheckpoint() throws {
+        let ranks = try nodeCPUs()
+        let uninterrupted = try MultiRankTests.train(ranks: ranks, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/uninterrupted"])
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.errors)
+
+        // Rank 0 stops at step 12 (checkpoints at 5 and 10 are written) the first time only.
+        let marker = "\(dir)/stopped-at-12"
+        let id = try submit(run: "\(dir)/requeued", ["--test-fail-at", "0:12:hang-once:\(marker)"])
+        let start = Date()
+        while !FileManager.default.fileExists(atPath: marker) {
+            guard Date().timeIntervalSince(start) < 120 else { throw SeqTrainError("job \(id) never reached step 12: \(try job(id))") }
+            usleep(100_000)
+        }
+        XCTAssertEqual(try job(id)["JobState"], "RUNNING")
+        let requeue = try slurmCommand(["scontrol", "requeue", id])
+        XCTAssertEqual(requeue.status, 0, requeue.errors)
+        try waitForJob(id, in: ["PENDING"], timeout: 60)
+        // Slurm holds a requeued job back for two minutes (Reason=BeginTime); the test does not wait.
+        let release = try slurmCommand(["scontrol", "update", "JobId=\(id)", "StartTime=now"])
+        XCTAssertEqual(release.status, 0, release.errors)
+        let fields = try waitForJob(id, in: Self.finished)
+        let log = try String(contentsOfFile: "\(dir)/job-\(id).out", encoding: .utf8)
+        XCTAssertEqual(fields["JobState"], "COMPLETED", log)
+        XCTAssertEqual(fields["ExitCode"], "0:0", log)
+        XCTAssertEqual(fields["Restarts"], "1", log)
+        XCTAssertTrue(log.contains("job \(id) start 1:") && log.contains("job \(id) start 2:"), log)
+        XCTAssertTrue(log.contains("--resume: no checkpoint in \(dir)/requeued/checkpoints yet; starting at step 0"), log)
+        XCTAssertTrue(log.contains("resumed from \(dir)/requeued/checkpoints/step-00000010.safetensors at step 10 of 20"), log)
+        assertPlainText(log)
+
+        // Every step once, with the uninterrupted run's loss; the same final weights.
+        let lines = try metrics("\(dir)/requeued"), reference = try metrics("\(dir)/uninterrupted")
+        XCTAssertEqual(lines.map { $0["step"] as! Int }, Array(1...20))
+        XCTAssertEqual(lines.map { $0["loss"] as! Double }, reference.map { $0["loss"] as! Double })
+        XCTAssertEqual(try LoadedCharLM(path: "\(dir)/requeued").model.parameters.values.array,
+                       try LoadedCharLM(path: "\(dir)/uninterrupted").model.parameters.values.array)
+        print("slurm test: job \(id) requeued at step 12 (\(ranks) ranks), restarted (Restarts=\(fields["Restarts"] ?? "?")), resumed from its step-10 checkpoint; its 20 losses and final weights equal the uninterrupted run's bit for bit")
+    }
+}
