@@ -268,8 +268,7 @@ final class ClassifierTrainingTests: XCTestCase {
         }
         // A checkpoint whose kind and config disagree is refused by both loaders.
         _ = try Trainer(config: try config(data + "[model]\nkind = \"mlp_classifier\"\n[training]\nmax_steps = 2\n"), options: quiet()).run()
-        let path = try Checkpoint.resolve("\(dir)/run")
-        var file = try SafetensorsFile(contentsOf: path)
+        var file = try Checkpoint.resolve("\(dir)/run").weights
         file.metadata["seqtrain.config"] = try ExperimentConfig.parse("", source: "x").resolvedTOML
         try file.write(to: "\(dir)/damaged.safetensors")
         XCTAssertThrowsError(try LoadedClassifier(path: "\(dir)/damaged.safetensors")) { error in

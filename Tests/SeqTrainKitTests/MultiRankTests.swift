@@ -178,7 +178,7 @@ final class MultiRankTests: XCTestCase {
                 XCTAssertTrue(lines.allSatisfy { $0["world_size"] as? Int == ranks }, "\(name): the run had world size \(ranks)")
                 losses[ranks] = lines.map { $0["loss"] as! Double }
                 validation[ranks] = lines.last?["val_loss"] as? Double
-                let file = try SafetensorsFile(contentsOf: try Checkpoint.resolve(run))
+                let file = try Checkpoint.resolve(run).weights
                 weights[ranks] = try file.tensors.keys.sorted().flatMap { try file.tensor($0, in: run).floats() }
             }
             for ranks in [2, 4] {
@@ -227,8 +227,9 @@ final class MultiRankTests: XCTestCase {
             XCTAssertLessThan(result.seconds, 60, "mode \(mode): the job ended in bounded time")
             if mode == "raise" { XCTAssertTrue(result.errors.contains("rank 1: test hook: rank 1 fails at step 5"), result.errors) }
             let files = try FileManager.default.contentsOfDirectory(atPath: "\(run)/checkpoints").sorted()
-            XCTAssertEqual(files, ["step-00000002.safetensors", "step-00000002.state.safetensors",
-                                   "step-00000004.safetensors", "step-00000004.state.safetensors"], "mode \(mode): nothing half-written")
+            XCTAssertEqual(files, ["step-00000002.manifest.json", "step-00000002.safetensors", "step-00000002.state.safetensors",
+                                   "step-00000004.manifest.json", "step-00000004.safetensors", "step-00000004.state.safetensors"],
+                           "mode \(mode): nothing half-written")
             let loaded = try LoadedCharLM(path: run)
             XCTAssertEqual(loaded.metadata["seqtrain.step"], "4")
         }

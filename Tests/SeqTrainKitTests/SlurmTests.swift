@@ -100,8 +100,7 @@ final class SlurmTests: XCTestCase {
             if let state = fields["JobState"], states.contains(state) { return fields }
             if Date().timeIntervalSince(start) > timeout {
                 _ = try? slurmCommand(["scancel", id])
-                let log = (try? String(contentsOfFile: "\(cluster)/slurmctld.log", encoding: .utf8))?.suffix(2000) ?? ""
-                throw SeqTrainError("job \(id) still \(fields["JobState"] ?? "?") after \(Int(timeout)) s, waiting for \(states.sorted()); slurmctld.log ends: \(log)")
+                throw SeqTrainError("job \(id) still \(fields["JobState"] ?? "?") after \(Int(timeout)) s, waiting for \(states.sorted())" + controllerLog())
             }
             usleep(200_000)
         }
@@ -118,6 +117,11 @@ final class SlurmTests: XCTestCase {
     func assertPlainText(_ log: String, file: StaticString = #filePath, line: UInt = #line) {
         let control = log.unicodeScalars.first { $0.value < 0x20 && $0 != "\n" && $0 != "\t" || $0.value == 0x7F }
         XCTAssertNil(control, "the job log holds control character \(control.map { String(format: "0x%02X", $0.value) } ?? "")", file: file, line: line)
+    }
+
+    /// The end of slurmctld's log, for failure messages.
+    func controllerLog() -> String {
+        "\nslurmctld.log ends:\n" + ((try? String(contentsOfFile: "\(cluster)/slurmctld.log", encoding: .utf8)).map { String($0.suffix(3000)) } ?? "(unreadable)")
     }
 
     /// The ranks the job runs: one per CPU the node has (at least two, see slurm-test-cluster).
@@ -181,12 +185,21 @@ final class SlurmTests: XCTestCase {
         let requeue = try slurmCommand(["scontrol", "requeue", id])
         XCTAssertEqual(requeue.status, 0, requeue.errors)
         try waitForJob(id, in: ["PENDING"], timeout: 60)
-        // Slurm holds a requeued job back for two minutes (Reason=BeginTime); the test does not wait.
+        // Slurm holds a requeued job back for two minutes (Reason=BeginTime); the test does not wait
+        // for that. It waits until the node is idle and a few seconds have passed: slurmd revokes the
+        // first start's credential with a time stamp in whole seconds, and a restart within the same
+        // second is killed as "Job credential revoked".
+        let requeued = Date()
+        while try slurmCommand(["sinfo", "-h", "-o", "%T"]).output.trimmingCharacters(in: .whitespacesAndNewlines) != "idle"
+                || Date().timeIntervalSince(requeued) < 3 {
+            guard Date().timeIntervalSince(requeued) < 60 else { throw SeqTrainError("the node never became idle after the requeue") }
+            usleep(200_000)
+        }
         let release = try slurmCommand(["scontrol", "update", "JobId=\(id)", "StartTime=now"])
         XCTAssertEqual(release.status, 0, release.errors)
         let fields = try waitForJob(id, in: Self.finished)
         let log = try String(contentsOfFile: "\(dir)/job-\(id).out", encoding: .utf8)
-        XCTAssertEqual(fields["JobState"], "COMPLETED", log)
+        XCTAssertEqual(fields["JobState"], "COMPLETED", log + controllerLog())
         XCTAssertEqual(fields["ExitCode"], "0:0", log)
         XCTAssertEqual(fields["Restarts"], "1", log)
         XCTAssertTrue(log.contains("job \(id) start 1:") && log.contains("job \(id) start 2:"), log)

@@ -50,4 +50,7 @@ int st_cpu_features(struct st_cpu_features *out);
 /// Flushes denormal floats to zero in this thread (FTZ and DAZ on x86).
 void st_flush_denormals(void);
 
+/// CRC-32 (IEEE, as zlib's crc32) of count bytes, continuing from crc (0 to start) (checksum.c).
+uint32_t st_crc32(uint32_t crc, const uint8_t *bytes, int64_t count);
+
 #endif

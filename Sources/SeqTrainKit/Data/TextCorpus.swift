@@ -93,14 +93,26 @@ public struct Vocabulary: Equatable {
     public let characters: [Unicode.Scalar]
     private let index: [Unicode.Scalar: Int32]
 
-    public init(_ characters: [Unicode.Scalar]) {
+    /// The given characters in order; `source` names where they came from when one repeats.
+    public init(_ characters: [Unicode.Scalar], source: String) throws {
+        var index: [Unicode.Scalar: Int32] = [:]
+        for (position, character) in characters.enumerated() {
+            guard index[character] == nil else {
+                let shown = character.properties.isWhitespace || character.value < 0x20 ? "U+\(String(character.value, radix: 16, uppercase: true))" : "\"\(character)\""
+                throw SeqTrainError("\(source): the vocabulary lists the character \(shown) twice (at \(index[character]!) and \(position)); each character may appear once")
+            }
+            guard position < Int(Int32.max) else { throw SeqTrainError("\(source): the vocabulary has more than \(Int32.max) characters") }
+            index[character] = Int32(position)
+        }
         self.characters = characters
-        index = Dictionary(uniqueKeysWithValues: characters.enumerated().map { ($1, Int32($0)) })
+        self.index = index
     }
 
     /// Every distinct character of `text`, sorted by code point.
     public init(building text: [Unicode.Scalar]) {
-        self.init(Array(Set(text)).sorted { $0.value < $1.value })
+        let characters = Array(Set(text)).sorted { $0.value < $1.value }
+        self.characters = characters
+        index = Dictionary(uniqueKeysWithValues: characters.enumerated().map { ($1, Int32($0)) })
     }
 
     public var count: Int { characters.count }

@@ -72,7 +72,7 @@ public final class CharLMTask: Experiment {
         let trainText = Array(text[..<(text.count - validationCount)])
         let validationText = Array(text[(text.count - validationCount)...])
         let given = config.text("data.vocabulary")
-        vocabulary = given.isEmpty ? Vocabulary(building: trainText) : Vocabulary(Array(given.unicodeScalars))
+        vocabulary = given.isEmpty ? Vocabulary(building: trainText) : try Vocabulary(Array(given.unicodeScalars), source: "data.vocabulary")
         guard vocabulary.count >= 2 else {
             throw SeqTrainError("data.paths: the training text has \(vocabulary.count) distinct characters; a language model needs at least 2")
         }

@@ -108,6 +108,11 @@ public struct EvaluationReport {
 }
 
 /// A JSON string literal.
+/// A JSON object of strings, keys sorted.
+func jsonObject(_ values: [String: String]) -> String {
+    "{" + values.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)): \(jsonString($0.value))" }.joined(separator: ", ") + "}"
+}
+
 func jsonString(_ s: String) -> String {
     let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
     return String(String(decoding: data, as: UTF8.self).dropFirst().dropLast())
@@ -134,8 +139,7 @@ public enum ExperimentRegistry {
 
     /// The kind that wrote a checkpoint (its `seqtrain.kind` metadata).
     public static func kind(ofCheckpoint path: String) throws -> (kind: ExperimentKind, path: String) {
-        let resolved = try Checkpoint.resolve(path)
-        let file = try SafetensorsFile(contentsOf: resolved)
+        let (resolved, file) = try Checkpoint.resolve(path)
         guard let name = file.metadata["seqtrain.kind"] else {
             throw SeqTrainError("\(resolved): not a seqtrain checkpoint (its __metadata__ has no seqtrain.kind)")
         }

@@ -17,7 +17,8 @@ public struct StoredTensor: Equatable {
     public var shape: [Int]
     public var bytes: [UInt8]
 
-    public var elementCount: Int { shape.reduce(1, *) }
+    /// The elements the shape holds; a reader has checked that the bytes match it.
+    public var elementCount: Int { bytes.count / dtype.size }
 
     public init(floats: [Float], shape: [Int]) {
         dtype = .F32
@@ -92,14 +93,19 @@ public struct SafetensorsFile {
         guard let header = try? JSONSerialization.jsonObject(with: Data(bytes[8..<dataStart])) as? [String: Any] else {
             throw fail("the header is not a JSON object: the file is damaged or not safetensors")
         }
+        // A JSON parser keeps one of two equal keys silently; a tensor named twice is an error.
+        let names = JSONKeys.topLevel(bytes[8..<dataStart])
+        if let twice = Dictionary(grouping: names, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            throw fail("the header names \(twice == "__metadata__" ? "__metadata__" : "tensor \(twice)") twice: the file is damaged")
+        }
         let dataLength = bytes.count - dataStart
         var spans: [(Int, Int, String)] = []
         for (name, value) in header {
             if name == "__metadata__" {
-                guard let meta = value as? [String: Any], meta.values.allSatisfy({ $0 is String }) else {
-                    throw fail("__metadata__ must map names to strings")
-                }
-                metadata = meta.mapValues { $0 as! String }
+                guard let meta = value as? [String: Any] else { throw fail("__metadata__ must map names to strings") }
+                let strings = meta.compactMapValues { $0 as? String }
+                guard strings.count == meta.count else { throw fail("__metadata__ must map names to strings") }
+                metadata = strings
                 continue
             }
             guard let entry = value as? [String: Any], let dtypeName = entry["dtype"] as? String,
@@ -110,12 +116,16 @@ public struct SafetensorsFile {
             guard let dtype = TensorDType(rawValue: dtypeName) else {
                 throw fail("tensor \(name): dtype \(dtypeName) is not supported (use one of \(TensorDType.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
-            let shape = shapeValues.map(\.intValue), begin = offsets[0].intValue, end = offsets[1].intValue
-            guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \(name): negative dimension in shape \(shape)") }
-            guard begin >= 0, begin <= end, end <= dataLength else {
-                throw fail("tensor \(name): data_offsets [\(begin), \(end)] lie outside the \(dataLength) bytes of data: the file is truncated")
+            guard let shape = Self.counts(shapeValues) else {
+                throw fail("tensor \(name): shape \(shapeValues) must list whole, non-negative dimensions")
             }
-            let expected = shape.reduce(1, *) * dtype.size
+            guard let range = Self.counts(offsets), range[0] <= range[1], range[1] <= dataLength else {
+                throw fail("tensor \(name): data_offsets \(offsets) lie outside the \(dataLength) bytes of data: the file is truncated or damaged")
+            }
+            let begin = range[0], end = range[1]
+            var expected: Int? = dtype.size
+            for dimension in shape { expected = expected.flatMap { $0.multipliedReportingOverflow(by: dimension).overflow ? nil : $0 * dimension } }
+            guard let expected else { throw fail("tensor \(name): shape \(shape) has more elements than any file can hold") }
             guard end - begin == expected else {
                 throw fail("tensor \(name): \(end - begin) bytes of data for shape \(shape) of \(dtype.rawValue), which needs \(expected)")
             }
@@ -125,6 +135,49 @@ public struct SafetensorsFile {
         spans.sort { $0.0 < $1.0 }
         for (a, b) in zip(spans, spans.dropFirst()) where b.0 < a.1 {
             throw fail("tensors \(a.2) and \(b.2) overlap in the data")
+        }
+        try verifyChecksums(source: source)
+    }
+
+    /// Whole numbers from 0 to 2^53 (JSON numbers arrive as doubles or integers; true is not 1).
+    static func counts(_ values: [NSNumber]) -> [Int]? {
+        var out: [Int] = []
+        for value in values {
+            // JSON's true and false arrive as NSNumbers of a char or Bool type.
+            guard !["c", "B"].contains(String(cString: value.objCType)) else { return nil }
+            let double = value.doubleValue
+            guard double.isFinite, double >= 0, double <= 9_007_199_254_740_992, double == double.rounded(.towardZero) else { return nil }
+            out.append(Int(double))
+        }
+        return out
+    }
+
+    /// Metadata key of the tensors' CRC-32s, written by seqtrain: {"name": "8 hex digits"}.
+    public static let checksumKey = "seqtrain.tensor_crc32"
+
+    /// Adds every tensor's CRC-32 to the metadata, so a flipped byte is found when the file is read.
+    public mutating func addChecksums() {
+        let sums = tensors.mapValues { DurableFile.checksum($0.bytes) }
+        metadata[Self.checksumKey] = jsonObject(sums)
+    }
+
+    /// Compares each tensor with the CRC-32 its metadata stores (files without them pass).
+    func verifyChecksums(source: String) throws {
+        guard let text = metadata[Self.checksumKey] else { return }
+        guard let stored = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: String] else {
+            throw SeqTrainError("\(source): metadata \(Self.checksumKey) is not a JSON object of checksums: the file is damaged")
+        }
+        for (name, tensor) in tensors.sorted(by: { $0.key < $1.key }) {
+            guard let expected = stored[name] else {
+                throw SeqTrainError("\(source): tensor \(name) has no checksum in \(Self.checksumKey): the file is damaged")
+            }
+            let actual = DurableFile.checksum(tensor.bytes)
+            guard actual == expected else {
+                throw SeqTrainError("\(source): tensor \(name) fails its checksum (CRC-32 \(actual), stored \(expected)): the file is damaged")
+            }
+        }
+        if let missing = stored.keys.sorted().first(where: { tensors[$0] == nil }) {
+            throw SeqTrainError("\(source): tensor \(missing) is listed in \(Self.checksumKey) but missing: the file is damaged")
         }
     }
 
@@ -139,7 +192,7 @@ public struct SafetensorsFile {
         var offset = 0
         let names = tensors.keys.sorted()
         for name in names {
-            let t = tensors[name]!
+            guard let t = tensors[name] else { continue }
             header[name] = ["dtype": t.dtype.rawValue, "shape": t.shape, "data_offsets": [offset, offset + t.bytes.count]]
             offset += t.bytes.count
         }
@@ -150,18 +203,56 @@ public struct SafetensorsFile {
         var length = UInt64(json.count).littleEndian
         withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
         out.append(json)
-        for name in names { out.append(contentsOf: tensors[name]!.bytes) }
+        for name in names { out.append(contentsOf: tensors[name]?.bytes ?? []) }
         return out
     }
 
-    /// Writes atomically: a reader sees the old file or the whole new one, never a part.
+    /// Writes atomically and durably (`DurableFile.write`): a reader, or a run after a crash, sees
+    /// the old file or the whole new one, never a part.
     public func write(to path: String) throws {
+        let bytes: Data
         do {
-            try serialized().write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch let error as SeqTrainError {
-            throw error
+            bytes = try serialized()
         } catch {
-            throw SeqTrainError("\(path): cannot write the checkpoint: \(error.localizedDescription)")
+            throw SeqTrainError("\(path): cannot encode the safetensors header: \(error.localizedDescription)")
         }
+        try DurableFile.write(bytes, to: path)
+    }
+}
+
+/// The keys of a JSON object's top level, in order and with repeats (which a parser hides).
+/// Assumes text a JSON parser has already accepted.
+enum JSONKeys {
+    static func topLevel(_ bytes: ArraySlice<UInt8>) -> [String] {
+        var keys: [String] = []
+        var depth = 0, index = bytes.startIndex
+        var expectingKey = false
+        while index < bytes.endIndex {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "\""):
+                // A string: find its end, skipping escaped characters.
+                var end = index + 1
+                while end < bytes.endIndex && bytes[end] != UInt8(ascii: "\"") { end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1 }
+                if depth == 1 && expectingKey, end < bytes.endIndex,
+                   let key = (try? JSONSerialization.jsonObject(with: Data(bytes[index...end]), options: .fragmentsAllowed)) as? String {
+                    keys.append(key)
+                    expectingKey = false
+                }
+                index = end + 1
+                continue
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                expectingKey = depth == 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+            case UInt8(ascii: ","):
+                expectingKey = depth == 1
+            default:
+                break
+            }
+            index += 1
+        }
+        return keys
     }
 }

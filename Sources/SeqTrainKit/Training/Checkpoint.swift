@@ -3,7 +3,9 @@ import Foundation
 /// Checkpoints in a run directory: `checkpoints/step-NNNNNNNN.safetensors` holds the weights under
 /// PyTorch's state_dict names, with the vocabulary and the resolved config in `__metadata__`;
 /// `step-NNNNNNNN.state.safetensors` beside it holds the rest of the training state (optimizer
-/// buffers, every lane's hidden state, counters) for `--resume`.
+/// buffers, every lane's hidden state, counters) for `--resume`. Both carry CRC-32s of their
+/// tensors; `step-NNNNNNNN.manifest.json`, written last, lists both files with their sizes and
+/// CRC-32s. A checkpoint without its manifest does not exist (its write was interrupted).
 public enum Checkpoint {
     public static func weightsPath(_ directory: String, step: Int) -> String {
         "\(directory)/checkpoints/" + String(format: "step-%08d.safetensors", step)
@@ -13,39 +15,170 @@ public enum Checkpoint {
         String(path.dropLast(".safetensors".count)) + ".state.safetensors"
     }
 
-    /// Weight files of a run directory, oldest first.
+    public static func manifestPath(forWeights path: String) -> String {
+        String(path.dropLast(".safetensors".count)) + ".manifest.json"
+    }
+
+    /// Complete checkpoints (those with a manifest) of a run directory, as weight-file paths, oldest first.
     public static func list(_ runDirectory: String) -> [String] {
         let dir = "\(runDirectory)/checkpoints"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") && !$0.hasSuffix(".state.safetensors") }
-            .sorted().map { "\(dir)/\($0)" }
+        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".manifest.json") }
+            .sorted().map { "\(dir)/" + String($0.dropLast(".manifest.json".count)) + ".safetensors" }
     }
 
-    /// A checkpoint file, or the newest one when `path` is a run directory.
-    public static func resolve(_ path: String) throws -> String {
+    /// Writes state, then weights, then the manifest, each durably (`DurableFile.write`);
+    /// `beforeManifest` runs between (a test hook).
+    public static func write(weights: SafetensorsFile, state: SafetensorsFile, to path: String, beforeManifest: () -> Void = {}) throws {
+        var weights = weights, state = state
+        weights.addChecksums()
+        state.addChecksums()
+        var entries: [String: Any] = [:]
+        for (file, target) in [(state, statePath(forWeights: path)), (weights, path)] {
+            let bytes: Data
+            do { bytes = try file.serialized() } catch { throw SeqTrainError("\(target): cannot encode the safetensors header: \(error)") }
+            try DurableFile.write(bytes, to: target)
+            entries[(target as NSString).lastPathComponent] = ["bytes": bytes.count, "crc32": bytes.withUnsafeBytes { DurableFile.checksum($0) }]
+        }
+        beforeManifest()
+        let manifest = try JSONSerialization.data(withJSONObject: ["files": entries], options: [.sortedKeys])
+        try DurableFile.write(manifest, to: manifestPath(forWeights: path))
+    }
+
+    /// A checkpoint's weights and state, checked against its manifest (sizes, CRC-32s) and their
+    /// tensors' CRC-32s. `state: false` reads the weights only (eval, sample, predict).
+    public static func load(_ path: String, state: Bool) throws -> (weights: SafetensorsFile, state: SafetensorsFile?) {
+        let manifestPath = manifestPath(forWeights: path)
+        var expected: [String: (bytes: Int, crc32: String)] = [:]
+        if FileManager.default.fileExists(atPath: manifestPath) {
+            guard let data = FileManager.default.contents(atPath: manifestPath),
+                  let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+                  let files = object["files"] as? [String: Any] else {
+                throw SeqTrainError("\(manifestPath): the manifest is not the JSON seqtrain writes: the checkpoint is damaged")
+            }
+            for (name, entry) in files {
+                guard let entry = entry as? [String: Any], let bytes = entry["bytes"] as? Int, let crc = entry["crc32"] as? String else {
+                    throw SeqTrainError("\(manifestPath): the entry of \(name) lacks bytes or crc32: the checkpoint is damaged")
+                }
+                expected[name] = (bytes, crc)
+            }
+        } else if state {
+            throw SeqTrainError("\(manifestPath) is missing: the checkpoint was not completely written")
+        }
+        func read(_ file: String) throws -> SafetensorsFile {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw SeqTrainError("\(file): cannot read the file (it is missing or unreadable)")
+            }
+            if let want = expected[(file as NSString).lastPathComponent] {
+                guard data.count == want.bytes else {
+                    throw SeqTrainError("\(file): \(data.count) bytes where its manifest says \(want.bytes): the file is truncated or damaged")
+                }
+                let crc = data.withUnsafeBytes { DurableFile.checksum($0) }
+                guard crc == want.crc32 else {
+                    throw SeqTrainError("\(file): fails its checksum (CRC-32 \(crc), manifest \(want.crc32)): the file is damaged")
+                }
+            } else if !expected.isEmpty {
+                throw SeqTrainError("\(file) is not listed in its manifest: the checkpoint is damaged")
+            }
+            return try SafetensorsFile(data: data, source: file)
+        }
+        return (try read(path), state ? try read(statePath(forWeights: path)) : nil)
+    }
+
+    /// The newest complete checkpoint that passes its checks, loaded; damaged ones are named through
+    /// `warn` and skipped. Nil when there is no complete checkpoint; an error when every one is damaged.
+    public static func newestValid(_ runDirectory: String, state: Bool, warn: (String) -> Void)
+        throws -> (path: String, weights: SafetensorsFile, state: SafetensorsFile?)? {
+        let complete = list(runDirectory)
+        var problems: [String] = []
+        for path in complete.reversed() {
+            do {
+                let (weights, stateFile) = try load(path, state: state)
+                if !problems.isEmpty { warn("using \(path), the newest checkpoint that passes its checks") }
+                return (path, weights, stateFile)
+            } catch let error as SeqTrainError {
+                problems.append(error.message)
+                warn("skipping a damaged checkpoint: \(error.message)")
+            }
+        }
+        guard complete.isEmpty else {
+            throw SeqTrainError("\(runDirectory)/checkpoints: all \(complete.count) checkpoint(s) are damaged (\(problems.joined(separator: "; "))); start over with --overwrite or restore the files")
+        }
+        return nil
+    }
+
+    /// A checkpoint file, or the newest valid one when `path` is a run directory; loaded and checked.
+    public static func resolve(_ path: String) throws -> (path: String, weights: SafetensorsFile) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw SeqTrainError("\(path): no such checkpoint file or run directory")
         }
-        guard isDirectory.boolValue else { return path }
-        guard let newest = list(path).last else {
+        guard isDirectory.boolValue else { return (path, try load(path, state: false).weights) }
+        let warn = { (text: String) in FileHandle.standardError.write(Data("warning: \(text)\n".utf8)) }
+        guard let newest = try newestValid(path, state: false, warn: warn) else {
             throw SeqTrainError("\(path): the run directory has no checkpoints yet (looked in \(path)/checkpoints)")
         }
-        return newest
+        return (newest.path, newest.weights)
     }
 
-    /// Deletes all but the newest `keep` checkpoints (weights and state), and state files whose
-    /// weights were never written (a run killed between the two).
+    /// Deletes all but the newest `keep` checkpoints, the manifest first (so a checkpoint is never
+    /// listed with a file missing).
     public static func prune(_ runDirectory: String, keep: Int) {
-        let fm = FileManager.default
         for old in list(runDirectory).dropLast(keep) {
-            try? fm.removeItem(atPath: statePath(forWeights: old))
-            try? fm.removeItem(atPath: old)
+            unlink(manifestPath(forWeights: old))
+            unlink(statePath(forWeights: old))
+            unlink(old)
         }
-        let dir = "\(runDirectory)/checkpoints"
-        for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where name.hasSuffix(".state.safetensors") {
-            let weights = "\(dir)/" + String(name.dropLast(".state.safetensors".count)) + ".safetensors"
-            if !fm.fileExists(atPath: weights) { try? fm.removeItem(atPath: "\(dir)/\(name)") }
+    }
+
+    /// What interrupted writes left: temporary files, and checkpoint files without a manifest.
+    /// Called by the process that holds the run directory's lock, before it writes anything.
+    public static func removeLeftovers(_ runDirectory: String) -> [String] {
+        let fm = FileManager.default
+        var removed: [String] = []
+        for dir in [runDirectory, "\(runDirectory)/checkpoints"] {
+            for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] {
+                var leftover = name.hasPrefix(DurableFile.temporaryPrefix)
+                if dir.hasSuffix("/checkpoints"), name.hasPrefix("step-"), !name.hasSuffix(".manifest.json") {
+                    let stem = name.hasSuffix(".state.safetensors") ? String(name.dropLast(".state.safetensors".count))
+                        : String(name.dropLast(".safetensors".count))
+                    leftover = leftover || !fm.fileExists(atPath: "\(dir)/\(stem).manifest.json")
+                }
+                if leftover, unlink("\(dir)/\(name)") == 0 { removed.append(name) }
+            }
+        }
+        return removed
+    }
+}
+
+extension ParameterArena {
+    /// The first parameter tensor holding NaN or infinity, with the count of such values.
+    public func firstNonFinite() -> (name: String, count: Int)? {
+        for (name, _, values) in namedValues() {
+            let bad = values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+            if bad > 0 { return (name, bad) }
+        }
+        return nil
+    }
+
+    /// Every parameter from the tensor of the same name in `file` (shapes must match), then
+    /// `requireFinite`.
+    public func load(from file: SafetensorsFile, source: String) throws {
+        for ref in layout.entries {
+            let tensor = try file.tensor(ref.name, in: source)
+            do {
+                try assign(ref.name, shape: tensor.shape, floats: try tensor.floats())
+            } catch let error as SeqTrainError {
+                throw SeqTrainError("\(source): \(error.message)")
+            }
+        }
+        try requireFinite(source: source)
+    }
+
+    /// Refuses weights that are not all finite: loss and samples from them would be meaningless.
+    public func requireFinite(source: String) throws {
+        if let (name, count) = firstNonFinite() {
+            throw SeqTrainError("\(source): tensor \(name) holds \(count) NaN or infinite value(s); the checkpoint cannot be used (train again, or resume from an earlier checkpoint)")
         }
     }
 }
@@ -59,8 +192,8 @@ public struct LoadedCharLM {
     public let path: String
 
     public init(path given: String) throws {
-        path = try Checkpoint.resolve(given)
-        let file = try SafetensorsFile(contentsOf: path)
+        let file: SafetensorsFile
+        (path, file) = try Checkpoint.resolve(given)
         metadata = file.metadata
         guard metadata["seqtrain.kind"] == "char_lm", let vocabularyText = metadata["seqtrain.vocabulary"],
               let configText = metadata["seqtrain.config"] else {
@@ -70,17 +203,12 @@ public struct LoadedCharLM {
         guard config.kind == "char_lm" else {
             throw SeqTrainError("\(path): its seqtrain.kind is char_lm but its seqtrain.config says model.kind = \"\(config.kind)\"; the checkpoint is damaged")
         }
-        vocabulary = Vocabulary(Array(vocabularyText.unicodeScalars))
+        vocabulary = try Vocabulary(Array(vocabularyText.unicodeScalars), source: "\(path): seqtrain.vocabulary")
+        guard vocabulary.count >= 2 else { throw SeqTrainError("\(path): seqtrain.vocabulary has \(vocabulary.count) character(s); a char LM has at least 2") }
+        try CharLMTask.checkSizes(config, vocabulary: vocabulary.count, rows: 1)
         model = CharLanguageModel(.init(vocabularySize: vocabulary.count, embeddingSize: config.integer("model.embedding"),
                                         hiddenSize: config.integer("model.hidden"), layers: config.integer("model.layers"),
                                         cell: RecurrentCell(rawValue: config.text("model.cell"))!))
-        for ref in model.parameters.layout.entries {
-            let tensor = try file.tensor(ref.name, in: path)
-            do {
-                try model.parameters.assign(ref.name, shape: tensor.shape, floats: try tensor.floats())
-            } catch let error as SeqTrainError {
-                throw SeqTrainError("\(path): \(error.message)")
-            }
-        }
+        try model.parameters.load(from: file, source: path)
     }
 }

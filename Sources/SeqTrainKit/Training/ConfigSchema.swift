@@ -166,6 +166,10 @@ public enum ConfigSchema {
                   help: "Clip the global gradient norm to this (clip_grad_norm_); 0 turns it off."),
         ConfigKey(section: "training", name: "clip_value", type: .nonNegativeNumber, defaultValue: .number(0),
                   help: "Clamp every gradient into [-v, v] (clip_grad_value_); 0 turns it off."),
+        ConfigKey(section: "training", name: "on_nonfinite", type: .choice(["stop", "skip"]), defaultValue: .text("stop"),
+                  help: "A step whose loss or gradient norm is NaN or infinite: stop the run, or skip its update (every rank alike) and go on."),
+        ConfigKey(section: "training", name: "max_skipped_steps", type: .positiveInteger, defaultValue: .integer(10),
+                  help: "skip: the run stops after this many skipped steps in a row."),
         ConfigKey(section: "training", name: "collective_timeout_s", type: .positiveNumber, defaultValue: .number(300),
                   help: "Multi-rank runs: end the job when a collective waits longer than this."),
 

@@ -58,10 +58,13 @@ extension LoadedCharLM {
         let (ids, skipped) = try vocabulary.encode(text, strict: strict, source: paths.joined(separator: ", "))
         guard ids.count >= 2 else { throw SeqTrainError("--data: \(ids.count) known characters; evaluation needs at least 2") }
         var lanes = config.integer("training.batch_size"), steps = config.integer("training.seq_len")
-        if let json = metadata["seqtrain.eval"]?.data(using: .utf8),
-           let object = try? JSONSerialization.jsonObject(with: json) as? [String: Int] {
-            lanes = object["lanes"] ?? lanes
-            steps = object["seq_len"] ?? steps
+        if let json = metadata["seqtrain.eval"]?.data(using: .utf8) {
+            guard let object = (try? JSONSerialization.jsonObject(with: json)) as? [String: Int],
+                  let given = object["lanes"], let length = object["seq_len"], given >= 1, (1...1 << 24).contains(length) else {
+                throw SeqTrainError("\(path): seqtrain.eval must be {\"lanes\": n, \"seq_len\": m} with n and m positive; the checkpoint is damaged")
+            }
+            lanes = given
+            steps = length
         }
         lanes = CharLanguageModel.evaluationLanes(count: ids.count, steps: steps, preferred: lanes)
         let total = try model.streamLoss(ids, lanes: lanes, steps: steps, laneRange: 0..<lanes)

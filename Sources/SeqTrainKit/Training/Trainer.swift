@@ -12,7 +12,7 @@ public struct TrainerOptions {
     /// stopped there and started again then runs through).
     public var failure: (rank: Int, step: Int, mode: FailureMode)?
     public var failureMarker: String?
-    public enum FailureMode: String { case exit, raise, hang, hangOnce = "hang-once" }
+    public enum FailureMode: String { case exit, raise, hang, hangOnce = "hang-once", killInCheckpoint = "kill-in-checkpoint" }
     /// Test hook: every rank appends "step lane first-input last-input" lines for each of its
     /// batch rows to `trace-rank<r>.txt` in this directory.
     public var traceDirectory: String?
@@ -53,6 +53,10 @@ public final class Trainer {
 
     let reducer: GradientReducer
     var prepared = false
+    /// Rank 0's hold on the run directory, from `prepare` to the end of `run`.
+    var lock: RunDirectoryLock?
+    /// Steps whose update was skipped (training.on_nonfinite = "skip"): in all, and in a row.
+    var skippedSteps = 0, skippedInARow = 0
 
     /// Creates the trainer on every rank and runs the start-up checks as one agreed step: a failure
     /// on any rank (a bad config, missing data, a mismatch with rank 0) is an error on every rank.
@@ -129,13 +133,23 @@ public final class Trainer {
 
     // MARK: run directory
 
-    /// Checks (before anything is written) that the run directory may be used, then prepares it.
+    /// Checks (before anything is written) that the run directory may be used, locks it for this
+    /// run, removes what interrupted writes left, and writes the resolved config.
     func prepareRunDirectory() throws {
         guard isLeader else { return }
         let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw SeqTrainError("\(runDirectory): cannot create the run directory: \(error.localizedDescription)")
+        }
+        lock = try RunDirectoryLock(directory: runDirectory)
         let metrics = "\(runDirectory)/metrics.jsonl"
+        _ = Checkpoint.removeLeftovers(runDirectory)
         let occupied = fm.fileExists(atPath: metrics) || !Checkpoint.list(runDirectory).isEmpty
         if occupied && !options.overwrite && !options.resume {
+            lock?.release()
+            lock = nil
             throw SeqTrainError("\(runDirectory) already holds a run (metrics.jsonl or checkpoints); pass --resume to continue it, --overwrite to start over, or choose another job.run_dir")
         }
         if options.overwrite && !options.resume {
@@ -144,16 +158,17 @@ public final class Trainer {
         }
         do {
             try fm.createDirectory(atPath: "\(runDirectory)/checkpoints", withIntermediateDirectories: true)
-            let header = "# \(BLASKernelSelection.summary)\n# \(communicator.size) rank(s)\n"
-            try (header + config.resolvedTOML).write(toFile: "\(runDirectory)/config.toml", atomically: true, encoding: .utf8)
         } catch {
-            throw SeqTrainError("\(runDirectory): cannot create the run directory: \(error.localizedDescription)")
+            throw SeqTrainError("\(runDirectory)/checkpoints: cannot create the directory: \(error.localizedDescription)")
         }
+        let header = "# \(BLASKernelSelection.summary)\n# \(communicator.size) rank(s)\n"
+        try DurableFile.write(Data((header + config.resolvedTOML).utf8), to: "\(runDirectory)/config.toml")
     }
 
     // MARK: the loop
 
     public func run() throws -> TrainingSummary {
+        defer { lock?.release(); lock = nil }
         try prepare()
         let parameters = experiment.trainableModel.parameters
         let progress = isLeader && progressStyle != .none
@@ -167,16 +182,18 @@ public final class Trainer {
         let logEvery = config.integer("metrics.log_every"), evalEvery = config.integer("training.eval_every")
         let interval = config.integer("checkpoint.interval")
         let clipNorm = Float(config.number("training.clip_norm")), clipValue = Float(config.number("training.clip_value"))
+        let skipNonFinite = config.text("training.on_nonfinite") == "skip", maxSkipped = config.integer("training.max_skipped_steps")
         var window = LossTotal(), windowTokens = 0.0, windowStart = Benchmark.now()
         let runStart = Benchmark.now()
         if batchInEpoch == 0 { experiment.beginEpoch(epoch) }
 
         while step < totalSteps {
-            if let failure = options.failure, failure.rank == communicator.rank, failure.step == step {
+            if let failure = options.failure, failure.rank == communicator.rank, failure.step == step, failure.mode != .killInCheckpoint {
                 switch failure.mode {
                 case .exit: exit(3)
                 case .hang: while true { sleep(1) }
                 case .raise: throw SeqTrainError("test hook: rank \(communicator.rank) fails at step \(step)")
+                case .killInCheckpoint: break
                 case .hangOnce:
                     if let marker = options.failureMarker, !FileManager.default.fileExists(atPath: marker) {
                         _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
@@ -200,10 +217,14 @@ public final class Trainer {
             // coefficient scales it, both applied inside the optimizer's pass.
             let normalization: Float = global.count > 0 ? Float(1 / global.count) : 1
             let (gradientNorm, clipping) = GradientClipping.clippingCoefficient(parameters, gradientScale: normalization, maxNorm: clipNorm)
-            // Every rank sees the same global figures, so every rank stops here alike.
-            guard global.mean.isFinite, gradientNorm.isFinite else {
-                throw SeqTrainError("step \(step + 1): the training loss is \(global.mean) and the gradient norm \(gradientNorm): training diverged before this update, which was not applied (checkpoints already written are kept); lower optimizer.lr, set training.clip_norm, or add lr_scheduler.warmup_steps")
+            // Every rank sees the same global figures, so every rank stops, or skips, here alike.
+            let finite = global.mean.isFinite && gradientNorm.isFinite
+            if !finite && (!skipNonFinite || skippedInARow + 1 > maxSkipped) {
+                let skipped = skipNonFinite ? " after \(skippedInARow) skipped step(s) in a row (training.max_skipped_steps = \(maxSkipped))" : ""
+                throw SeqTrainError("step \(step + 1): the training loss is \(global.mean) and the gradient norm \(gradientNorm)\(skipped): training diverged before this update, which was not applied (checkpoints already written are kept); lower optimizer.lr, set training.clip_norm, or add lr_scheduler.warmup_steps")
             }
+            skippedInARow = finite ? 0 : skippedInARow + 1
+            skippedSteps += finite ? 0 : 1
             var gradientScale = normalization * clipping
             if clipValue > 0 {
                 // clip_grad_value_ clamps the normalized gradients themselves.
@@ -212,10 +233,10 @@ public final class Trainer {
                 gradientScale = 1
             }
             let lr = schedule.rate(step: step)
-            optimizer.step(parameters, learningRate: Float(lr), gradientScale: gradientScale)
+            if finite { optimizer.step(parameters, learningRate: Float(lr), gradientScale: gradientScale) }
             step += 1
             summary.losses.append(global.mean)
-            window = window + global
+            if finite { window = window + global }
             windowTokens += totals[2]
 
             batchInEpoch += 1
@@ -274,6 +295,7 @@ public final class Trainer {
             fields.append("\"\(name)\": " + (value.map(number) ?? "null"))
         }
         fields.append("\"world_size\": \(communicator.size)")
+        if config.text("training.on_nonfinite") == "skip" { fields.append("\"skipped_steps\": \(skippedSteps)") }
         fields += ["\"lr\": \(number(lr))", "\"grad_norm\": \(number(gradientNorm))",
                    "\"\(experiment.unitName)_per_s\": \(number(tokensPerSecond.rounded()))", "\"seconds\": \(number((seconds * 1000).rounded() / 1000))"]
         try append("{" + fields.joined(separator: ", ") + "}\n", to: "\(runDirectory)/metrics.jsonl")
@@ -288,22 +310,9 @@ public final class Trainer {
         for file in result.reportFiles { try write(file.contents, to: "\(runDirectory)/\(file.name)") }
     }
 
-    func write(_ text: String, to path: String) throws {
-        do {
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-        } catch {
-            throw SeqTrainError("\(path): cannot write: \(error.localizedDescription)")
-        }
-    }
+    func write(_ text: String, to path: String) throws { try DurableFile.write(Data(text.utf8), to: path) }
 
-    /// Appends `text` to the file at `path`, creating it when missing.
-    func append(_ text: String, to path: String) throws {
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw SeqTrainError("\(path): cannot open for appending") }
-        defer { try? handle.close() }
-        handle.seekToEndOfFile()
-        handle.write(text.data(using: .utf8)!)
-    }
+    func append(_ text: String, to path: String) throws { try DurableFile.append(text, to: path) }
 
     // MARK: checkpoints
 
@@ -315,6 +324,8 @@ public final class Trainer {
         let cell = try carried.flatMap { $0.state.cell.count > 0 ? try gatherLanes($0.state.cell, of: $0) : nil } ?? []
         let path = Checkpoint.weightsPath(runDirectory, step: step)
         guard isLeader else { return path }
+        // An update can overflow to infinity without a non-finite loss first: never save such weights.
+        try parameters.requireFinite(source: "step \(step): the weights to checkpoint")
         var weights = SafetensorsFile()
         for (name, shape, values) in parameters.namedValues() { weights.tensors[name] = StoredTensor(floats: values, shape: shape) }
         weights.metadata = [
@@ -345,12 +356,14 @@ public final class Trainer {
             "seqtrain.step": "\(step)", "seqtrain.epoch": "\(epoch)", "seqtrain.batch_in_epoch": "\(batchInEpoch)",
             "seqtrain.optimizer_steps": "\(optimizer.stepCount)",
             "seqtrain.plateau": "\(schedule.plateauScale) \(schedule.bestValidation) \(schedule.badValidations)",
+            "seqtrain.skipped": "\(skippedSteps) \(skippedInARow)",
             "seqtrain.data_fingerprint": "\(experiment.dataFingerprint)",
             "seqtrain.layout": parameters.layout.signature,
         ]
-        // State first: a weights file is only ever listed once its state is complete.
-        try state.write(to: Checkpoint.statePath(forWeights: path))
-        try weights.write(to: path)
+        try Checkpoint.write(weights: weights, state: state, to: path) {
+            // Test hook: die with both files written and the manifest not yet.
+            if let failure = options.failure, failure.mode == .killInCheckpoint, failure.step == step { kill(getpid(), SIGKILL) }
+        }
         Checkpoint.prune(runDirectory, keep: config.integer("checkpoint.keep_last"))
         return path
     }
@@ -378,7 +391,9 @@ public final class Trainer {
     }
 
     func restoreNewestCheckpoint() throws {
-        guard let path = Checkpoint.list(runDirectory).last else {
+        let warn = { [isLeader] (text: String) in if isLeader { FileHandle.standardError.write(Data("warning: \(text)\n".utf8)) } }
+        guard let (path, weights, loadedState) = try Checkpoint.newestValid(runDirectory, state: true, warn: warn),
+              let state = loadedState else {
             // A first start (or a run killed before its first checkpoint): begin at step 0. Metrics
             // lines of a run that never checkpointed are dropped; its steps are trained again.
             resumeNote = "--resume: no checkpoint in \(runDirectory)/checkpoints yet; starting at step 0"
@@ -386,7 +401,6 @@ public final class Trainer {
             return
         }
         let statePath = Checkpoint.statePath(forWeights: path)
-        let weights = try SafetensorsFile(contentsOf: path), state = try SafetensorsFile(contentsOf: statePath)
         let parameters = experiment.trainableModel.parameters
         guard state.metadata["seqtrain.layout"] == parameters.layout.signature else {
             throw SeqTrainError("\(statePath): the checkpoint's model layout differs from this config's; resume with the run's own config.toml")
@@ -394,10 +408,7 @@ public final class Trainer {
         guard state.metadata["seqtrain.data_fingerprint"] == "\(experiment.dataFingerprint)" else {
             throw SeqTrainError("\(statePath): the training data differs from the data this run was trained on; resume with the same data files")
         }
-        for ref in parameters.layout.entries {
-            let t = try weights.tensor(ref.name, in: path)
-            try parameters.assign(ref.name, shape: t.shape, floats: try t.floats())
-        }
+        try parameters.load(from: weights, source: path)
         for (name, buffer) in optimizer.state {
             let values = try state.tensor("optimizer.\(name)", in: statePath).floats()
             guard values.count == buffer.count else { throw SeqTrainError("\(statePath): optimizer.\(name) has \(values.count) values, expected \(buffer.count)") }
@@ -411,6 +422,8 @@ public final class Trainer {
         epoch = try integer("seqtrain.epoch")
         batchInEpoch = try integer("seqtrain.batch_in_epoch")
         optimizer.stepCount = try integer("seqtrain.optimizer_steps")
+        let skipped = (state.metadata["seqtrain.skipped"] ?? "").split(separator: " ").compactMap { Int($0) }
+        if skipped.count == 2 { skippedSteps = skipped[0]; skippedInARow = skipped[1] }
         let plateau = (state.metadata["seqtrain.plateau"] ?? "").split(separator: " ").compactMap { Double($0) }
         if plateau.count == 3 {
             schedule.plateauScale = plateau[0]; schedule.bestValidation = plateau[1]; schedule.badValidations = Int(plateau[2])
@@ -442,12 +455,13 @@ public final class Trainer {
     func dropMetrics(after resumedStep: Int) throws {
         let path = "\(runDirectory)/metrics.jsonl"
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        // A line cut short by a crash or a full disk does not parse: it goes too.
         let kept = text.split(separator: "\n").filter { line in
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let step = object["step"] as? Int else { return true }
+                  let step = object["step"] as? Int else { return false }
             return step <= resumedStep
         }
-        try (kept.map { $0 + "\n" }.joined()).write(toFile: path, atomically: true, encoding: .utf8)
+        try DurableFile.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
     }
 
     /// This rank's lanes out of a (L, lanes, H) array.
@@ -461,4 +475,42 @@ public final class Trainer {
             }
         }
     }
+}
+
+/// An advisory lock (flock) on `RUN_DIR/.lock` for the whole run: a second `train` into the same
+/// directory, with any flags, is refused naming the holder. The OS drops it when the process dies,
+/// so a killed run never leaves a stale lock.
+final class RunDirectoryLock {
+    private var descriptor: Int32
+
+    init(directory: String) throws {
+        let path = "\(directory)/.lock"
+        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw DurableFile.failure(path, "open the run directory's lock") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            var buffer = [UInt8](repeating: 0, count: 512)
+            let count = pread(descriptor, &buffer, buffer.count, 0)
+            close(descriptor)
+            descriptor = -1
+            guard code == EWOULDBLOCK else { throw DurableFile.failure(path, "lock the run directory", code) }
+            let holder = String(decoding: buffer.prefix(max(count, 0)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw SeqTrainError("\(directory) is in use by another seqtrain run (\(holder.isEmpty ? "its holder did not say who it is" : holder)); wait for it to end or stop it, or choose another job.run_dir")
+        }
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, host.count - 1)
+        let started = ISO8601DateFormatter().string(from: Date())
+        let text = "process \(getpid()) on host \(String(cString: host)), started \(started)\n"
+        _ = ftruncate(descriptor, 0)
+        _ = Array(text.utf8).withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+    }
+
+    func release() {
+        guard descriptor >= 0 else { return }
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
+        descriptor = -1
+    }
+
+    deinit { release() }
 }

@@ -84,8 +84,8 @@ public struct LoadedClassifier {
     let loss: ClassifierLoss
 
     public init(path given: String) throws {
-        path = try Checkpoint.resolve(given)
-        let file = try SafetensorsFile(contentsOf: path)
+        let file: SafetensorsFile
+        (path, file) = try Checkpoint.resolve(given)
         guard let configText = file.metadata["seqtrain.config"], let json = file.metadata["seqtrain.preprocessing"] else {
             throw SeqTrainError("\(path): not a seqtrain classifier checkpoint (its __metadata__ lacks seqtrain.config or seqtrain.preprocessing)")
         }
@@ -112,15 +112,7 @@ public struct LoadedClassifier {
         self.network = network
         // Evaluation reports the plain (unweighted) loss of the task.
         loss = preprocessing.task == .singleLabel ? .crossEntropy(try CrossEntropyLoss()) : .binaryCrossEntropy(try BinaryCrossEntropyLoss())
-        let parameters = network.model.parameters
-        for ref in parameters.layout.entries {
-            let tensor = try file.tensor(ref.name, in: path)
-            do {
-                try parameters.assign(ref.name, shape: tensor.shape, floats: try tensor.floats())
-            } catch let error as SeqTrainError {
-                throw SeqTrainError("\(path): \(error.message)")
-            }
-        }
+        try network.model.parameters.load(from: file, source: path)
     }
 
     /// Data read with the checkpoint's own settings (columns, features, standardization).
