@@ -135,7 +135,7 @@ struct Train: ParsableCommand {
 }
 
 func printError(_ message: String) {
-    FileHandle.standardError.write("error: \(message)\n".data(using: .utf8)!)
+    writeStandardError("error: \(message)\n")
 }
 
 struct Sample: ParsableCommand {

@@ -86,7 +86,7 @@ public final class MPICommunicator: Communicator {
             message += missing.isEmpty ? "; every rank reached step \(currentStep), so one is stuck inside it"
                 : "; ranks that did not reach step \(currentStep): \(missing.map(String.init).joined(separator: ", "))"
         }
-        FileHandle.standardError.write((message + "; ending the job\n").data(using: .utf8)!)
+        writeStandardError(message + "; ending the job\n")
         st_mpi_abort(4)
         exit(4)
     }

@@ -114,7 +114,7 @@ public enum Checkpoint {
             throw SeqTrainError("\(path): no such checkpoint file or run directory")
         }
         guard isDirectory.boolValue else { return (path, try load(path, state: false).weights) }
-        let warn = { (text: String) in FileHandle.standardError.write(Data("warning: \(text)\n".utf8)) }
+        let warn = printWarning
         guard let newest = try newestValid(path, state: false, warn: warn) else {
             throw SeqTrainError("\(path): the run directory has no checkpoints yet (looked in \(path)/checkpoints)")
         }
@@ -173,6 +173,12 @@ extension ParameterArena {
             }
         }
         try requireFinite(source: source)
+    }
+
+    /// The error for outputs that overflow although every weight is finite (weights near FLT_MAX).
+    public func overflowError(source: String, what: String) -> SeqTrainError {
+        let largest = values.array.reduce(Float(0)) { max($0, abs($1)) }
+        return SeqTrainError("\(source): \(what) is not finite (NaN or infinite): the weights, up to \(largest) in magnitude, overflow float32 arithmetic; the checkpoint cannot be used (train again, or use an earlier checkpoint)")
     }
 
     /// Refuses weights that are not all finite: loss and samples from them would be meaningless.

@@ -15,6 +15,9 @@ extension LoadedCharLM {
         var out: [Int32] = []
         var lastRow = model.logits.pointer + (primeIds.count - 1) * V
         for i in 0..<length {
+            guard (0..<V).allSatisfy({ lastRow[$0].isFinite }) else {
+                throw model.parameters.overflowError(source: path, what: "the next-character score")
+            }
             let next = Self.choose(logits: lastRow, count: V, temperature: temperature, topK: topK,
                                    uniform: Double(random.uniform(stream: 0, index: UInt64(i))))
             out.append(next)
@@ -68,6 +71,7 @@ extension LoadedCharLM {
         }
         lanes = CharLanguageModel.evaluationLanes(count: ids.count, steps: steps, preferred: lanes)
         let total = try model.streamLoss(ids, lanes: lanes, steps: steps, laneRange: 0..<lanes)
+        guard total.mean.isFinite else { throw model.parameters.overflowError(source: path, what: "the loss over --data") }
         return Evaluation(loss: total.mean, characters: Int(total.count), skipped: skipped)
     }
 }

@@ -391,7 +391,7 @@ public final class Trainer {
     }
 
     func restoreNewestCheckpoint() throws {
-        let warn = { [isLeader] (text: String) in if isLeader { FileHandle.standardError.write(Data("warning: \(text)\n".utf8)) } }
+        let warn = { [isLeader] (text: String) in if isLeader { printWarning(text) } }
         guard let (path, weights, loadedState) = try Checkpoint.newestValid(runDirectory, state: true, warn: warn),
               let state = loadedState else {
             // A first start (or a run killed before its first checkpoint): begin at step 0. Metrics

@@ -140,6 +140,7 @@ public struct LoadedClassifier {
         let counts = try ClassifierExperiment.count(samples, targets: targets, range: 0..<samples.count, network: network, loss: loss,
                                                     classes: preprocessing.classes, multiLabel: preprocessing.task == .multiLabel,
                                                     threshold: Float(config.number("eval.threshold")))
+        guard counts.loss.isFinite else { throw network.model.parameters.overflowError(source: path, what: "the loss over --data") }
         var fields: [(name: String, value: Any)] = [("loss", counts.loss)]
         fields += counts.metrics.map { ($0.name, $0.value) }
         fields += [("samples", samples.count), ("checkpoint", path)]
@@ -166,9 +167,11 @@ public struct LoadedClassifier {
         let multi = preprocessing.task == .multiLabel
         let threshold = Float(config.number("eval.threshold"))
         var probabilities = [Float](repeating: 0, count: samples.count * c)
+        var finite = true
         ClassifierExperiment.forEachChunk(samples, range: 0..<samples.count, network: network) { indices, logits in
             for (r, s) in indices.enumerated() {
                 let z = logits + r * c
+                for k in 0..<c where !z[k].isFinite { finite = false }
                 if multi {
                     for k in 0..<c { probabilities[s * c + k] = sigmoid(z[k]) }
                 } else {
@@ -179,6 +182,7 @@ public struct LoadedClassifier {
                 }
             }
         }
+        guard finite else { throw network.model.parameters.overflowError(source: path, what: "an output of the model") }
         let predicted: [[Int]] = (0..<samples.count).map { s in
             let p = probabilities[(s * c)..<((s + 1) * c)]
             if multi { return (0..<c).filter { p[s * c + $0] > threshold } }
