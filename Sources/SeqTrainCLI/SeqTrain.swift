@@ -16,6 +16,9 @@ struct SeqTrain: ParsableCommand {
         FloatEnvironment.flushDenormals()
         // Progress lines reach a log file or a pipe as they are written, not in 4 KB blocks.
         setvbuf(stdout, nil, _IOLBF, 0)
+        // A file-size limit (ulimit -f) then fails a write with EFBIG, reported like a full disk,
+        // instead of killing the process.
+        signal(SIGXFSZ, SIG_IGN)
         main(nil)
     }
 }
@@ -68,7 +71,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Use MPI even when no MPI launcher started this process.")
     var mpi = false
 
-    @Option(help: ArgumentHelp("Test hook: RANK:STEP[:exit|raise|hang|hang-once:FILE|kill-in-checkpoint] makes that rank fail at that step (hang-once: only while FILE does not exist; creates it; kill-in-checkpoint: SIGKILL while writing the checkpoint of that step).", visibility: .hidden))
+    @Option(help: ArgumentHelp("Test hook: RANK:STEP[:exit|raise|hang|hang-once:FILE|kill-in-checkpoint] makes that rank fail at that step (hang-once: only while FILE does not exist; creates it; kill-in-checkpoint: SIGKILL while writing the checkpoint of that step; nan: that rank's loss is NaN).", visibility: .hidden))
     var testFailAt: String?
 
     @Option(help: ArgumentHelp("Test hook: a directory where every rank records the lanes it trains on.", visibility: .hidden))
@@ -93,7 +96,7 @@ struct Train: ParsableCommand {
             guard parts.count >= 2, let rank = Int(parts[0]), let step = Int(parts[1]),
                   let mode = TrainerOptions.FailureMode(rawValue: parts.count > 2 ? parts[2] : "raise"),
                   (mode == .hangOnce) == (parts.count == 4) else {
-                throw ValidationError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise|hang|hang-once:FILE|kill-in-checkpoint]")
+                throw ValidationError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise|hang|hang-once:FILE|kill-in-checkpoint|nan]")
             }
             options.failure = (rank, step, mode)
             options.failureMarker = parts.count == 4 ? parts[3] : nil

@@ -12,7 +12,11 @@ public struct TrainerOptions {
     /// stopped there and started again then runs through).
     public var failure: (rank: Int, step: Int, mode: FailureMode)?
     public var failureMarker: String?
-    public enum FailureMode: String { case exit, raise, hang, hangOnce = "hang-once", killInCheckpoint = "kill-in-checkpoint" }
+    public enum FailureMode: String {
+        case exit, raise, hang, hangOnce = "hang-once", killInCheckpoint = "kill-in-checkpoint"
+        /// This rank's loss of that step becomes NaN (the step is then skipped or stops the run).
+        case nonFinite = "nan"
+    }
     /// Test hook: every rank appends "step lane first-input last-input" lines for each of its
     /// batch rows to `trace-rank<r>.txt` in this directory.
     public var traceDirectory: String?
@@ -145,7 +149,11 @@ public final class Trainer {
         }
         lock = try RunDirectoryLock(directory: runDirectory)
         let metrics = "\(runDirectory)/metrics.jsonl"
-        _ = Checkpoint.removeLeftovers(runDirectory)
+        let removed = Checkpoint.removeLeftovers(runDirectory)
+        let incomplete = Set(removed.filter { $0.hasPrefix("step-") }.map { String($0.prefix("step-00000000".count)) })
+        for stem in incomplete.sorted() {
+            printWarning("\(runDirectory)/checkpoints/\(stem): an incomplete checkpoint (its write was interrupted: no manifest); removed")
+        }
         let occupied = fm.fileExists(atPath: metrics) || !Checkpoint.list(runDirectory).isEmpty
         if occupied && !options.overwrite && !options.resume {
             lock?.release()
@@ -188,12 +196,13 @@ public final class Trainer {
         if batchInEpoch == 0 { experiment.beginEpoch(epoch) }
 
         while step < totalSteps {
-            if let failure = options.failure, failure.rank == communicator.rank, failure.step == step, failure.mode != .killInCheckpoint {
+            if let failure = options.failure, failure.rank == communicator.rank, failure.step == step,
+               ![.killInCheckpoint, .nonFinite].contains(failure.mode) {
                 switch failure.mode {
                 case .exit: exit(3)
                 case .hang: while true { sleep(1) }
                 case .raise: throw SeqTrainError("test hook: rank \(communicator.rank) fails at step \(step)")
-                case .killInCheckpoint: break
+                case .killInCheckpoint, .nonFinite: break
                 case .hangOnce:
                     if let marker = options.failureMarker, !FileManager.default.fileExists(atPath: marker) {
                         _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
@@ -211,6 +220,7 @@ public final class Trainer {
                 try append(experiment.traceLines(step: step), to: "\(dir)/trace-rank\(communicator.rank).txt")
             }
             var totals = [local.sum, local.count, Double(tokens)]
+            if let failure = options.failure, failure.mode == .nonFinite, failure.rank == communicator.rank, failure.step == step { totals[0] = .nan }
             try communicator.allReduceSum(&totals)
             let global = LossTotal(sum: totals[0], count: totals[1])
             // The arena holds the gradient of the loss sum: 1/count normalizes it and the clipping
