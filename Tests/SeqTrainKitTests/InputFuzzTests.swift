@@ -312,7 +312,10 @@ final class InputFuzzTests: XCTestCase {
                 ("eval lanes 0", evalOnly, { $0.metadata["seqtrain.eval"] = "{\"lanes\": 0, \"seq_len\": 0}" }),
                 ("eval not JSON", evalOnly, { $0.metadata["seqtrain.eval"] = "{lanes" }),
                 ("huge hidden", both, { $0.metadata["seqtrain.config"] = configText.replacingOccurrences(of: "hidden = 16", with: "hidden = 4294967296") }),
+                // Fits in memory, but is not what the tensors hold: refused before it is allocated.
+                ("large hidden", both, { $0.metadata["seqtrain.config"] = configText.replacingOccurrences(of: "hidden = 16", with: "hidden = 5000") }),
             ] : [
+                ("large hidden sizes", both, { $0.metadata["seqtrain.config"] = configText.replacingOccurrences(of: "hidden_sizes = [8]", with: "hidden_sizes = [5000, 5000]") }),
                 ("huge hidden sizes", both, { $0.metadata["seqtrain.config"] = configText.replacingOccurrences(of: "hidden_sizes = [8]", with: "hidden_sizes = [4294967296, 4294967296]") }),
                 ("preprocessing not JSON", both, { $0.metadata["seqtrain.preprocessing"] = "{" }),
                 ("preprocessing with no classes", both, { $0.metadata["seqtrain.preprocessing"] = ($0.metadata["seqtrain.preprocessing"] ?? "").replacingOccurrences(of: "\"classes\"", with: "\"klasses\"") }),
@@ -361,6 +364,9 @@ final class InputFuzzTests: XCTestCase {
         XCTAssertGreaterThan(mustRefuse.count, 30)
         for outcome in outcomes where mustRefuse.contains(outcome.name) {
             XCTAssertEqual(outcome.status, 2, "\(outcome.name) was accepted: \(outcome.errors)")
+            if outcome.name.contains("large hidden") {
+                XCTAssertTrue(outcome.errors.contains("config and weights disagree"), "\(outcome.name): \(outcome.errors)")
+            }
         }
         XCTAssertGreaterThan(refused, 400)
     }

@@ -128,13 +128,14 @@ public final class CharLMTask: Experiment {
 
     /// The model's parameters (with gradients and two optimizer buffers) and a batch's recurrent
     /// buffers must fit in memory; checked with overflow-checked products before anything exists.
-    static func checkSizes(_ config: ExperimentConfig, vocabulary: Int, rows: Int) throws {
+    static func checkSizes(_ config: ExperimentConfig, vocabulary: Int, rows: Int, storedValues: Int? = nil) throws {
         let E = config.integer("model.embedding"), H = config.integer("model.hidden"), L = config.integer("model.layers")
         let what = "model.embedding, model.hidden, model.layers"
         let gates = try MemoryCheck.product([4, H], what: what)
         let layer = try MemoryCheck.product([gates, try MemoryCheck.sum([max(E, H), H, 2], what: what)], what: what)
         let parameters = try MemoryCheck.sum([try MemoryCheck.product([vocabulary, E], what: what), try MemoryCheck.product([layer, L], what: what),
                                               try MemoryCheck.product([H + 1, vocabulary], what: what)], what: what)
+        try MemoryCheck.requireStored(storedValues, estimate: parameters)
         try MemoryCheck.require(floats: try MemoryCheck.product([parameters, 4], what: what),
                                 what: "a model of embedding \(E), hidden \(H) and \(L) layers", fix: "lower model.hidden or model.layers")
         let buffers = try MemoryCheck.product([rows, config.integer("training.seq_len"), 8, gates, L],

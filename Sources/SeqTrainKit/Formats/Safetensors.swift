@@ -152,6 +152,9 @@ public struct SafetensorsFile {
         return out
     }
 
+    /// The values all tensors hold together (what a model loaded from the file can have).
+    public var storedValues: Int { tensors.values.reduce(0) { $0 + $1.elementCount } }
+
     /// Metadata key of the tensors' CRC-32s, written by seqtrain: {"name": "8 hex digits"}.
     public static let checksumKey = "seqtrain.tensor_crc32"
 

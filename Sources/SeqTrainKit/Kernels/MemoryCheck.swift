@@ -35,4 +35,12 @@ public enum MemoryCheck {
                                        what, needed / 1e9, available * 2 / 1e9, fix))
         }
     }
+
+    /// A loader's check before it builds a model from a checkpoint's config: `estimate` (an upper
+    /// bound, at most about twice the true count) against the values the file's tensors hold, so
+    /// a damaged config asking for a huge model is refused before anything is allocated.
+    public static func requireStored(_ stored: Int?, estimate: Int) throws {
+        guard let stored, estimate > 2 * stored + 4096 else { return }
+        throw SeqTrainError("its seqtrain.config describes a model of about \(estimate) parameters but its tensors hold \(stored) values: config and weights disagree, the checkpoint is damaged")
+    }
 }

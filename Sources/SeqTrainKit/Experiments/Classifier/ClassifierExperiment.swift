@@ -34,7 +34,7 @@ enum ClassifierNetwork {
 
     /// The network of `config`'s kind, after checking that its parameters (values, gradients and
     /// two optimizer buffers) fit in memory.
-    static func make(_ config: ExperimentConfig, inputFeatures: Int, classes: Int) throws -> ClassifierNetwork {
+    static func make(_ config: ExperimentConfig, inputFeatures: Int, classes: Int, storedValues: Int? = nil) throws -> ClassifierNetwork {
         let fix = "lower the model's sizes"
         switch config.kind {
         case "mlp_classifier":
@@ -44,6 +44,7 @@ enum ClassifierNetwork {
                                     what: "model.hidden_sizes")
             }
             let count = try MemoryCheck.sum(weights, what: "model.hidden_sizes")
+            try MemoryCheck.requireStored(storedValues, estimate: count)
             try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: "model.hidden_sizes"),
                                     what: "an MLP of widths \(widths)", fix: fix)
         case "sequence_classifier":
@@ -53,6 +54,7 @@ enum ClassifierNetwork {
                                                    what: "model.hidden")
             let count = try MemoryCheck.sum([try MemoryCheck.product([perLayer, layers], what: "model.layers"),
                                              try MemoryCheck.product([hidden + 1, classes], what: "model.hidden")], what: "model.hidden")
+            try MemoryCheck.requireStored(storedValues, estimate: count)
             try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: "model.hidden"),
                                     what: "a \(layers)-layer recurrent stack of hidden \(hidden)", fix: fix)
         default:

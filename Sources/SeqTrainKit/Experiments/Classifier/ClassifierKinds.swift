@@ -108,7 +108,12 @@ public struct LoadedClassifier {
             throw SeqTrainError("\(path): seqtrain.preprocessing is inconsistent (classes, features or standardization)")
         }
         preprocessing = stored
-        let network = try ClassifierNetwork.make(config, inputFeatures: features, classes: c)
+        let network: ClassifierNetwork
+        do {
+            network = try ClassifierNetwork.make(config, inputFeatures: features, classes: c, storedValues: file.storedValues)
+        } catch let error as SeqTrainError {
+            throw SeqTrainError("\(path): \(error.message)")
+        }
         self.network = network
         // Evaluation reports the plain (unweighted) loss of the task.
         loss = preprocessing.task == .singleLabel ? .crossEntropy(try CrossEntropyLoss()) : .binaryCrossEntropy(try BinaryCrossEntropyLoss())
