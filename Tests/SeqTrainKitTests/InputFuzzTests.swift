@@ -52,7 +52,7 @@ final class InputFuzzTests: XCTestCase {
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var index = worker
             while index < cases.count {
-                let outcome = Self.execute(binary, cases[index], timeout: timeout)
+                let outcome = self.execute(cases[index], timeout: timeout)
                 lock.lock(); outcomes[index] = outcome; lock.unlock()
                 index += workers
             }
@@ -60,9 +60,13 @@ final class InputFuzzTests: XCTestCase {
         return outcomes.compactMap { $0 }
     }
 
-    static func execute(_ binary: String, _ test: Case, timeout: Double) -> Outcome {
+    func execute(_ test: Case, timeout: Double) -> Outcome { Self.execute(binary, test, in: dir, timeout: timeout) }
+
+    /// Runs in `directory`, so that a relative path a case makes up (job.run_dir = "aab") lands there.
+    static func execute(_ binary: String, _ test: Case, in directory: String, timeout: Double) -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.arguments = test.command
         var environment = ProcessInfo.processInfo.environment
         environment["OPENBLAS_NUM_THREADS"] = "1"
@@ -142,14 +146,14 @@ final class InputFuzzTests: XCTestCase {
         let corpus = "\(dir)/corpus.txt"
         try TrainingTests.grammarText(sentences: 60, seed: 2).write(toFile: corpus, atomically: true, encoding: .utf8)
         try charConfig(corpus: corpus, run: "\(dir)/char-run").write(toFile: "\(dir)/char.toml", atomically: true, encoding: .utf8)
-        let trained = Self.execute(binary, Case(name: "train", command: ["train", "\(dir)/char.toml", "--quiet"]), timeout: 120)
+        let trained = execute(Case(name: "train", command: ["train", "\(dir)/char.toml", "--quiet"]), timeout: 120)
         XCTAssertEqual(trained.status, 0, trained.errors)
         return (try Checkpoint.resolve("\(dir)/char-run").path, corpus)
     }
 
     /// A trained classifier checkpoint on generated curves, and its data files.
     func classifierCheckpoint() throws -> (checkpoint: String, inputs: String, labels: String) {
-        let made = Self.execute(binary, Case(name: "data", command: ["data", "curves", "--out", "\(dir)/curves", "--count", "40", "--length", "24"]), timeout: 60)
+        let made = execute(Case(name: "data", command: ["data", "curves", "--out", "\(dir)/curves", "--count", "40", "--length", "24"]), timeout: 60)
         XCTAssertEqual(made.status, 0, made.errors)
         try """
             [job]
@@ -165,7 +169,7 @@ final class InputFuzzTests: XCTestCase {
             max_steps = 2
             eval_every = 0
             """.write(toFile: "\(dir)/mlp.toml", atomically: true, encoding: .utf8)
-        let trained = Self.execute(binary, Case(name: "train", command: ["train", "\(dir)/mlp.toml", "--quiet"]), timeout: 120)
+        let trained = execute(Case(name: "train", command: ["train", "\(dir)/mlp.toml", "--quiet"]), timeout: 120)
         XCTAssertEqual(trained.status, 0, trained.errors)
         return (try Checkpoint.resolve("\(dir)/mlp-run").path, "\(dir)/curves/inputs.npy", "\(dir)/curves/labels.npy")
     }
