@@ -146,7 +146,12 @@ final class ReliabilityTests: XCTestCase {
                 XCTAssertEqual(try finalWeights(run), weights)
             } else {
                 XCTAssertEqual(got.count, 40)
-                for (step, loss) in reference { XCTAssertEqual(got[step] ?? .nan, loss, accuracy: 1e-5 * abs(loss), "step \(step)") }
+                var worst = 0.0
+                for (step, loss) in reference {
+                    XCTAssertEqual(got[step] ?? .nan, loss, accuracy: 1e-5 * abs(loss), "step \(step)")
+                    worst = max(worst, abs((got[step] ?? .nan) - loss) / abs(loss))
+                }
+                print(String(format: "a 2-rank run killed at step 30 and resumed on 1 rank: largest relative difference of a step's loss to the uninterrupted 2-rank run %.1e", worst))
                 assertClose(try finalWeights(run), weights, "final weights", absolute: 1e-5, relative: 1e-5)
             }
             try assertClean(run)
