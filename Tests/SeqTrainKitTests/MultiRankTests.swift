@@ -61,19 +61,13 @@ final class MultiRankTests: XCTestCase {
         try execute(mpirunPrefix(ranks) + [binary, "train", config, "--quiet"] + args, timeout: timeout)
     }
 
-    var dir = ""
-
-    override func setUpWithError() throws {
-        let which = try Self.execute(["sh", "-c", "command -v mpirun"])
-        guard which.status == 0 else {
-            XCTFail("mpirun is not installed: run the tests through ./launch/test, which installs Open MPI")
-            throw SeqTrainError("no mpirun")
-        }
-        dir = try temporaryDirectory()
+    /// corpus.txt and config.toml in `dir`: a 20-step char LM with dropout, validation at 10 and 20,
+    /// a metrics line per step; shared by the multi-rank and Slurm tests.
+    static func writeSmallRun(in dir: String, name: String, checkpointInterval: Int) throws {
         try TrainingTests.grammarText(sentences: 300, seed: 5).write(toFile: "\(dir)/corpus.txt", atomically: true, encoding: .utf8)
         try """
             [job]
-            name = "invariance"
+            name = "\(name)"
             seed = 11
             [data]
             paths = ["\(dir)/corpus.txt"]
@@ -91,10 +85,22 @@ final class MultiRankTests: XCTestCase {
             [optimizer]
             lr = 0.005
             [checkpoint]
-            interval = 0
+            interval = \(checkpointInterval)
             [metrics]
             log_every = 1
             """.write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
+    }
+
+    var dir = ""
+
+    override func setUpWithError() throws {
+        let which = try Self.execute(["sh", "-c", "command -v mpirun"])
+        guard which.status == 0 else {
+            XCTFail("mpirun is not installed: run the tests through ./launch/test, which installs Open MPI")
+            throw SeqTrainError("no mpirun")
+        }
+        dir = try temporaryDirectory()
+        try Self.writeSmallRun(in: dir, name: "invariance", checkpointInterval: 0)
     }
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }

@@ -30,31 +30,7 @@ final class SlurmTests: XCTestCase {
             throw SeqTrainError("no test cluster")
         }
         slurm = ["SLURM_CONF": "\(cluster)/slurm.conf", "SEQTRAIN_BIN": MultiRankTests.binary]
-        try TrainingTests.grammarText(sentences: 300, seed: 5).write(toFile: "\(dir)/corpus.txt", atomically: true, encoding: .utf8)
-        try """
-            [job]
-            name = "slurm"
-            seed = 11
-            [data]
-            paths = ["\(dir)/corpus.txt"]
-            validation_fraction = 0.1
-            [model]
-            embedding = 12
-            hidden = 24
-            layers = 2
-            dropout = 0.3
-            [training]
-            batch_size = 8
-            seq_len = 16
-            max_steps = 20
-            eval_every = 10
-            [optimizer]
-            lr = 0.005
-            [checkpoint]
-            interval = 5
-            [metrics]
-            log_every = 1
-            """.write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
+        try MultiRankTests.writeSmallRun(in: dir, name: "slurm", checkpointInterval: 5)
     }
 
     override func tearDown() {
