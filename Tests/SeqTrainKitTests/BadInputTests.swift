@@ -61,6 +61,46 @@ final class BadInputTests: XCTestCase {
         assertThrows("needs dtype, shape and data_offsets") {
             _ = try SafetensorsFile(data: file(header: #"{"a":{"dtype":"F32"}}"#), source: "m")
         }
+        // A name twice (a JSON parser would keep one silently), escaped or not.
+        assertThrows("m: the header names tensor a twice") {
+            _ = try SafetensorsFile(data: file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"\u0061":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+                                               data: [0, 0, 0, 0]), source: "m")
+        }
+        assertThrows("the header names __metadata__ twice") {
+            _ = try SafetensorsFile(data: file(header: #"{"__metadata__":{},"__metadata__":{"x":"y"}}"#), source: "m")
+        }
+        // Nested objects with the same keys are not repeats.
+        XCTAssertNoThrow(try SafetensorsFile(data: file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"__metadata__":{"a":"{\"a\": 1}"}}"#,
+                                                        data: [0, 0, 0, 0]), source: "m"))
+        for shape in ["[2.5]", "[true]", "[-1]", "[1e300]"] {
+            assertThrows("tensor a: shape") {
+                _ = try SafetensorsFile(data: file(header: #"{"a":{"dtype":"F32","shape":"# + shape + #","data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]), source: "m")
+            }
+        }
+        assertThrows("has more elements than any file can hold") {
+            _ = try SafetensorsFile(data: file(header: #"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]), source: "m")
+        }
+        assertThrows("data_offsets") {
+            _ = try SafetensorsFile(data: file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0.5,4]}}"#, data: [0, 0, 0, 0]), source: "m")
+        }
+    }
+
+    func testChecksumsFindAFlippedByte() throws {
+        var file = SafetensorsFile()
+        file.tensors["w"] = StoredTensor(floats: (0..<64).map(Float.init), shape: [8, 8])
+        file.addChecksums()
+        let data = try file.serialized()
+        XCTAssertNoThrow(try SafetensorsFile(data: data, source: "c"))
+        for position in [data.count - 1, data.count - 200] {
+            var flipped = data
+            flipped[position] ^= 0x01
+            assertThrows("c: tensor w fails its checksum") { _ = try SafetensorsFile(data: flipped, source: "c") }
+        }
+        // CRC-32 as zlib computes it.
+        XCTAssertEqual(DurableFile.checksum(Array("123456789".utf8)), "cbf43926")
+        // Lengths that are not multiples of 8 (the kernel takes 8 bytes at a time), values from zlib.
+        XCTAssertEqual(DurableFile.checksum(Array(repeating: UInt8(0xAB), count: 1000)), "a670f964")
+        XCTAssertEqual(DurableFile.checksum((0..<1280).map { UInt8($0 % 256) }), "1e7a6d24")
     }
 
     func testMismatchedParameterShape() throws {
