@@ -199,6 +199,30 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(hopeless.errors.contains("checkpoint(s) are damaged"), hopeless.errors)
     }
 
+    /// A run written before manifests and checksums (the previous seqtrain) resumes and evaluates.
+    func testCheckpointsFromBeforeManifestsStillLoad() throws {
+        let whole = try train("whole", ["--set", "training.max_steps=30"])
+        XCTAssertEqual(whole.status, 0, whole.errors)
+        let weights = try finalWeights("whole")
+        let old = try train("old", ["--set", "training.max_steps=20"])
+        XCTAssertEqual(old.status, 0, old.errors)
+        for name in try FileManager.default.contentsOfDirectory(atPath: "\(dir)/old/checkpoints") {
+            let path = "\(dir)/old/checkpoints/\(name)"
+            if name.hasSuffix(".manifest.json") { try FileManager.default.removeItem(atPath: path); continue }
+            var file = try SafetensorsFile(contentsOf: path)
+            file.metadata[SafetensorsFile.checksumKey] = nil
+            try file.write(to: path)
+        }
+        let evaluated = try MultiRankTests.execute([binary, "eval", "\(dir)/old", "--data", "\(dir)/corpus.txt"])
+        XCTAssertEqual(evaluated.status, 0, evaluated.errors)
+        XCTAssertTrue(evaluated.output.contains("step-00000020.safetensors"), evaluated.output)
+        let resumed = try train("old", ["--resume", "--set", "training.max_steps=30"])
+        XCTAssertEqual(resumed.status, 0, resumed.errors)
+        XCTAssertFalse(resumed.errors.contains("incomplete"), resumed.errors)
+        XCTAssertTrue(resumed.output.contains("at step 20 of 30"), resumed.output)
+        XCTAssertEqual(try finalWeights("old"), weights)
+    }
+
     func flipLastByte(_ path: String) throws {
         var data = try Data(contentsOf: URL(fileURLWithPath: path))
         data[data.count - 1] ^= 0x40

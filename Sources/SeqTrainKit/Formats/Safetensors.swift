@@ -71,6 +71,18 @@ public struct SafetensorsFile {
 
     public init() {}
 
+    /// The `__metadata__` of the file at `path`, reading its header only (nil when it is not a
+    /// readable safetensors file).
+    public static func metadata(atPath path: String) -> [String: String]? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        guard let prefix = try? handle.read(upToCount: 8), prefix.count == 8 else { return nil }
+        let length = prefix.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard length < 100_000_000, let header = try? handle.read(upToCount: Int(length)), header.count == Int(length),
+              let object = (try? JSONSerialization.jsonObject(with: header)) as? [String: Any] else { return nil }
+        return (object["__metadata__"] as? [String: Any])?.compactMapValues { $0 as? String } ?? [:]
+    }
+
     public init(contentsOf path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw SeqTrainError("\(path): cannot read the file (does it exist, and is it readable?)")

@@ -19,12 +19,26 @@ public enum Checkpoint {
         String(path.dropLast(".safetensors".count)) + ".manifest.json"
     }
 
-    /// Complete checkpoints (those with a manifest) of a run directory, as weight-file paths, oldest first.
+    /// Complete checkpoints (those with a manifest, and those of a seqtrain from before manifests)
+    /// of a run directory, as weight-file paths, oldest first.
     public static func list(_ runDirectory: String) -> [String] {
         let dir = "\(runDirectory)/checkpoints"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".manifest.json") }
-            .sorted().map { "\(dir)/" + String($0.dropLast(".manifest.json".count)) + ".safetensors" }
+        let complete = names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".manifest.json") }
+            .map { "\(dir)/" + String($0.dropLast(".manifest.json".count)) + ".safetensors" }
+        let legacy = names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") && !$0.hasSuffix(".state.safetensors") }
+            .map { "\(dir)/\($0)" }.filter(isLegacy)
+        return (complete + legacy).sorted()
+    }
+
+    /// A checkpoint written before manifests and checksums existed: weights and state present, no
+    /// manifest, no tensor checksums. Those writes were atomic (state first), so it is complete;
+    /// an interrupted write of today always carries checksums.
+    static func isLegacy(_ weightsPath: String) -> Bool {
+        let fm = FileManager.default
+        guard !fm.fileExists(atPath: manifestPath(forWeights: weightsPath)), fm.fileExists(atPath: statePath(forWeights: weightsPath)),
+              let metadata = SafetensorsFile.metadata(atPath: weightsPath) else { return false }
+        return metadata[SafetensorsFile.checksumKey] == nil && metadata["seqtrain.kind"] != nil
     }
 
     /// Writes state, then weights, then the manifest, each durably (`DurableFile.write`);
@@ -62,7 +76,7 @@ public enum Checkpoint {
                 }
                 expected[name] = (bytes, crc)
             }
-        } else if state {
+        } else if state && !isLegacy(path) {
             throw SeqTrainError("\(manifestPath) is missing: the checkpoint was not completely written")
         }
         func read(_ file: String) throws -> SafetensorsFile {
@@ -142,7 +156,7 @@ public enum Checkpoint {
                 if dir.hasSuffix("/checkpoints"), name.hasPrefix("step-"), !name.hasSuffix(".manifest.json") {
                     let stem = name.hasSuffix(".state.safetensors") ? String(name.dropLast(".state.safetensors".count))
                         : String(name.dropLast(".safetensors".count))
-                    leftover = leftover || !fm.fileExists(atPath: "\(dir)/\(stem).manifest.json")
+                    leftover = leftover || (!fm.fileExists(atPath: "\(dir)/\(stem).manifest.json") && !isLegacy("\(dir)/\(stem).safetensors"))
                 }
                 if leftover, unlink("\(dir)/\(name)") == 0 { removed.append(name) }
             }
