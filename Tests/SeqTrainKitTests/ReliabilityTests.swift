@@ -84,16 +84,18 @@ final class ReliabilityTests: XCTestCase {
         let reference = try losses("whole"), weights = try finalWeights("whole")
         XCTAssertEqual(reference.count, 40)
 
-        // SIGKILL during the first checkpoint write, during a later one, and at random moments.
-        var kills: [(String, [String], Double?)] = [("first checkpoint", ["--test-fail-at", "0:10:kill-in-checkpoint"], nil),
-                                                    ("later checkpoint", ["--test-fail-at", "0:30:kill-in-checkpoint"], nil)]
+        // SIGKILL during the first checkpoint write, during a later one, and at random moments: as
+        // soon as a random number of steps is logged (the process is then anywhere in the next
+        // steps: forward, backward, a metrics line, a checkpoint write).
+        var kills: [(String, [String], Int?)] = [("first checkpoint", ["--test-fail-at", "0:10:kill-in-checkpoint"], nil),
+                                                 ("later checkpoint", ["--test-fail-at", "0:30:kill-in-checkpoint"], nil)]
         var random = InputFuzzTests.Draws(state: 7)
-        for k in 0..<4 { kills.append(("random \(k)", [], Double(random.below(Int(whole.seconds * 1000))) / 1000)) }
-        for (what, args, delay) in kills {
+        for k in 0..<4 { kills.append(("random \(k)", [], 1 + random.below(38))) }
+        for (what, args, steps) in kills {
             let run = "killed-\(what.replacingOccurrences(of: " ", with: "-"))"
             let killed: MultiRankTests.Run
-            if let delay {
-                killed = try killAfter(delay, run)
+            if let steps {
+                killed = try killRun(run, afterLogging: steps)
             } else {
                 killed = try train(run, args)
                 XCTAssertEqual(killed.status, 9, "\(what): \(killed.errors)")
@@ -115,18 +117,22 @@ final class ReliabilityTests: XCTestCase {
         }
     }
 
-    /// Starts a run and SIGKILLs it after `delay` seconds (or lets it finish if it is faster).
-    func killAfter(_ delay: Double, _ run: String) throws -> MultiRankTests.Run {
+    /// Starts a run and SIGKILLs it once its metrics hold `steps` lines.
+    func killRun(_ run: String, afterLogging steps: Int) throws -> MultiRankTests.Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["train", "\(dir)/config.toml", "--quiet", "--set", "job.run_dir=\(dir)/\(run)"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        usleep(useconds_t(delay * 1_000_000))
+        let start = Date()
+        while process.isRunning && Date().timeIntervalSince(start) < 60,
+              ((try? String(contentsOfFile: "\(dir)/\(run)/metrics.jsonl", encoding: .utf8)) ?? "").filter({ $0 == "\n" }).count < steps {
+            usleep(200)
+        }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        return MultiRankTests.Run(status: process.terminationStatus, output: "", errors: "", seconds: delay)
+        return MultiRankTests.Run(status: process.terminationStatus, output: "", errors: "", seconds: Date().timeIntervalSince(start))
     }
 
     func testKilledTwoRankRunResumesOnTwoRanksBitForBitAndOnOneWithinTolerance() throws {
