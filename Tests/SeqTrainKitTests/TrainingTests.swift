@@ -222,3 +222,138 @@ final class TrainingTests: XCTestCase {
         XCTAssertFalse(Checkpoint.list("\(dir)/run").isEmpty, "the checkpoints before the divergence are kept")
     }
 }
+
+/// TensorBoard event files read back by a reader written here from the format's description
+/// (record framing with masked CRC-32C, Event and Summary protos), not by seqtrain's own code.
+enum TensorBoardReader {
+    /// CRC-32C, bit by bit (independent of the table-driven kernel).
+    static func crc32c(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+        }
+        return ~crc
+    }
+
+    static func masked(_ crc: UInt32) -> UInt32 { ((crc >> 15) | (crc << 17)) &+ 0xA282_EAD8 }
+
+    /// Field number → values: UInt64 for varint and fixed, [UInt8] for length-delimited.
+    static func fields(_ bytes: ArraySlice<UInt8>) throws -> [(Int, Any)] {
+        var out: [(Int, Any)] = [], i = bytes.startIndex
+        func varint() throws -> UInt64 {
+            var value: UInt64 = 0, shift: UInt64 = 0
+            while true {
+                guard i < bytes.endIndex else { throw SeqTrainError("varint runs past the end") }
+                let b = bytes[i]; i += 1
+                value |= UInt64(b & 0x7F) << shift
+                if b < 0x80 { return value }
+                shift += 7
+            }
+        }
+        func fixed(_ n: Int) throws -> UInt64 {
+            guard i + n <= bytes.endIndex else { throw SeqTrainError("fixed field runs past the end") }
+            defer { i += n }
+            return (0..<n).reduce(UInt64(0)) { $0 | UInt64(bytes[i + $1]) << (8 * UInt64($1)) }
+        }
+        while i < bytes.endIndex {
+            let key = try varint()
+            switch key & 7 {
+            case 0: out.append((Int(key >> 3), try varint()))
+            case 1: out.append((Int(key >> 3), try fixed(8)))
+            case 5: out.append((Int(key >> 3), try fixed(4)))
+            case 2:
+                let n = Int(try varint())
+                guard i + n <= bytes.endIndex else { throw SeqTrainError("length-delimited field runs past the end") }
+                out.append((Int(key >> 3), Array(bytes[i..<(i + n)])))
+                i += n
+            default: throw SeqTrainError("wire type \(key & 7)")
+            }
+        }
+        return out
+    }
+
+    struct Event {
+        var step = 0
+        var fileVersion: String?
+        var scalars: [String: Float] = [:]
+        var texts: [String: String] = [:]
+        var sessionStart = false
+    }
+
+    static func read(_ path: String) throws -> [Event] {
+        let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        var events: [Event] = [], i = 0
+        func u32(_ at: Int) -> UInt32 { (0..<4).reduce(UInt32(0)) { $0 | UInt32(data[at + $1]) << (8 * UInt32($1)) } }
+        while i < data.count {
+            guard i + 12 <= data.count else { throw SeqTrainError("a torn record header at byte \(i)") }
+            let length = Int((0..<8).reduce(UInt64(0)) { $0 | UInt64(data[i + $1]) << (8 * UInt64($1)) })
+            guard u32(i + 8) == masked(crc32c(data[i..<(i + 8)])) else { throw SeqTrainError("bad length CRC at byte \(i)") }
+            let start = i + 12
+            guard start + length + 4 <= data.count else { throw SeqTrainError("a torn record at byte \(i)") }
+            let body = data[start..<(start + length)]
+            guard u32(start + length) == masked(crc32c(body)) else { throw SeqTrainError("bad data CRC at byte \(i)") }
+            var event = Event()
+            for (field, value) in try fields(body) {
+                switch field {
+                case 2: event.step = Int(Int64(bitPattern: value as! UInt64))
+                case 3: event.fileVersion = String(decoding: value as! [UInt8], as: UTF8.self)
+                case 6: event.sessionStart = try fields((value as! [UInt8])[...]).contains { $0.0 == 1 && ($0.1 as? UInt64) == 1 }
+                case 5:
+                    for (f, item) in try fields((value as! [UInt8])[...]) where f == 1 {
+                        let parts = try fields((item as! [UInt8])[...])
+                        let tag = parts.first { $0.0 == 1 }.map { String(decoding: $0.1 as! [UInt8], as: UTF8.self) } ?? ""
+                        if let simple = parts.first(where: { $0.0 == 2 }) {
+                            event.scalars[tag] = Float(bitPattern: UInt32(simple.1 as! UInt64))
+                        }
+                        if let tensor = parts.first(where: { $0.0 == 8 }) {
+                            let strings = try fields((tensor.1 as! [UInt8])[...]).filter { $0.0 == 8 }
+                            event.texts[tag] = strings.map { String(decoding: $0.1 as! [UInt8], as: UTF8.self) }.joined()
+                        }
+                    }
+                default: break
+                }
+            }
+            events.append(event)
+            i = start + length + 4
+        }
+        return events
+    }
+
+}
+
+extension TrainingTests {
+    func testTensorBoardFilesHoldEveryScalarOfTheMetricsAndTheConfig() throws {
+        let training = self
+        let (dir, _, options) = try training.scratchRun()
+        let sets = ["training.max_steps=12", "metrics.log_every=2", "training.eval_every=6", "metrics.tensorboard=true", "checkpoint.interval=6"]
+        var first = options
+        first.failure = (rank: 0, step: 9, mode: .raise)
+        XCTAssertThrowsError(try Trainer(config: try training.makeConfig(dir, overrides: sets), options: first).run())
+        var resuming = options
+        resuming.resume = true
+        _ = try Trainer(config: try training.makeConfig(dir, overrides: sets), options: resuming).run()
+
+        let files = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/run/tensorboard").filter { $0.hasPrefix("events.out.tfevents.") }.sorted()
+        XCTAssertEqual(files.count, 2, "one file per start")
+        let events = try files.flatMap { try TensorBoardReader.read("\(dir)/run/tensorboard/\($0)") }
+        XCTAssertEqual(events.first?.fileVersion, "brain.Event:2")
+        XCTAssertTrue(events.first { $0.texts["config"] != nil }?.texts["config"]?.contains("hidden = ") ?? false)
+        // The second start says where it restarted, so TensorBoard drops what the first wrote after step 6.
+        XCTAssertEqual(events.filter(\.sessionStart).map(\.step), [6])
+        let resumedAt = events.firstIndex { $0.sessionStart } ?? 0
+        var latest: [Int: TensorBoardReader.Event] = [:]
+        for event in events[resumedAt...] where !event.scalars.isEmpty { latest[event.step] = event }
+        for event in events[..<resumedAt] where !event.scalars.isEmpty && event.step <= 6 { latest[event.step] = event }
+        let lines = try training.metrics(dir)
+        XCTAssertEqual(lines.count, 6)
+        for line in lines {
+            let step = line["step"] as! Int
+            let event = try XCTUnwrap(latest[step], "no scalars for step \(step)")
+            for (name, value) in line where name != "step" {
+                guard let number = value as? Double else { XCTAssertNil(event.scalars[name], "\(name) at \(step)"); continue }
+                XCTAssertEqual(event.scalars[name], Float(number), "\(name) at step \(step)")
+            }
+        }
+    }
+}

@@ -52,5 +52,7 @@ void st_flush_denormals(void);
 
 /// CRC-32 (IEEE, as zlib's crc32) of count bytes, continuing from crc (0 to start) (checksum.c).
 uint32_t st_crc32(uint32_t crc, const uint8_t *bytes, int64_t count);
+/// CRC-32C (Castagnoli) of count bytes, continuing from crc (0 to start).
+uint32_t st_crc32c(uint32_t crc, const uint8_t *bytes, int64_t count);
 
 #endif

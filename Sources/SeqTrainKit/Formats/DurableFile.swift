@@ -64,13 +64,15 @@ public enum DurableFile {
 
     /// Appends `text` to `path` (created when missing). A write that fails part-way is cut back, so
     /// the file never ends in a torn line; the error names the file and the reason.
-    public static func append(_ text: String, to path: String) throws {
+    public static func append(_ text: String, to path: String) throws { try append(bytes: Array(text.utf8), to: path) }
+
+    public static func append(bytes: [UInt8], to path: String) throws {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw failure(path, "open for appending") }
         defer { close(descriptor) }
         let size = lseek(descriptor, 0, SEEK_END)
         do {
-            try Array(text.utf8).withUnsafeBytes { try writeAll(descriptor, $0, path: path) }
+            try bytes.withUnsafeBytes { try writeAll(descriptor, $0, path: path) }
         } catch {
             if size >= 0 { _ = ftruncate(descriptor, size) }
             throw error

@@ -59,6 +59,8 @@ public final class Trainer {
     var prepared = false
     /// Rank 0's hold on the run directory, from `prepare` to the end of `run`.
     var lock: RunDirectoryLock?
+    /// Rank 0's TensorBoard event file (`metrics.tensorboard`).
+    var tensorboard: TensorBoardWriter?
     /// Steps whose update was skipped (training.on_nonfinite = "skip"): in all, and in a row.
     var skippedSteps = 0, skippedInARow = 0
 
@@ -181,6 +183,12 @@ public final class Trainer {
         let parameters = experiment.trainableModel.parameters
         let progress = isLeader && progressStyle != .none
             ? ProgressReporter(totalSteps: totalSteps, unit: experiment.unitName, interactive: progressStyle == .bar) : nil
+        if isLeader && config.boolean("metrics.tensorboard") && tensorboard == nil {
+            let writer = try TensorBoardWriter(directory: "\(runDirectory)/tensorboard")
+            if step > 0 { try writer.restart(at: step) }
+            try writer.text("config", "```\n" + config.resolvedTOML + "\n```", step: step)
+            tensorboard = writer
+        }
         if let progress {
             progress.message(BLASKernelSelection.summary)
             progress.message("\(experiment.summary); \(totalSteps) steps on \(communicator.size) rank(s)")
@@ -295,20 +303,26 @@ public final class Trainer {
         return result
     }
 
+    /// One line of metrics.jsonl (null for what was not measured at this step), and the same
+    /// scalars in the TensorBoard file when there is one.
     func appendMetrics(loss: Double, validationLoss validation: ValidationResult?, lr: Double, gradientNorm: Double, tokensPerSecond: Double, seconds: Double) throws {
-        func number(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
-        var fields = ["\"step\": \(step)", "\"epoch\": \(epoch)", "\"loss\": \(number(loss))"]
-        fields += experiment.trainingMetrics(loss: loss).map { "\"\($0.name)\": \(number($0.value))" }
-        fields.append("\"val_loss\": " + (validation.map { number($0.loss) } ?? "null"))
+        var scalars: [(name: String, value: Double?)] = [("epoch", Double(epoch)), ("loss", loss)]
+        scalars += experiment.trainingMetrics(loss: loss).map { ($0.name, $0.value) }
+        scalars.append(("val_loss", validation?.loss))
         for name in experiment.validationMetricNames {
-            let value = validation?.metrics.first { $0.name == name }?.value
-            fields.append("\"\(name)\": " + (value.map(number) ?? "null"))
+            scalars.append((name, validation?.metrics.first { $0.name == name }?.value))
         }
-        fields.append("\"world_size\": \(communicator.size)")
-        if config.text("training.on_nonfinite") == "skip" { fields.append("\"skipped_steps\": \(skippedSteps)") }
-        fields += ["\"lr\": \(number(lr))", "\"grad_norm\": \(number(gradientNorm))",
-                   "\"\(experiment.unitName)_per_s\": \(number(tokensPerSecond.rounded()))", "\"seconds\": \(number((seconds * 1000).rounded() / 1000))"]
+        scalars.append(("world_size", Double(communicator.size)))
+        if config.text("training.on_nonfinite") == "skip" { scalars.append(("skipped_steps", Double(skippedSteps))) }
+        scalars += [("lr", lr), ("grad_norm", gradientNorm), ("\(experiment.unitName)_per_s", tokensPerSecond.rounded()),
+                    ("seconds", (seconds * 1000).rounded() / 1000)]
+        let counts: Set<String> = ["epoch", "world_size", "skipped_steps"]
+        let fields = ["\"step\": \(step)"] + scalars.map { name, value in
+            guard let value, value.isFinite else { return "\(jsonString(name)): null" }
+            return "\(jsonString(name)): " + (counts.contains(name) ? "\(Int(value))" : "\(value)")
+        }
         try append("{" + fields.joined(separator: ", ") + "}\n", to: "\(runDirectory)/metrics.jsonl")
+        try tensorboard?.scalars(scalars.compactMap { name, value in value.map { (name, $0) } }, step: step)
     }
 
     /// The final validation's report (per-class table, confusion matrix): printed and saved.
