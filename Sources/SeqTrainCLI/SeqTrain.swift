@@ -68,6 +68,9 @@ struct Train: ParsableCommand {
     @Flag(help: "No progress output (the same as --progress none).")
     var quiet = false
 
+    @Flag(help: "Do not print the training doctor's warnings (what is certainly wrong is still refused).")
+    var noDoctor = false
+
     @Flag(help: "Use MPI even when no MPI launcher started this process.")
     var mpi = false
 
@@ -90,6 +93,7 @@ struct Train: ParsableCommand {
         options.resume = resume
         options.overwrite = overwrite
         options.quiet = quiet
+        options.doctor = !noDoctor
         options.traceDirectory = testTraceDir
         if let testFailAt {
             let parts = testFailAt.split(separator: ":", maxSplits: 3).map(String.init)

@@ -249,6 +249,38 @@ final class ClassifierTrainingTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/run"), "nothing written for a refused config")
     }
 
+    /// What is probably wrong is a doctor's warning, with the reason and the fix; the right setting
+    /// silences it.
+    func testTheDoctorWarnsAboutUnbalancedClassesAndLongSequencesReadByTheirLastState() throws {
+        func diagnoses(_ body: String, _ overrides: [String] = []) throws -> [String] {
+            try Trainer(config: try config(body, overrides: overrides), options: quiet()).experiment.diagnoses
+        }
+        // Single-label, 60 to 4.
+        var rows = ["label,a,b"]
+        for k in 0..<64 { rows.append("\(k < 60 ? "common" : "rare"),\(k % 7),\(k % 5)") }
+        try (rows.joined(separator: "\n") + "\n").write(toFile: "\(dir)/unbalanced.csv", atomically: true, encoding: .utf8)
+        let csv = "[data]\ninputs = [\"\(dir)/unbalanced.csv\"]\nlabel_columns = [\"label\"]\nheader = true\nvalidation_fraction = 0.25\n[model]\nkind = \"mlp_classifier\"\n"
+        let unbalanced = try diagnoses(csv)
+        XCTAssertEqual(unbalanced.count, 1)
+        XCTAssertTrue(unbalanced.first?.hasPrefix("the classes are badly unbalanced: \"common\" has 45 training samples, \"rare\" 3 (15 to 1)") ?? false, "\(unbalanced)")
+        XCTAssertEqual(try diagnoses(csv, ["loss.class_weights=balanced"]), [])
+        XCTAssertEqual(try diagnoses(csv, ["data.sampler=balanced"]), [])
+        // Multi-label with a label positive in 2 of 80 samples.
+        try FileManager.default.createDirectory(atPath: "\(dir)/multi", withIntermediateDirectories: true)
+        try NumpyArray(floats: (0..<(80 * 6)).map { Float($0 % 11) }, shape: [80, 6]).write(to: "\(dir)/multi/inputs.npy")
+        try NumpyArray(floats: (0..<80).flatMap { [Float($0 % 2), $0 < 2 ? 1 : 0] }, shape: [80, 2]).write(to: "\(dir)/multi/labels.npy")
+        let multi = "[data]\ninputs = [\"\(dir)/multi/inputs.npy\"]\nlabels = [\"\(dir)/multi/labels.npy\"]\nvalidation_fraction = 0\n[model]\nkind = \"mlp_classifier\"\n"
+        let rare = try diagnoses(multi)
+        XCTAssertTrue(rare.first?.hasPrefix("label \"1\" is positive in 2 of 80 training samples (2.5%)") ?? false, "\(rare)")
+        XCTAssertEqual(try diagnoses(multi, ["loss.pos_weight=balanced"]), [])
+        // 600 steps read by an LSTM whose last state alone is used.
+        try writeCurves("long", count: 24, length: 600, seed: 2)
+        let long = "[data]\ninputs = [\"\(dir)/long/inputs.npy\"]\nlabels = [\"\(dir)/long/labels.npy\"]\n[model]\nkind = \"sequence_classifier\"\nhidden = 8\n"
+        XCTAssertTrue(try diagnoses(long, ["model.pooling=last", "loss.pos_weight=balanced"]).first?
+            .hasPrefix("a recurrent layer reads 600 steps and only its last state is used") ?? false)
+        XCTAssertEqual(try diagnoses(long, ["model.pooling=max", "loss.pos_weight=balanced"]), [])
+    }
+
     /// Sizes from a config or a checkpoint are checked before anything is allocated.
     func testHugeSizesAndDamagedCheckpointsAreErrorsNotTraps() throws {
         try writeCurves("train", count: 40, length: 20, seed: 1)

@@ -72,7 +72,7 @@ final class ConfigTests: XCTestCase {
         assertConfigError("seed = 3\n",
                           "configs/x.toml:1: seed: a key outside any section; every key belongs under one of [job], [data], [model], [training], [optimizer], [lr_scheduler], [checkpoint], [metrics]")
         assertConfigError("[model]\ndropout = 1.5\n", "configs/x.toml:2: model.dropout: expected a number in [0, 1), got 1.5")
-        assertConfigError("[optimizer]\nlr = -0.1\n", "configs/x.toml:2: optimizer.lr: expected a positive number, got -0.1")
+        assertConfigError("[optimizer]\nlr = -0.1\n", "configs/x.toml:2: optimizer.lr: expected a non-negative number, got -0.1")
         assertConfigError("[optimizer]\nkind = \"adamax\"\n",
                           "configs/x.toml:2: optimizer.kind: expected one of \"sgd\", \"adam\", \"adamw\", \"rmsprop\", \"adagrad\", got \"adamax\"")
         assertConfigError("[training]\nstateful = 1\n", "configs/x.toml:2: training.stateful: expected true or false, got 1")

@@ -357,3 +357,29 @@ extension TrainingTests {
         }
     }
 }
+
+extension TrainingTests {
+    func testTheDoctorWarnsAboutLearningRatesAndFindsFrozenLearning() throws {
+        let (dir, _, options) = try scratchRun()
+        var quiet = options
+        quiet.doctor = false
+        func run(_ sets: [String]) throws -> Trainer {
+            var fresh = quiet
+            fresh.overwrite = true
+            let trainer = try Trainer(config: try makeConfig(dir, overrides: sets), options: fresh)
+            _ = try trainer.run()
+            return trainer
+        }
+        let healthy = try run(["training.max_steps=60"])
+        XCTAssertEqual(healthy.diagnoses, [], "a healthy run with Adam at 1e-3 (the default) gets no warning")
+        let frozen = try run(["training.max_steps=60", "optimizer.lr=0"])
+        XCTAssertEqual(frozen.diagnoses.first, "optimizer.lr = 0: the weights will not change")
+        XCTAssertTrue(frozen.diagnoses.contains { $0.hasPrefix("learning looks frozen: over steps 1 to 20 the weights moved by 0.0e+00") }, "\(frozen.diagnoses)")
+        XCTAssertEqual(frozen.diagnoses.filter { $0.hasPrefix("learning looks frozen") }.count, 1, "reported once")
+        let high = try Trainer(config: try makeConfig(dir, overrides: ["optimizer.lr=0.5"]), options: quiet)
+        XCTAssertEqual(TrainingDoctor.examine(high.config).first?.hasPrefix("optimizer.lr = 0.5 is far above the usual range for adam (1e-05 to 0.01)"), true)
+        let low = try makeConfig(dir, overrides: ["optimizer.kind=sgd", "optimizer.lr=1e-7"])
+        XCTAssertEqual(TrainingDoctor.examine(low).first?.hasPrefix("optimizer.lr = 1e-07 is far below the usual range for sgd (0.0001 to 1.0)"), true)
+        XCTAssertEqual(TrainingDoctor.examine(try makeConfig(dir, overrides: ["optimizer.kind=sgd", "optimizer.lr=0.1"])), [])
+    }
+}

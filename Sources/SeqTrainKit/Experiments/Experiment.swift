@@ -74,12 +74,16 @@ public protocol Experiment: AnyObject {
     func checkpointMetadata() -> [String: String]
     /// Test hook: "step lane first-input last-input" lines of the last batch's rows.
     func traceLines(step: Int) -> String
+    /// The training doctor's warnings about this experiment's data and model (probably wrong, not
+    /// certainly: what is certainly wrong is refused when the experiment is made).
+    var diagnoses: [String] { get }
 }
 
 extension Experiment {
     public func trainingMetrics(loss: Double) -> [(name: String, value: Double)] { [] }
     public var carriedState: CarriedState? { nil }
     public func traceLines(step: Int) -> String { "" }
+    public var diagnoses: [String] { [] }
 }
 
 /// What `seqtrain eval` reports: ordered fields for `--json` and a sentence for people.

@@ -175,7 +175,7 @@ public enum ConfigSchema {
 
         ConfigKey(section: "optimizer", name: "kind", type: .choice(OptimizerKind.allCases.map(\.rawValue)), defaultValue: .text("adam"),
                   help: "torch.optim's SGD, Adam, AdamW, RMSprop or Adagrad."),
-        ConfigKey(section: "optimizer", name: "lr", type: .positiveNumber, defaultValue: .number(2e-3), help: "Base learning rate."),
+        ConfigKey(section: "optimizer", name: "lr", type: .nonNegativeNumber, defaultValue: .number(2e-3), help: "Base learning rate."),
         ConfigKey(section: "optimizer", name: "weight_decay", type: .nonNegativeNumber, defaultValue: .number(0),
                   help: "L2 penalty (decoupled for adamw); when not given, 0, or 0.01 for adamw."),
         ConfigKey(section: "optimizer", name: "momentum", type: .nonNegativeNumber, defaultValue: .number(0), help: "sgd and rmsprop momentum."),

@@ -7,6 +7,8 @@ public struct TrainerOptions {
     public var resume = false
     /// Print progress (rank 0).
     public var quiet = false
+    /// Print the training doctor's warnings (`--no-doctor` turns them off; refusals stay).
+    public var doctor = true
     /// Test hook: rank `rank` fails at step `step`: exits, throws, or hangs (for the watchdog);
     /// `hangOnce` hangs only when `failureMarker` does not exist yet, creating it (a job that is
     /// stopped there and started again then runs through).
@@ -63,6 +65,9 @@ public final class Trainer {
     var tensorboard: TensorBoardWriter?
     /// Steps whose update was skipped (training.on_nonfinite = "skip"): in all, and in a row.
     var skippedSteps = 0, skippedInARow = 0
+    /// The training doctor's findings: before training, and the frozen-learning detector's.
+    public private(set) var diagnoses: [String] = []
+    var frozen = FrozenLearningDetector()
 
     /// Creates the trainer on every rank and runs the start-up checks as one agreed step: a failure
     /// on any rank (a bad config, missing data, a mismatch with rank 0) is an error on every rank.
@@ -189,6 +194,9 @@ public final class Trainer {
             try writer.text("config", "```\n" + config.resolvedTOML + "\n```", step: step)
             tensorboard = writer
         }
+        diagnoses = TrainingDoctor.examine(config) + experiment.diagnoses
+        if isLeader && options.doctor { for text in diagnoses { printWarning("doctor: \(text)") } }
+        frozen = FrozenLearningDetector(window: min(100, max(20, totalSteps / 3)))
         if let progress {
             progress.message(BLASKernelSelection.summary)
             progress.message("\(experiment.summary); \(totalSteps) steps on \(communicator.size) rank(s)")
@@ -255,6 +263,10 @@ public final class Trainer {
             step += 1
             summary.losses.append(global.mean)
             if finite { window = window + global }
+            if let finding = frozen.observe(step: step, loss: global.mean, parameters: parameters) {
+                diagnoses.append(finding)
+                if isLeader && options.doctor { printWarning("doctor: \(finding)") }
+            }
             windowTokens += totals[2]
 
             batchInEpoch += 1

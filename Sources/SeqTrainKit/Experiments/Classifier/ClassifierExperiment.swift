@@ -122,6 +122,8 @@ public final class ClassifierExperiment: Experiment {
     /// The training data as read, before transformation: what rank agreement and resume compare.
     public let dataFingerprint: UInt64
 
+    public private(set) var diagnoses: [String] = []
+
     public var trainableModel: TrainableModel { network.model }
     public var classes: [String] { preprocessing.classes }
     var multiLabel: Bool { preprocessing.task == .multiLabel }
@@ -228,6 +230,30 @@ public final class ClassifierExperiment: Experiment {
                                     fix: "lower training.batch_size or model.hidden, or use data.features = \"rfft\"")
         }
         network = try ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
+        diagnoses = Self.diagnose(config, preprocessing: settings, counts: counts, samples: trainPart.count,
+                                  steps: layout == .sequence && settings.features == "raw" ? training.steps : 0)
+    }
+
+    /// Probable mistakes: badly unbalanced classes left unweighted, a long sequence read by a
+    /// recurrent layer whose last state alone is used.
+    static func diagnose(_ config: ExperimentConfig, preprocessing: ClassifierPreprocessing, counts: [Double], samples: Int, steps: Int) -> [String] {
+        var found: [String] = []
+        let classes = preprocessing.classes
+        if preprocessing.task == .singleLabel, config.text("loss.class_weights") == "none", config.text("data.sampler") == "shuffle",
+           let most = counts.indices.max(by: { counts[$0] < counts[$1] }), let least = counts.indices.min(by: { counts[$0] < counts[$1] }),
+           counts[least] > 0, counts[most] >= 10 * counts[least] {
+            found.append(String(format: "the classes are badly unbalanced: \"%@\" has %.0f training samples, \"%@\" %.0f (%.0f to 1), and nothing weights them; the model can score well by ignoring the rare classes. Set loss.class_weights = \"balanced\" or data.sampler = \"balanced\", and judge it by macro F1",
+                                classes[most], counts[most], classes[least], counts[least], counts[most] / counts[least]))
+        }
+        if preprocessing.task == .multiLabel, config.text("loss.pos_weight") == "none", samples > 0,
+           let rare = counts.indices.min(by: { counts[$0] < counts[$1] }), counts[rare] > 0, counts[rare] * 20 <= Double(samples) {
+            found.append(String(format: "label \"%@\" is positive in %.0f of %d training samples (%.1f%%) and loss.pos_weight is \"none\": predicting it never costs little. Set loss.pos_weight = \"balanced\"",
+                                classes[rare], counts[rare], samples, 100 * counts[rare] / Double(samples)))
+        }
+        if steps >= 500 && config.text("model.pooling") == "last" {
+            found.append("a recurrent layer reads \(steps) steps and only its last state is used (model.pooling = \"last\"): the gradient has to travel back through all \(steps) steps and fades on the way, so the early steps barely train. Use model.pooling = \"max\" or \"mean\", shorter windows, or data.features = \"rfft\" with an MLP")
+        }
+        return found
     }
 
     // MARK: what users get wrong
