@@ -8,7 +8,8 @@ struct SeqTrain: ParsableCommand {
         commandName: "seqtrain",
         abstract: "Train LSTM, GRU and MLP models on CPUs and CPU clusters.",
         discussion: "One experiment is one TOML file: seqtrain train configs/charlm.toml. Under mpirun the same command trains data-parallel.",
-        subcommands: [Train.self, Sample.self, Evaluate.self, Predict.self, ShowConfig.self, MakeData.self, Bench.self, ShowSystem.self])
+        subcommands: [Train.self, Sample.self, Evaluate.self, Predict.self, ShowConfig.self, MakeData.self, Bench.self, ShowSystem.self,
+                      CheckGradients.self])
 
     /// Before anything else (BLAS calls, MPI): make sure OpenBLAS runs a kernel that suits the CPU.
     static func main() {
@@ -207,6 +208,50 @@ struct Evaluate: ParsableCommand {
             let (kind, path) = try ExperimentRegistry.kind(ofCheckpoint: checkpoint)
             let report = try kind.evaluate(path, data, labels)
             print(json ? report.json : report.text)
+        }
+    }
+}
+
+struct CheckGradients: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gradcheck",
+        abstract: "Check the configured model's gradients against finite differences on one real batch.",
+        discussion: "Every parameter tensor: the largest gradients and an even spread of the others, each against the central difference of the loss of the first training batch (dropout masks included). Prints the worst relative error per tensor; fails (exit 2) above --threshold.")
+
+    @Argument(help: "The experiment config.")
+    var config: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a key: section.key=value (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    @Option(help: "Elements checked per tensor.")
+    var samples = 8
+
+    @Option(help: "Largest relative error that passes (the model computes in float32, so differences carry about 1e-2 of noise; a wrong gradient term shows 1e-1 or more).")
+    var threshold = 5e-2
+
+    @Option(help: ArgumentHelp("Test hook: NAME:FACTOR scales that tensor's analytic gradient.", visibility: .hidden))
+    var testDistort: String?
+
+    func validate() throws {
+        guard samples >= 1 && samples <= 100_000 else { throw ValidationError("--samples \(samples): give 1 to 100000 elements per tensor") }
+        guard threshold > 0 && threshold.isFinite else { throw ValidationError("--threshold \(threshold): give a positive number") }
+    }
+
+    func run() throws {
+        try reporting {
+            let experiment = try ExperimentConfig.load(path: config, overrides: overrides)
+            var distort: (name: String, factor: Float)?
+            if let testDistort, let colon = testDistort.lastIndex(of: ":"), let factor = Float(testDistort[testDistort.index(after: colon)...]) {
+                distort = (String(testDistort[..<colon]), factor)
+            }
+            let results = try GradientCheck.run(config: experiment, samples: samples, distort: distort)
+            print(GradientCheck.table(results, threshold: threshold))
+            let failed = results.filter { $0.worstError > threshold }
+            guard failed.isEmpty else {
+                throw SeqTrainError("gradient check failed for \(failed.map(\.name).joined(separator: ", ")): worst relative error \(String(format: "%.2e", failed.map(\.worstError).max() ?? 0)) above --threshold \(threshold)")
+            }
+            print(String(format: "gradient check passed: %d tensors, worst relative error %.2e (threshold %g)", results.count, results.map(\.worstError).max() ?? 0, threshold))
         }
     }
 }

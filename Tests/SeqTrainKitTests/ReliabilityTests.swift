@@ -346,3 +346,18 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(diverging.errors.contains("after 3 skipped step(s) in a row (training.max_skipped_steps = 3)"), diverging.errors)
     }
 }
+
+extension ReliabilityTests {
+    /// `seqtrain gradcheck`: the configured model's gradients pass; a distorted one is caught and named.
+    func testGradcheckPassesTheModelAndCatchesAWrongGradient() throws {
+        let good = try MultiRankTests.execute([binary, "gradcheck", "\(dir)/config.toml"])
+        XCTAssertEqual(good.status, 0, good.output + good.errors)
+        XCTAssertTrue(good.output.contains("gradient check passed: 11 tensors"), good.output)
+        for tensor in ["lstm.weight_hh_l1", "embedding.weight", "head.bias"] {
+            let bad = try MultiRankTests.execute([binary, "gradcheck", "\(dir)/config.toml", "--test-distort", "\(tensor):0.8"])
+            XCTAssertEqual(bad.status, 2, bad.output)
+            XCTAssertTrue(bad.errors.contains("error: gradient check failed for \(tensor):"), bad.errors)
+            XCTAssertTrue(bad.output.split(separator: "\n").contains { $0.hasPrefix(tensor + " ") && $0.hasSuffix("FAIL") }, bad.output)
+        }
+    }
+}
