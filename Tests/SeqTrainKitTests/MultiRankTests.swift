@@ -279,6 +279,36 @@ final class MultiRankTests: XCTestCase {
         XCTAssertEqual(quiet.output, "")
     }
 
+    /// metrics.timeline: a Chrome trace per rank with each phase of every step, back to back.
+    func testTimelineHoldsEveryPhaseOfEveryStepOnEveryRank() throws {
+        let run = "\(dir)/timeline"
+        let result = try Self.train(ranks: 2, "\(dir)/config.toml", ["--set", "job.run_dir=\(run)", "--set", "metrics.timeline=true"])
+        XCTAssertEqual(result.status, 0, result.errors)
+        for rank in 0..<2 {
+            var text = try String(contentsOfFile: "\(run)/timeline-rank-\(rank).json", encoding: .utf8)
+            // The JSON array format lets the closing bracket be missing: close it to parse.
+            XCTAssertTrue(text.hasSuffix("},\n"))
+            text = String(text.dropLast(2)) + "]"
+            let events = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
+            XCTAssertEqual(events.first?["ph"] as? String, "M")
+            XCTAssertEqual((events.first?["args"] as? [String: Any])?["name"] as? String, "rank \(rank)")
+            let phases = events.dropFirst()
+            XCTAssertTrue(phases.allSatisfy { $0["pid"] as? Int == rank && $0["ph"] as? String == "X" && ($0["dur"] as? Double ?? -1) >= 0 })
+            for step in 1...20 {
+                let mine = phases.filter { ($0["args"] as? [String: Any])?["step"] as? Int == step }
+                var expected = ["data", "forward", "backward", "allreduce_wait", "loss_totals", "optimizer"]
+                if step % 10 == 0 { expected.append("validation") }
+                expected.append("metrics")
+                if step == 20 { expected.append("checkpoint") }
+                XCTAssertEqual(mine.map { $0["name"] as? String ?? "" }, expected, "rank \(rank) step \(step)")
+                for (a, b) in zip(mine, mine.dropFirst()) {
+                    let end = (a["ts"] as? Double ?? 0) + (a["dur"] as? Double ?? 0)
+                    XCTAssertEqual(b["ts"] as? Double ?? 0, end, accuracy: 2, "phases follow each other (rank \(rank), step \(step))")
+                }
+            }
+        }
+    }
+
     func testABatchThatDoesNotDivideAmongTheRanksIsRefused() throws {
         let result = try Self.train(ranks: 2, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/odd", "--set", "training.batch_size=5"], timeout: 60)
         XCTAssertNotEqual(result.status, 0)

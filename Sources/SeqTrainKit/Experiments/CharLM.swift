@@ -115,14 +115,17 @@ public final class CharLMTask: Experiment {
     /// Forward and backward of this rank's share of global batch k; adds ∂(loss sum)/∂θ to the
     /// gradient arena and returns this rank's loss sum and count.
     public func accumulateGradient(batch k: Int, epoch: Int, step: Int,
-                                   gradientsReady: ((Int) -> Void)? = nil) throws -> (LossTotal, units: Int) {
+                                   gradientsReady: ((Int) -> Void)? = nil, lap: (String) -> Void = { _ in }) throws -> (LossTotal, units: Int) {
         let batch = batches.batch(k, epoch: epoch, rows: rows)
         lastBatch = batch
         if !batches.stateful { state.zero() }
         let dropout = config.number("model.dropout") > 0
             ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: batch.rowKeys) : nil
+        lap("data")
         try model.forward(ids: batch.inputs, batch: batch.rows, steps: batch.steps, state: state, dropout: dropout)
+        lap("forward")
         let total = try model.loss(targets: batch.targets, mask: batch.mask, gradient: true, gradientsReady: gradientsReady)
+        lap("backward")
         return (total, batch.rows * batch.steps)
     }
 

@@ -58,7 +58,10 @@ public protocol Experiment: AnyObject {
     func beginEpoch(_ epoch: Int)
     /// Forward and backward of this rank's share of global batch k: adds ∂(loss sum)/∂θ to the
     /// gradient arena; returns this rank's loss sum and count, and the units processed.
-    func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?) throws -> (LossTotal, units: Int)
+    /// `lap(phase)` is called as each phase ends ("data", "forward", "backward": loss and backward),
+    /// for the timeline.
+    func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?,
+                            lap: (String) -> Void) throws -> (LossTotal, units: Int)
     /// Metrics of the training loss alone (the char LM's perplexity), for metrics.jsonl.
     func trainingMetrics(loss: Double) -> [(name: String, value: Double)]
     /// The names `validationMetrics` returns, so lines between validations carry them as null.
@@ -84,6 +87,10 @@ extension Experiment {
     public var carriedState: CarriedState? { nil }
     public func traceLines(step: Int) -> String { "" }
     public var diagnoses: [String] { [] }
+
+    public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?) throws -> (LossTotal, units: Int) {
+        try accumulateGradient(batch: k, epoch: epoch, step: step, gradientsReady: gradientsReady, lap: { _ in })
+    }
 }
 
 /// What `seqtrain eval` reports: ordered fields for `--json` and a sentence for people.

@@ -207,6 +207,8 @@ public enum ConfigSchema {
 
         ConfigKey(section: "metrics", name: "log_every", type: .positiveInteger, defaultValue: .integer(10),
                   help: "Write a metrics line (and a progress line) every this many steps."),
+        ConfigKey(section: "metrics", name: "timeline", type: .boolean, defaultValue: .boolean(false),
+                  help: "Every rank writes RUN_DIR/timeline-rank-R.json: each step's phases as a Chrome trace (chrome://tracing, ui.perfetto.dev)."),
         ConfigKey(section: "metrics", name: "tensorboard", type: .boolean, defaultValue: .boolean(false),
                   help: "Rank 0 also writes TensorBoard event files (every scalar of metrics.jsonl, the resolved config as text) under RUN_DIR/tensorboard."),
         ConfigKey(section: "metrics", name: "progress", type: .choice(ProgressStyle.allCases.map(\.rawValue)), defaultValue: .text("auto"),

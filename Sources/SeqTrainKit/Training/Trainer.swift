@@ -63,6 +63,8 @@ public final class Trainer {
     var lock: RunDirectoryLock?
     /// Rank 0's TensorBoard event file (`metrics.tensorboard`).
     var tensorboard: TensorBoardWriter?
+    /// This rank's Chrome trace (`metrics.timeline`).
+    var timeline: Timeline?
     /// Steps whose update was skipped (training.on_nonfinite = "skip"): in all, and in a row.
     var skippedSteps = 0, skippedInARow = 0
     /// The training doctor's findings: before training, and the frozen-learning detector's.
@@ -194,6 +196,10 @@ public final class Trainer {
             try writer.text("config", "```\n" + config.resolvedTOML + "\n```", step: step)
             tensorboard = writer
         }
+        if config.boolean("metrics.timeline") && timeline == nil {
+            // Rank 0 made the directory in prepare(); every rank writes its own file.
+            timeline = try Timeline(directory: runDirectory, rank: communicator.rank)
+        }
         diagnoses = TrainingDoctor.examine(config) + experiment.diagnoses
         if isLeader && options.doctor { for text in diagnoses { printWarning("doctor: \(text)") } }
         frozen = FrozenLearningDetector(window: min(100, max(20, totalSteps / 3)))
@@ -227,17 +233,22 @@ public final class Trainer {
                 }
             }
             try communicator.beginStep(step)
+            timeline?.start()
+            let stepNumber = step + 1
             parameters.zeroGradients()
             reducer.beginStep()
             let (local, tokens) = try experiment.accumulateGradient(batch: batchInEpoch, epoch: epoch, step: step,
-                                                                    gradientsReady: reducer.isActive ? reducer.ready : nil)
+                                                                    gradientsReady: reducer.isActive ? reducer.ready : nil,
+                                                                    lap: { [timeline] in timeline?.lap($0, step: stepNumber) })
             try reducer.finish()
+            timeline?.lap("allreduce_wait", step: stepNumber)
             if let dir = options.traceDirectory {
                 try append(experiment.traceLines(step: step), to: "\(dir)/trace-rank\(communicator.rank).txt")
             }
             var totals = [local.sum, local.count, Double(tokens)]
             if let failure = options.failure, failure.mode == .nonFinite, failure.rank == communicator.rank, failure.step == step { totals[0] = .nan }
             try communicator.allReduceSum(&totals)
+            timeline?.lap("loss_totals", step: stepNumber)
             let global = LossTotal(sum: totals[0], count: totals[1])
             // The arena holds the gradient of the loss sum: 1/count normalizes it and the clipping
             // coefficient scales it, both applied inside the optimizer's pass.
@@ -260,6 +271,7 @@ public final class Trainer {
             }
             let lr = schedule.rate(step: step)
             if finite { optimizer.step(parameters, learningRate: Float(lr), gradientScale: gradientScale) }
+            timeline?.lap("optimizer", step: stepNumber)
             step += 1
             summary.losses.append(global.mean)
             if finite { window = window + global }
@@ -279,6 +291,7 @@ public final class Trainer {
             var validated: ValidationResult?
             if (evalEvery > 0 && step % evalEvery == 0) || step == totalSteps {
                 validated = try validate()
+                timeline?.lap("validation", step: stepNumber)
             }
             if step % logEvery == 0 || validated != nil || step == totalSteps {
                 let seconds = Benchmark.now() - windowStart
@@ -290,9 +303,12 @@ public final class Trainer {
                 progress?.update(step: step, loss: window.mean, unitsPerSecond: tokensPerSecond, validation: validated)
                 window = LossTotal(); windowTokens = 0; windowStart = Benchmark.now()
             }
+            timeline?.lap("metrics", step: stepNumber)
             if (interval > 0 && step % interval == 0) || step == totalSteps {
                 summary.lastCheckpoint = try writeCheckpoint()
+                timeline?.lap("checkpoint", step: stepNumber)
             }
+            try timeline?.flush()
             summary.finalLoss = global.mean
         }
         progress?.finish()

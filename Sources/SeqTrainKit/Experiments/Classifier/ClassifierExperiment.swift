@@ -390,20 +390,24 @@ public final class ClassifierExperiment: Experiment {
 
     private let dLogits = FloatBuffer()   // (rows, C)
 
-    public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?) throws -> (LossTotal, units: Int) {
+    public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?,
+                                   lap: (String) -> Void) throws -> (LossTotal, units: Int) {
         beginEpoch(epoch)
         let b = batch(k)
         let B = rows.count, C = classes.count
         let dropout = config.number("model.dropout") > 0
             ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: b.keys) : nil
+        lap("data")
         let logits = b.inputs.withUnsafeBufferPointer {
             network.forward($0.baseAddress!, batch: B, steps: b.steps, features: training.features, lengths: b.lengths, dropout: dropout)
         }
+        lap("forward")
         dLogits.resize(B * C)
         let total = try b.mask.withUnsafeBufferPointer {
             try loss.evaluate(dLogits.pointer, logits: logits, targets: b.targets, mask: $0.baseAddress!, rows: B, classes: C)
         }
         network.backward(dLogits.pointer, gradientsReady: gradientsReady)
+        lap("backward")
         return (total, Int(b.mask.reduce(0, +)))
     }
 
