@@ -9,7 +9,7 @@ struct SeqTrain: ParsableCommand {
         abstract: "Train LSTM, GRU and MLP models on CPUs and CPU clusters.",
         discussion: "One experiment is one TOML file: seqtrain train configs/charlm.toml. Under mpirun the same command trains data-parallel.",
         subcommands: [Train.self, Sample.self, Evaluate.self, Predict.self, ShowConfig.self, MakeData.self, Bench.self, ShowSystem.self,
-                      CheckGradients.self])
+                      CheckGradients.self, Report.self])
 
     /// Before anything else (BLAS calls, MPI): make sure OpenBLAS runs a kernel that suits the CPU.
     static func main() {
@@ -252,6 +252,26 @@ struct CheckGradients: ParsableCommand {
                 throw SeqTrainError("gradient check failed for \(failed.map(\.name).joined(separator: ", ")): worst relative error \(String(format: "%.2e", failed.map(\.worstError).max() ?? 0)) above --threshold \(threshold)")
             }
             print(String(format: "gradient check passed: %d tensors, worst relative error %.2e (threshold %g)", results.count, results.map(\.worstError).max() ?? 0, threshold))
+        }
+    }
+}
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write an HTML report of one or more runs: curves overlaid, config differences, classifier tables.",
+        discussion: "Self-contained (inline SVG, no script, no network): loss and validation loss, learning rate, gradient norm and throughput against the optimizer step, one colour per run; the config keys in which the runs differ; for classifiers the per-class table and the confusion matrix of the last validation.")
+
+    @Argument(help: "Run directories (their metrics.jsonl and config.toml).")
+    var runs: [String]
+
+    @Option(help: "The HTML file to write.")
+    var out = "report.html"
+
+    func run() throws {
+        try reporting {
+            let html = try RunReport.html(runs: runs)
+            try DurableFile.write(Data(html.utf8), to: out)
+            print("report: \(out) (\(runs.count) run(s))")
         }
     }
 }

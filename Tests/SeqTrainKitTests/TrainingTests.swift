@@ -383,3 +383,48 @@ extension TrainingTests {
         XCTAssertEqual(TrainingDoctor.examine(try makeConfig(dir, overrides: ["optimizer.kind=sgd", "optimizer.lr=0.1"])), [])
     }
 }
+
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+extension TrainingTests {
+    /// Counts elements while checking that the page is well-formed XML (XHTML with inline SVG).
+    final class ElementCounter: NSObject, XMLParserDelegate {
+        var paths = 0, svgs = 0, cells: [String] = [], text = ""
+        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+            if name == "path" && attributes["class"] == "series" { paths += 1 }
+            if name == "svg" { svgs += 1 }
+            text = ""
+        }
+        func parser(_ parser: XMLParser, foundCharacters string: String) { text += string }
+        func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+            if name == "td" { cells.append(text) }
+        }
+    }
+
+    func testReportIsWellFormedWithOnePathPerSeriesAndTheConfigDifferences() throws {
+        let (dir, _, options) = try scratchRun()
+        for (name, lr) in [("slow", "0.001"), ("fast", "0.01")] {
+            var fresh = options
+            fresh.overwrite = true
+            _ = try Trainer(config: try makeConfig(dir, overrides: ["training.max_steps=30", "training.eval_every=10", "optimizer.lr=\(lr)",
+                                                                    "job.run_dir=\(dir)/\(name)"]), options: fresh).run()
+        }
+        let result = try MultiRankTests.execute([MultiRankTests.binary, "report", "\(dir)/slow", "\(dir)/fast", "--out", "\(dir)/report.html"])
+        XCTAssertEqual(result.status, 0, result.errors)
+        let parser = try XCTUnwrap(XMLParser(contentsOf: URL(fileURLWithPath: "\(dir)/report.html")))
+        let counter = ElementCounter()
+        parser.delegate = counter
+        XCTAssertTrue(parser.parse(), "well-formed: \(parser.parserError.map { "\($0)" } ?? "")")
+        XCTAssertEqual(counter.svgs, 4, "loss, learning rate, gradient norm, throughput")
+        // Two runs: training and validation loss, learning rate, gradient norm, throughput.
+        XCTAssertEqual(counter.paths, 2 * (2 + 1 + 1 + 1))
+        let lr = try XCTUnwrap(counter.cells.firstIndex(of: "optimizer.lr"))
+        XCTAssertEqual(Array(counter.cells[(lr + 1)...(lr + 2)]), ["0.001", "0.01"], "the configs differ in optimizer.lr")
+        // A missing run directory is an error naming it.
+        let missing = try MultiRankTests.execute([MultiRankTests.binary, "report", "\(dir)/nowhere", "--out", "\(dir)/r.html"])
+        XCTAssertEqual(missing.status, 2)
+        XCTAssertTrue(missing.errors.contains("\(dir)/nowhere/metrics.jsonl: cannot read it"), missing.errors)
+    }
+}
