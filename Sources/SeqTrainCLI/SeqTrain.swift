@@ -9,7 +9,7 @@ struct SeqTrain: ParsableCommand {
         abstract: "Train LSTM, GRU and MLP models on CPUs and CPU clusters.",
         discussion: "One experiment is one TOML file: seqtrain train configs/charlm.toml. Under mpirun the same command trains data-parallel.",
         subcommands: [Train.self, Sample.self, Evaluate.self, Predict.self, ShowConfig.self, MakeData.self, Bench.self, ShowSystem.self,
-                      CheckGradients.self, Report.self])
+                      CheckGradients.self, Report.self, Debug.self])
 
     /// Before anything else (BLAS calls, MPI): make sure OpenBLAS runs a kernel that suits the CPU.
     static func main() {
@@ -72,6 +72,9 @@ struct Train: ParsableCommand {
     @Flag(help: "Do not print the training doctor's warnings (what is certainly wrong is still refused).")
     var noDoctor = false
 
+    @Flag(help: "Check every collective's fingerprint, every rank's parameters against rank 0's after each step, and gradients for NaN per tensor; each rank logs its phases to RUN_DIR/rank-R.log.")
+    var debug = false
+
     @Flag(help: "Use MPI even when no MPI launcher started this process.")
     var mpi = false
 
@@ -95,6 +98,7 @@ struct Train: ParsableCommand {
         options.overwrite = overwrite
         options.quiet = quiet
         options.doctor = !noDoctor
+        options.debug = debug
         options.traceDirectory = testTraceDir
         if let testFailAt {
             let parts = testFailAt.split(separator: ":", maxSplits: 3).map(String.init)
@@ -107,8 +111,11 @@ struct Train: ParsableCommand {
             options.failureMarker = parts.count == 4 ? parts[3] : nil
         }
         let communicator: Communicator
+        let mpiCommunicator: MPICommunicator?
         do {
-            communicator = mpi || MPICommunicator.launchedByMPI ? try MPICommunicator() : SingleProcess()
+            mpiCommunicator = mpi || MPICommunicator.launchedByMPI ? try MPICommunicator() : nil
+            let plain: Communicator = mpiCommunicator ?? SingleProcess()
+            communicator = debug ? CheckedCommunicator(plain) : plain
         } catch {
             printError("\(error)")
             throw ExitCode(2)
@@ -119,14 +126,14 @@ struct Train: ParsableCommand {
         do {
             trainer = try Trainer.start(config: {
                 let experiment = try ExperimentConfig.load(path: config, overrides: overrides + (progress.map { ["metrics.progress=\($0)"] } ?? []))
-                (communicator as? MPICommunicator)?.timeout = experiment.number("training.collective_timeout_s")
+                mpiCommunicator?.timeout = experiment.number("training.collective_timeout_s")
                 return experiment
             }, communicator: communicator, options: options)
         } catch {
             if rank == 0 { printError("\(error)") }
             throw ExitCode(2)
         }
-        (communicator as? MPICommunicator)?.activity = "training"
+        mpiCommunicator?.activity = "training"
         do {
             let summary = try trainer.run()
             if trainer.progressStyle != .none && rank == 0, let v = summary.validation {
@@ -272,6 +279,69 @@ struct Report: ParsableCommand {
             let html = try RunReport.html(runs: runs)
             try DurableFile.write(Data(html.utf8), to: out)
             print("report: \(out) (\(runs.count) run(s))")
+        }
+    }
+}
+
+struct Debug: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a config for a few steps on N ranks of this machine with every check of --debug, and say whether the ranks agree.",
+        discussion: "Starts mpirun itself (oversubscribed when N exceeds the cores, as root when run as root), one BLAS thread per rank, into a temporary run directory. The first thing to run before a multi-node job.")
+
+    @Argument(help: "The experiment config.")
+    var config: String
+
+    @Option(name: .short, help: "Ranks.")
+    var n = 2
+
+    @Option(help: "Training steps.")
+    var steps = 5
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a key: section.key=value (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    @Option(help: ArgumentHelp("Test hook passed to every rank (see train --test-fail-at).", visibility: .hidden))
+    var testFailAt: String?
+
+    func validate() throws {
+        guard (1...256).contains(n) else { throw ValidationError("-n \(n): give 1 to 256 ranks") }
+        guard (1...1_000_000).contains(steps) else { throw ValidationError("--steps \(steps): give 1 to 1000000 steps") }
+    }
+
+    func run() throws {
+        let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("seqtrain-debug-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: runDirectory) }
+        var command = ["mpirun", "-n", "\(n)", "-x", "OPENBLAS_NUM_THREADS=1"]
+        if n > ProcessInfo.processInfo.activeProcessorCount { command += ["--oversubscribe", "--bind-to", "none"] }
+        if getuid() == 0 { command.append("--allow-run-as-root") }
+        command += [binary, "train", config, "--debug", "--progress", "lines", "--set", "training.max_steps=\(steps)", "--set", "job.run_dir=\(runDirectory)"]
+        command += overrides.flatMap { ["--set", $0] }
+        if let testFailAt { command += ["--test-fail-at", testFailAt] }
+        print("debug: " + command.joined(separator: " "))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        let errors = Pipe()
+        process.standardError = errors
+        do { try process.run() } catch {
+            printError("cannot start mpirun (\(error)); install Open MPI (./launch/setup does)")
+            throw ExitCode(2)
+        }
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        writeStandardError(text)
+        let logs = (0..<n).compactMap { rank -> String? in
+            guard let log = try? String(contentsOfFile: "\(runDirectory)/rank-\(rank).log", encoding: .utf8) else { return nil }
+            return "rank \(rank): " + (log.split(separator: "\n").last.map(String.init) ?? "(no step finished)")
+        }
+        if !logs.isEmpty { print("last step logged per rank:\n" + logs.joined(separator: "\n")) }
+        if process.terminationStatus == 0 {
+            print("verdict: the \(n) ranks agree: \(steps) steps, every collective matched and every rank's parameters equal rank 0's after each step")
+        } else {
+            let reasons = text.split(separator: "\n").filter { $0.contains("error:") }.map { String($0) }
+            print("verdict: the ranks do not agree" + (reasons.isEmpty ? " (mpirun exited with \(process.terminationStatus))" : ":\n" + reasons.joined(separator: "\n")))
+            throw ExitCode(2)
         }
     }
 }

@@ -309,6 +309,31 @@ final class MultiRankTests: XCTestCase {
         }
     }
 
+    /// `seqtrain debug -n 2`: a healthy config gets the verdict that the ranks agree; a parameter
+    /// drift planted on one rank is named (step, rank, tensor); a rank that calls another collective
+    /// is named with both sides, in bounded time instead of a hang.
+    func testDebugModeNamesDivergenceAndCollectiveMismatches() throws {
+        func debug(_ extra: [String]) throws -> Run {
+            try Self.execute([Self.binary, "debug", "\(dir)/config.toml", "-n", "2", "--steps", "6"] + extra, timeout: 90)
+        }
+        let healthy = try debug([])
+        XCTAssertEqual(healthy.status, 0, healthy.errors)
+        XCTAssertTrue(healthy.output.contains("verdict: the 2 ranks agree: 6 steps"), healthy.output)
+        XCTAssertTrue(healthy.output.contains("rank 1: step 6: data "), healthy.output)
+        XCTAssertTrue(healthy.output.contains("fingerprint") && healthy.output.contains("; parameters agree with rank 0"), healthy.output)
+
+        let drift = try debug(["--test-fail-at", "1:3:diverge"])
+        XCTAssertEqual(drift.status, 2)
+        XCTAssertTrue(drift.output.contains("verdict: the ranks do not agree"), drift.output)
+        XCTAssertTrue(drift.output.contains("step 4: rank 1's parameters differ from rank 0's, first in head.bias"), drift.output)
+
+        let mismatch = try debug(["--test-fail-at", "1:2:extra-collective"])
+        XCTAssertEqual(mismatch.status, 2)
+        XCTAssertLessThan(mismatch.seconds, 60)
+        XCTAssertTrue(mismatch.output.contains("collective mismatch: rank 0 called all-reduce of doubles of 3 element(s) as collective #"), mismatch.output)
+        XCTAssertTrue(mismatch.output.contains("rank 1 called broadcast of 8 element(s)"), mismatch.output)
+    }
+
     func testABatchThatDoesNotDivideAmongTheRanksIsRefused() throws {
         let result = try Self.train(ranks: 2, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/odd", "--set", "training.batch_size=5"], timeout: 60)
         XCTAssertNotEqual(result.status, 0)

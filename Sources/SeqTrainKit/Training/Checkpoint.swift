@@ -166,6 +166,15 @@ public enum Checkpoint {
 }
 
 extension ParameterArena {
+    /// The first gradient tensor (in layout order) holding NaN or infinity, with the count.
+    public func firstNonFiniteGradient() -> (name: String, count: Int)? {
+        for (name, _, values) in namedValues(from: gradients) {
+            let bad = values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+            if bad > 0 { return (name, bad) }
+        }
+        return nil
+    }
+
     /// The first parameter tensor holding NaN or infinity, with the count of such values.
     public func firstNonFinite() -> (name: String, count: Int)? {
         for (name, _, values) in namedValues() {

@@ -9,6 +9,10 @@ public struct TrainerOptions {
     public var quiet = false
     /// Print the training doctor's warnings (`--no-doctor` turns them off; refusals stay).
     public var doctor = true
+    /// `--debug`: after each step every rank compares its parameters with rank 0's, gradients are
+    /// checked for NaN and infinity tensor by tensor, and each rank logs its phases to rank-R.log.
+    /// (Collectives are checked by wrapping the communicator in a CheckedCommunicator.)
+    public var debug = false
     /// Test hook: rank `rank` fails at step `step`: exits, throws, or hangs (for the watchdog);
     /// `hangOnce` hangs only when `failureMarker` does not exist yet, creating it (a job that is
     /// stopped there and started again then runs through).
@@ -18,6 +22,10 @@ public struct TrainerOptions {
         case exit, raise, hang, hangOnce = "hang-once", killInCheckpoint = "kill-in-checkpoint"
         /// This rank's loss of that step becomes NaN (the step is then skipped or stops the run).
         case nonFinite = "nan"
+        /// This rank's parameters drift from the others' after that step's update.
+        case diverge
+        /// This rank calls one collective more than the others at that step.
+        case extraCollective = "extra-collective"
     }
     /// Test hook: every rank appends "step lane first-input last-input" lines for each of its
     /// batch rows to `trace-rank<r>.txt` in this directory.
@@ -196,9 +204,9 @@ public final class Trainer {
             try writer.text("config", "```\n" + config.resolvedTOML + "\n```", step: step)
             tensorboard = writer
         }
-        if config.boolean("metrics.timeline") && timeline == nil {
-            // Rank 0 made the directory in prepare(); every rank writes its own file.
-            timeline = try Timeline(directory: runDirectory, rank: communicator.rank)
+        if (config.boolean("metrics.timeline") || options.debug) && timeline == nil {
+            // Rank 0 made the directory in prepare(); every rank writes its own files.
+            timeline = try Timeline(directory: runDirectory, rank: communicator.rank, trace: config.boolean("metrics.timeline"), log: options.debug)
         }
         diagnoses = TrainingDoctor.examine(config) + experiment.diagnoses
         if isLeader && options.doctor { for text in diagnoses { printWarning("doctor: \(text)") } }
@@ -219,12 +227,12 @@ public final class Trainer {
 
         while step < totalSteps {
             if let failure = options.failure, failure.rank == communicator.rank, failure.step == step,
-               ![.killInCheckpoint, .nonFinite].contains(failure.mode) {
+               ![.killInCheckpoint, .nonFinite, .diverge, .extraCollective].contains(failure.mode) {
                 switch failure.mode {
                 case .exit: exit(3)
                 case .hang: while true { sleep(1) }
                 case .raise: throw SeqTrainError("test hook: rank \(communicator.rank) fails at step \(step)")
-                case .killInCheckpoint, .nonFinite: break
+                case .killInCheckpoint, .nonFinite, .diverge, .extraCollective: break
                 case .hangOnce:
                     if let marker = options.failureMarker, !FileManager.default.fileExists(atPath: marker) {
                         _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
@@ -242,6 +250,13 @@ public final class Trainer {
                                                                     lap: { [timeline] in timeline?.lap($0, step: stepNumber) })
             try reducer.finish()
             timeline?.lap("allreduce_wait", step: stepNumber)
+            if options.debug && config.text("training.on_nonfinite") == "stop", let (name, count) = parameters.firstNonFiniteGradient() {
+                throw SeqTrainError("step \(stepNumber): the summed gradient of \(name) holds \(count) NaN or infinite value(s), the first tensor in layout order to do so (--debug)")
+            }
+            if let failure = options.failure, failure.mode == .extraCollective, failure.rank == communicator.rank, failure.step == step {
+                var extra = [UInt8](repeating: 0, count: 8)
+                try communicator.broadcast(&extra, root: 0)
+            }
             if let dir = options.traceDirectory {
                 try append(experiment.traceLines(step: step), to: "\(dir)/trace-rank\(communicator.rank).txt")
             }
@@ -271,7 +286,15 @@ public final class Trainer {
             }
             let lr = schedule.rate(step: step)
             if finite { optimizer.step(parameters, learningRate: Float(lr), gradientScale: gradientScale) }
+            if let failure = options.failure, failure.mode == .diverge, failure.rank == communicator.rank, failure.step == step,
+               let last = parameters.layout.entries.last {
+                parameters.value(last).pointee += 1e-3
+            }
             timeline?.lap("optimizer", step: stepNumber)
+            if options.debug {
+                try checkParametersAgree(step: stepNumber)
+                timeline?.lap("fingerprint", step: stepNumber)
+            }
             step += 1
             summary.losses.append(global.mean)
             if finite { window = window + global }
@@ -308,7 +331,7 @@ public final class Trainer {
                 summary.lastCheckpoint = try writeCheckpoint()
                 timeline?.lap("checkpoint", step: stepNumber)
             }
-            try timeline?.flush()
+            try timeline?.flush(step: stepNumber, note: options.debug && communicator.size > 1 ? "; parameters agree with rank 0" : "")
             summary.finalLoss = global.mean
         }
         progress?.finish()
@@ -318,6 +341,24 @@ public final class Trainer {
         if isLeader, let report = lastValidation, step == totalSteps { try writeReport(report, progress: progress) }
         if let progress, let path = summary.lastCheckpoint { progress.message("checkpoint: \(path)") }
         return summary
+    }
+
+    /// `--debug`: every tensor's CRC-32 on every rank against rank 0's; the first difference stops
+    /// every rank, naming the step, the rank and the tensor.
+    func checkParametersAgree(step: Int) throws {
+        guard communicator.size > 1 else { return }
+        let parameters = experiment.trainableModel.parameters
+        var sums: [UInt8] = []
+        for ref in parameters.layout.entries {
+            let crc = UnsafeRawBufferPointer(start: parameters.value(ref), count: ref.count * 4)
+            sums += Array(DurableFile.checksum(crc).utf8)
+        }
+        let all = try communicator.allGather(sums)
+        for (rank, theirs) in all.enumerated().dropFirst() where theirs != all[0] {
+            let differing = parameters.layout.entries.indices.filter { k in theirs[(k * 8)..<(k * 8 + 8)] != all[0][(k * 8)..<(k * 8 + 8)] }
+            let names = differing.map { parameters.layout.entries[$0].name }
+            throw SeqTrainError("step \(step): rank \(rank)'s parameters differ from rank 0's, first in \(names.first ?? "?")\(names.count > 1 ? " (and \(names.count - 1) more tensor(s))" : "") (--debug)")
+        }
     }
 
     /// Global validation figures (every rank takes part); the loss feeds reduce-on-plateau.
