@@ -105,7 +105,7 @@ struct Train: ParsableCommand {
             guard parts.count >= 2, let rank = Int(parts[0]), let step = Int(parts[1]),
                   let mode = TrainerOptions.FailureMode(rawValue: parts.count > 2 ? parts[2] : "raise"),
                   (mode == .hangOnce) == (parts.count == 4) else {
-                throw ValidationError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise|hang|hang-once:FILE|kill-in-checkpoint|nan]")
+                throw ValidationError("--test-fail-at \(testFailAt): expected RANK:STEP[:exit|raise|hang|hang-once:FILE|kill-in-checkpoint|nan|diverge|extra-collective|nan-weight]")
             }
             options.failure = (rank, step, mode)
             options.failureMarker = parts.count == 4 ? parts[3] : nil

@@ -332,6 +332,13 @@ final class MultiRankTests: XCTestCase {
         XCTAssertLessThan(mismatch.seconds, 60)
         XCTAssertTrue(mismatch.output.contains("collective mismatch: rank 0 called all-reduce of doubles of 3 element(s) as collective #"), mismatch.output)
         XCTAssertTrue(mismatch.output.contains("rank 1 called broadcast of 8 element(s)"), mismatch.output)
+
+        // A NaN weight in rank 1's second LSTM layer: rank 1 names that layer's output, the first
+        // non-finite one of its forward pass; rank 0 the first gradient of the backward pass.
+        let poisoned = try debug(["--test-fail-at", "1:2:nan-weight"])
+        XCTAssertEqual(poisoned.status, 2)
+        XCTAssertTrue(poisoned.output.contains("rank 1: step 3: the lstm layer 1 output holds"), poisoned.output)
+        XCTAssertTrue(poisoned.output.contains("the first layer of the forward pass to do so"), poisoned.output)
     }
 
     func testABatchThatDoesNotDivideAmongTheRanksIsRefused() throws {

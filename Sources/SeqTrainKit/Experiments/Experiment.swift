@@ -5,10 +5,16 @@ import Foundation
 public protocol TrainableModel: AnyObject {
     var parameters: ParameterArena { get }
     var recurrentStacks: [RecurrentNetwork] { get }
+    /// The last forward's output of every layer, in forward order (`--debug` names the first one
+    /// holding NaN or infinity).
+    var forwardOutputs: [(name: String, values: FloatBuffer)] { get }
 }
 
 extension CharLanguageModel: TrainableModel {
     public var recurrentStacks: [RecurrentNetwork] { [rnn] }
+    public var forwardOutputs: [(name: String, values: FloatBuffer)] {
+        [("embedding output", embeddedOutput)] + rnn.layerOutputs + [("head output (logits)", logits)]
+    }
 }
 
 /// Lanes whose recurrent state carries from batch to batch (stateful kinds): saved in checkpoints

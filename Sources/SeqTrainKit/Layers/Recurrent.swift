@@ -72,6 +72,8 @@ public final class RecurrentNetwork {
         public let inputWeight, recurrentWeight, inputBias, recurrentBias: ParameterRef
     }
 
+    /// The prefix of its parameters' names ("lstm", "gru", "encoder").
+    public let name: String
     public let cellKind: RecurrentCell
     public let inputSize: Int
     public let hiddenSize: Int
@@ -102,12 +104,19 @@ public final class RecurrentNetwork {
     let stepScratch = FloatBuffer()       // (B, G·H): GRU recurrent gates of one step; (B, H) backward scratch
     let combinedBias = FloatBuffer()      // (G·H): b_ih + b_hh for the LSTM
 
+    /// The last forward's outputs of every layer, (T+1, B, H) each (slot 0 the initial state), for
+    /// `--debug`'s non-finite check.
+    public var layerOutputs: [(name: String, values: FloatBuffer)] {
+        hidden.enumerated().map { ("\(name) layer \($0.offset) output", $0.element) }
+    }
+
     /// Called every few steps of back-propagation through time, so gradient all-reduces already
     /// under way make progress while backward runs.
     public var progressHook: (() -> Void)?
 
     public init(_ name: String, cell kind: RecurrentCell, inputSize: Int, hiddenSize: Int, layers: Int = 1,
                 dropout: Float = 0, dropoutStream: Int = 0, layout: inout ParameterLayout) {
+        self.name = name
         cellKind = kind
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize

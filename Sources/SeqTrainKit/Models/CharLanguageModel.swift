@@ -39,6 +39,7 @@ public final class CharLanguageModel {
     public let parameters: ParameterArena
 
     private let embedded = FloatBuffer()      // (T, B, E)
+    var embeddedOutput: FloatBuffer { embedded }
     public let logits = FloatBuffer()         // (T, B, V)
     private let dLogits = FloatBuffer()       // (T, B, V)
     private let dHidden = FloatBuffer()       // (T, B, H)

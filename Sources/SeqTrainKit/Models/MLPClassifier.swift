@@ -12,6 +12,10 @@ public final class MLPClassifier: TrainableModel {
     public let dropout: Dropout
     public let parameters: ParameterArena
     public var recurrentStacks: [RecurrentNetwork] { [] }
+    /// activations[k] is the input of linear k: its output is activations[k + 1] (the last: logits).
+    public var forwardOutputs: [(name: String, values: FloatBuffer)] {
+        activations.enumerated().dropFirst().map { ("linear \($0.offset - 1) output" + ($0.offset == activations.count - 1 ? " (logits)" : ""), $0.element) }
+    }
 
     private var activations: [FloatBuffer] = []   // k: input of linear k, (N, widths[k]); last: logits (N, C)
     private var preActivations: [FloatBuffer] = [] // k ≥ 1: output of linear k-1 before the activation

@@ -35,6 +35,7 @@ public final class SequenceClassifier: TrainableModel {
     public let labelCount: Int
     public let pooling: Pooling
     public var recurrentStacks: [RecurrentNetwork] { [rnn] }
+    public var forwardOutputs: [(name: String, values: FloatBuffer)] { rnn.layerOutputs + [("head output (logits)", logits)] }
 
     public let logits = FloatBuffer()          // (B, C)
     private let dLogits = FloatBuffer()        // (B, C)

@@ -166,9 +166,10 @@ public enum Checkpoint {
 }
 
 extension ParameterArena {
-    /// The first gradient tensor (in layout order) holding NaN or infinity, with the count.
+    /// The first gradient tensor in backward order (the reverse of the layout's) holding NaN or
+    /// infinity, with the count.
     public func firstNonFiniteGradient() -> (name: String, count: Int)? {
-        for (name, _, values) in namedValues(from: gradients) {
+        for (name, _, values) in namedValues(from: gradients).reversed() {
             let bad = values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
             if bad > 0 { return (name, bad) }
         }

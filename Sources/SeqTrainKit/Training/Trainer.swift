@@ -26,6 +26,8 @@ public struct TrainerOptions {
         case diverge
         /// This rank calls one collective more than the others at that step.
         case extraCollective = "extra-collective"
+        /// Before that step, this rank sets one weight of the last recurrent layer (or last linear) to NaN.
+        case nanWeight = "nan-weight"
     }
     /// Test hook: every rank appends "step lane first-input last-input" lines for each of its
     /// batch rows to `trace-rank<r>.txt` in this directory.
@@ -227,12 +229,12 @@ public final class Trainer {
 
         while step < totalSteps {
             if let failure = options.failure, failure.rank == communicator.rank, failure.step == step,
-               ![.killInCheckpoint, .nonFinite, .diverge, .extraCollective].contains(failure.mode) {
+               ![.killInCheckpoint, .nonFinite, .diverge, .extraCollective, .nanWeight].contains(failure.mode) {
                 switch failure.mode {
                 case .exit: exit(3)
                 case .hang: while true { sleep(1) }
                 case .raise: throw SeqTrainError("test hook: rank \(communicator.rank) fails at step \(step)")
-                case .killInCheckpoint, .nonFinite, .diverge, .extraCollective: break
+                case .killInCheckpoint, .nonFinite, .diverge, .extraCollective, .nanWeight: break
                 case .hangOnce:
                     if let marker = options.failureMarker, !FileManager.default.fileExists(atPath: marker) {
                         _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
@@ -241,6 +243,11 @@ public final class Trainer {
                 }
             }
             try communicator.beginStep(step)
+            if let failure = options.failure, failure.mode == .nanWeight, failure.rank == communicator.rank, failure.step == step,
+               let target = parameters.layout.entries.last(where: { $0.name.contains("weight_hh") })
+                ?? parameters.layout.entries.last(where: { $0.name.hasSuffix(".weight") }) {
+                parameters.value(target).pointee = .nan
+            }
             timeline?.start()
             let stepNumber = step + 1
             parameters.zeroGradients()
@@ -250,8 +257,17 @@ public final class Trainer {
                                                                     lap: { [timeline] in timeline?.lap($0, step: stepNumber) })
             try reducer.finish()
             timeline?.lap("allreduce_wait", step: stepNumber)
-            if options.debug && config.text("training.on_nonfinite") == "stop", let (name, count) = parameters.firstNonFiniteGradient() {
-                throw SeqTrainError("step \(stepNumber): the summed gradient of \(name) holds \(count) NaN or infinite value(s), the first tensor in layout order to do so (--debug)")
+            if options.debug && config.text("training.on_nonfinite") == "stop" {
+                // This rank's forward, layer by layer, then the summed gradients in backward order.
+                for (name, buffer) in experiment.trainableModel.forwardOutputs {
+                    let bad = UnsafeBufferPointer(start: buffer.pointer, count: buffer.count).reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+                    if bad > 0 {
+                        throw SeqTrainError("step \(stepNumber): the \(name) holds \(bad) NaN or infinite value(s) on rank \(communicator.rank), the first layer of the forward pass to do so (--debug)")
+                    }
+                }
+                if let (name, count) = parameters.firstNonFiniteGradient() {
+                    throw SeqTrainError("step \(stepNumber): the summed gradient of \(name) holds \(count) NaN or infinite value(s), the first tensor of the backward pass to do so (--debug)")
+                }
             }
             if let failure = options.failure, failure.mode == .extraCollective, failure.rank == communicator.rank, failure.step == step {
                 var extra = [UInt8](repeating: 0, count: 8)
