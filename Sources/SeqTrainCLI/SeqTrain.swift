@@ -274,11 +274,25 @@ struct Report: ParsableCommand {
     @Option(help: "The HTML file to write.")
     var out = "report.html"
 
+    @Option(help: "Also write each chart as a standalone SVG file into this directory.")
+    var svg: String?
+
     func run() throws {
         try reporting {
             let html = try RunReport.html(runs: runs)
             try DurableFile.write(Data(html.utf8), to: out)
             print("report: \(out) (\(runs.count) run(s))")
+            if let svg {
+                do {
+                    try FileManager.default.createDirectory(atPath: svg, withIntermediateDirectories: true)
+                } catch {
+                    throw SeqTrainError("--svg \(svg): cannot create the directory: \(error.localizedDescription)")
+                }
+                for file in try RunReport.svgFiles(runs: runs) {
+                    try DurableFile.write(Data(file.svg.utf8), to: "\(svg)/\(file.name)")
+                    print("chart: \(svg)/\(file.name)")
+                }
+            }
         }
     }
 }

@@ -411,7 +411,8 @@ extension TrainingTests {
             _ = try Trainer(config: try makeConfig(dir, overrides: ["training.max_steps=30", "training.eval_every=10", "optimizer.lr=\(lr)",
                                                                     "job.run_dir=\(dir)/\(name)"]), options: fresh).run()
         }
-        let result = try MultiRankTests.execute([MultiRankTests.binary, "report", "\(dir)/slow", "\(dir)/fast", "--out", "\(dir)/report.html"])
+        let result = try MultiRankTests.execute([MultiRankTests.binary, "report", "\(dir)/slow", "\(dir)/fast", "--out", "\(dir)/report.html",
+                                                 "--svg", "\(dir)/charts"])
         XCTAssertEqual(result.status, 0, result.errors)
         let parser = try XCTUnwrap(XMLParser(contentsOf: URL(fileURLWithPath: "\(dir)/report.html")))
         let counter = ElementCounter()
@@ -422,6 +423,14 @@ extension TrainingTests {
         XCTAssertEqual(counter.paths, 2 * (2 + 1 + 1 + 1))
         let lr = try XCTUnwrap(counter.cells.firstIndex(of: "optimizer.lr"))
         XCTAssertEqual(Array(counter.cells[(lr + 1)...(lr + 2)]), ["0.001", "0.01"], "the configs differ in optimizer.lr")
+        // The same charts as standalone SVG files.
+        for (name, paths) in [("loss", 4), ("learning_rate", 2), ("gradient_norm", 2), ("throughput", 2)] {
+            let chart = try XCTUnwrap(XMLParser(contentsOf: URL(fileURLWithPath: "\(dir)/charts/\(name).svg")))
+            let svgCounter = ElementCounter()
+            chart.delegate = svgCounter
+            XCTAssertTrue(chart.parse(), name)
+            XCTAssertEqual(svgCounter.paths, paths, name)
+        }
         // A missing run directory is an error naming it.
         let missing = try MultiRankTests.execute([MultiRankTests.binary, "report", "\(dir)/nowhere", "--out", "\(dir)/r.html"])
         XCTAssertEqual(missing.status, 2)

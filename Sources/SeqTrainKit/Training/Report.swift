@@ -16,21 +16,9 @@ public enum RunReport {
     static let palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
 
     public static func html(runs directories: [String]) throws -> String {
-        guard !directories.isEmpty else { throw SeqTrainError("report: give one or more run directories") }
-        var names = directories.map { ($0 as NSString).lastPathComponent }
-        if Set(names).count < names.count { names = directories }
-        let runs = try zip(directories, names).map { try load($0, name: $1) }
-
+        let runs = try load(directories)
         var body = "<h1>Training report</h1>\n<p class=\"note\">" + escape(runs.map { "\($0.name): \($0.metrics.last.flatMap { $0["step"] as? Int } ?? 0) steps" }.joined(separator: "; ")) + "</p>\n"
-        var charts: [String] = []
-        charts.append(chart(title: "Loss", yLabel: "loss (nats)", runs: runs, series: [("loss", "training", false), ("val_loss", "validation", true)]))
-        charts.append(chart(title: "Learning rate", yLabel: "learning rate", runs: runs, series: [("lr", "", false)]))
-        charts.append(chart(title: "Gradient norm (before clipping)", yLabel: "global L2 norm", runs: runs, series: [("grad_norm", "", false)]))
-        let units = Set(runs.map(\.unit))
-        if units.count == 1, let unit = units.first {
-            charts.append(chart(title: "Throughput", yLabel: "\(unit.replacingOccurrences(of: "_", with: " ")) per second", runs: runs, series: [("\(unit)_per_s", "", false)]))
-        }
-        body += "<div class=\"charts\">\n" + charts.joined(separator: "\n") + "\n</div>\n"
+        body += "<div class=\"charts\">\n" + charts(runs).map(\.svg).joined(separator: "\n") + "\n</div>\n"
         body += configSection(runs)
         for run in runs { body += classifierSection(run) }
         return """
@@ -55,6 +43,30 @@ public enum RunReport {
             </html>
 
             """
+    }
+
+    /// The charts alone, as standalone SVG files (name, contents): for a paper or a README.
+    public static func svgFiles(runs directories: [String]) throws -> [(name: String, svg: String)] {
+        try charts(load(directories)).map { ($0.name + ".svg", "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + $0.svg + "\n") }
+    }
+
+    static func load(_ directories: [String]) throws -> [Run] {
+        guard !directories.isEmpty else { throw SeqTrainError("report: give one or more run directories") }
+        var names = directories.map { ($0 as NSString).lastPathComponent }
+        if Set(names).count < names.count { names = directories }
+        return try zip(directories, names).map { try load($0, name: $1) }
+    }
+
+    static func charts(_ runs: [Run]) -> [(name: String, svg: String)] {
+        var charts: [(String, String)] = []
+        charts.append(("loss", chart(title: "Loss", yLabel: "loss (nats)", runs: runs, series: [("loss", "training", false), ("val_loss", "validation", true)])))
+        charts.append(("learning_rate", chart(title: "Learning rate", yLabel: "learning rate", runs: runs, series: [("lr", "", false)])))
+        charts.append(("gradient_norm", chart(title: "Gradient norm (before clipping)", yLabel: "global L2 norm", runs: runs, series: [("grad_norm", "", false)])))
+        let units = Set(runs.map(\.unit))
+        if units.count == 1, let unit = units.first {
+            charts.append(("throughput", chart(title: "Throughput", yLabel: "\(unit.replacingOccurrences(of: "_", with: " ")) per second", runs: runs, series: [("\(unit)_per_s", "", false)])))
+        }
+        return charts
     }
 
     static func load(_ directory: String, name: String) throws -> Run {
