@@ -201,6 +201,9 @@ final class TrainingTests: XCTestCase {
             ("model.hidden=4294967296", "model.embedding, model.hidden, model.layers: 17179869184 × 8589934594 is too large to allocate"),
             ("model.hidden=1000000", "a model of embedding 16, hidden 1000000 and 1 layers would need"),
             ("training.seq_len=100000000", "the recurrent buffers of a batch would need"),
+            // A BLAS matrix dimension past 2^31 - 1 (OpenBLAS's 32-bit sizes), caught before the conversion.
+            ("model.hidden=600000000", "4 × model.hidden = 2400000000 exceeds the 2147483647 rows or columns a BLAS matrix may have"),
+            ("training.seq_len=300000000", "training.batch_size × training.seq_len = 2400000000 exceeds the 2147483647 rows"),
         ]
         for (override, expected) in cases {
             XCTAssertThrowsError(try Trainer(config: try makeConfig(dir, overrides: [override]), options: options).run()) { error in

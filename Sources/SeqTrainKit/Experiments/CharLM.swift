@@ -139,6 +139,9 @@ public final class CharLMTask: Experiment {
         let parameters = try MemoryCheck.sum([try MemoryCheck.product([vocabulary, E], what: what), try MemoryCheck.product([layer, L], what: what),
                                               try MemoryCheck.product([H + 1, vocabulary], what: what)], what: what)
         try MemoryCheck.requireStored(storedValues, estimate: parameters)
+        try MemoryCheck.requireMatrixDimensions([(gates, "4 × model.hidden"), (vocabulary, "the vocabulary size"), (E, "model.embedding"),
+                                                 (try MemoryCheck.product([rows, config.integer("training.seq_len")], what: "training.batch_size × training.seq_len"),
+                                                  "training.batch_size × training.seq_len")])
         try MemoryCheck.require(floats: try MemoryCheck.product([parameters, 4], what: what),
                                 what: "a model of embedding \(E), hidden \(H) and \(L) layers", fix: "lower model.hidden or model.layers")
         let buffers = try MemoryCheck.product([rows, config.integer("training.seq_len"), 8, gates, L],

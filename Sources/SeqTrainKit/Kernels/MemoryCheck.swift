@@ -36,6 +36,14 @@ public enum MemoryCheck {
         }
     }
 
+    /// OpenBLAS takes 32-bit matrix dimensions: every GEMM dimension (rows × steps of a batch,
+    /// widths, vocabulary) must fit, or the conversion would trap.
+    public static func requireMatrixDimensions(_ dimensions: [(value: Int, what: String)]) throws {
+        for (value, what) in dimensions where value > Int(Int32.max) {
+            throw SeqTrainError("\(what) = \(value) exceeds the \(Int32.max) rows or columns a BLAS matrix may have; lower it")
+        }
+    }
+
     /// A loader's check before it builds a model from a checkpoint's config: `estimate` (an upper
     /// bound, at most about twice the true count) against the values the file's tensors hold, so
     /// a damaged config asking for a huge model is refused before anything is allocated.

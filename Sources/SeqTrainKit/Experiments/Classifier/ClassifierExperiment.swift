@@ -45,6 +45,7 @@ enum ClassifierNetwork {
             }
             let count = try MemoryCheck.sum(weights, what: "model.hidden_sizes")
             try MemoryCheck.requireStored(storedValues, estimate: count)
+            try MemoryCheck.requireMatrixDimensions(widths.map { ($0, "a layer width (model.hidden_sizes, the input features or the classes)") })
             try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: "model.hidden_sizes"),
                                     what: "an MLP of widths \(widths)", fix: fix)
         case "sequence_classifier":
@@ -55,6 +56,7 @@ enum ClassifierNetwork {
             let count = try MemoryCheck.sum([try MemoryCheck.product([perLayer, layers], what: "model.layers"),
                                              try MemoryCheck.product([hidden + 1, classes], what: "model.hidden")], what: "model.hidden")
             try MemoryCheck.requireStored(storedValues, estimate: count)
+            try MemoryCheck.requireMatrixDimensions([(gates, "4 × model.hidden"), (inputFeatures, "the input features")])
             try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: "model.hidden"),
                                     what: "a \(layers)-layer recurrent stack of hidden \(hidden)", fix: fix)
         default:
@@ -224,6 +226,8 @@ public final class ClassifierExperiment: Experiment {
         // The batch's recurrent buffers (gates, states, their gradients: about 8 of width 4H per
         // layer and step) for the longest sequence.
         if layout == .sequence && settings.features == "raw" {
+            try MemoryCheck.requireMatrixDimensions([(try MemoryCheck.product([rows.count, training.steps], what: "training.batch_size × steps"),
+                                                      "training.batch_size × the sequence length")])
             let perStep = try MemoryCheck.product([rows.count, training.steps, 8, 4, config.integer("model.hidden"), config.integer("model.layers")],
                                                   what: "training.batch_size × steps × model.hidden × model.layers")
             try MemoryCheck.require(floats: perStep, what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
