@@ -97,9 +97,9 @@ public struct Vocabulary: Equatable {
     public init(_ characters: [Unicode.Scalar], source: String) throws {
         var index: [Unicode.Scalar: Int32] = [:]
         for (position, character) in characters.enumerated() {
-            guard index[character] == nil else {
+            if let earlier = index[character] {
                 let shown = character.properties.isWhitespace || character.value < 0x20 ? "U+\(String(character.value, radix: 16, uppercase: true))" : "\"\(character)\""
-                throw SeqTrainError("\(source): the vocabulary lists the character \(shown) twice (at \(index[character]!) and \(position)); each character may appear once")
+                throw SeqTrainError("\(source): the vocabulary lists the character \(shown) twice (at \(earlier) and \(position)); each character may appear once")
             }
             guard position < Int(Int32.max) else { throw SeqTrainError("\(source): the vocabulary has more than \(Int32.max) characters") }
             index[character] = Int32(position)
