@@ -14,11 +14,17 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed steps per configuration (the median is reported).")
     var repeats = 10
 
+    @Option(help: "With --workers: rounds of 1 worker then N workers, alternating (medians are reported).")
+    var rounds = 3
+
     @Option(help: "Run only configuration 1, 2 or 3.")
     var only: Int?
 
     @Option(help: "Compare 1 rank with this many ranks (one BLAS thread each) on configuration 1, through mpirun.")
     var ranks: Int?
+
+    @Option(help: "Compare 1 worker thread with this many in this process (one BLAS thread each), sharing each configuration's batch as training.workers does.")
+    var workers: Int?
 
     @Flag(help: "Time the sequence-classifier workload instead (LSTM, hidden 64, curves of 1500 steps, batch 32 per rank): samples/s.")
     var classifier = false
@@ -33,7 +39,10 @@ struct Bench: ParsableCommand {
         if let only, !(1...3).contains(only) { throw ValidationError("--only takes 1, 2 or 3, got \(only)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1, got \(rounds)") }
         if let ranks, ranks < 2 { throw ValidationError("--ranks must be at least 2, got \(ranks)") }
+        if let workers, !(2...256).contains(workers) { throw ValidationError("--workers takes 2 to 256, got \(workers)") }
+        if workers != nil && ranks != nil { throw ValidationError("--workers and --ranks are separate comparisons: give one") }
     }
 
     var selected: [Int] { only.map { [$0 - 1] } ?? Array(Benchmark.Configuration.standard.indices) }
@@ -57,6 +66,7 @@ struct Bench: ParsableCommand {
         BLASThreads.set(threads)
         if distributed { return try runDistributedRank() }
         if let ranks { return try compareRanks(ranks) }
+        if let workers { return try compareWorkers(workers) }
         say(BLASKernelSelection.summary)
         if classifier { return try runClassifier() }
         let rate = Benchmark.sgemmRate()
@@ -96,6 +106,43 @@ struct Bench: ParsableCommand {
                       "allreduce_wait_ms": r.medianWaitSeconds * 1e3, "wait_share": r.waitShare,
                       "phases_ms": r.phasesPerRank.map { $0.mapValues { $0 * 1e3 } }])
         }
+    }
+
+    /// One worker, then `workers` worker threads, on each selected configuration (or the
+    /// classifier workload), alternating `rounds` times; medians of the rounds.
+    func compareWorkers(_ workers: Int) throws {
+        say(BLASKernelSelection.summary)
+        let unit = classifier ? "samples" : "tokens"
+        let workloads: [Benchmark.Configuration?] = classifier ? [nil] : selected.map { Benchmark.Configuration.standard[$0] }
+        var rows: [[String: Any]] = []
+        for c in workloads {
+            say((c.map { "\($0): the batch of \($0.batch) lanes shared by the workers" } ?? "\(workloadDescription) shared by the workers")
+                + String(format: ", 1 BLAS thread per worker, median of %d steps, %d alternating rounds", repeats, rounds))
+            var one: [Benchmark.DistributedResult] = [], many: [Benchmark.DistributedResult] = []
+            for _ in 0..<rounds {
+                one.append(try Benchmark.workerStep(c, workers: 1, repeats: repeats))
+                many.append(try Benchmark.workerStep(c, workers: workers, repeats: repeats))
+            }
+            func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+            let single = median(one.map(\.tokensPerSecond)), multiple = median(many.map(\.tokensPerSecond))
+            let scalings = zip(one, many).map { $1.tokensPerSecond / $0.tokensPerSecond }
+            let typical = many.sorted { $0.tokensPerSecond < $1.tokensPerSecond }[many.count / 2]
+            let reduction = median(typical.phasesPerRank.map { $0["reduction"] ?? 0 }) * 1e3
+            say(String(format: "  1 worker: %.0f %@/s; %d workers: %.0f %@/s; scaling %.2fx (per round: %@), efficiency %.1f%%",
+                       single, unit, workers, multiple, unit, multiple / single,
+                       scalings.map { String(format: "%.2f", $0) }.joined(separator: " "), 100 * multiple / single / Double(workers)))
+            say(String(format: "  %d workers: %.1f ms/step, of which %.2f ms waiting for the gradient sum and %.2f ms computing it (per worker, median)",
+                       workers, typical.medianStepSeconds * 1e3, typical.medianWaitSeconds * 1e3, reduction))
+            for (worker, phases) in typical.phasesPerRank.enumerated() {
+                say("    worker \(worker): " + phases.keys.sorted().map { String(format: "%@ %.2f ms", $0, phases[$0]! * 1e3) }.joined(separator: ", "))
+            }
+            rows.append(["configuration": c?.description ?? workloadDescription, "unit": unit, "workers": workers,
+                         "one_worker_per_s": single, "workers_per_s": multiple, "scaling": multiple / single,
+                         "scaling_per_round": scalings, "ms_per_step": typical.medianStepSeconds * 1e3,
+                         "allreduce_wait_ms": typical.medianWaitSeconds * 1e3, "reduction_ms": reduction,
+                         "phases_ms": typical.phasesPerRank.map { $0.mapValues { $0 * 1e3 } }])
+        }
+        if json { try emit(systemFields.merging(["workers": rows]) { $1 }) }
     }
 
     /// Starts `mpirun -n 1` and `mpirun -n ranks` of this binary and reports the scaling.

@@ -110,41 +110,94 @@ struct Train: ParsableCommand {
             options.failure = (rank, step, mode)
             options.failureMarker = parts.count == 4 ? parts[3] : nil
         }
-        let communicator: Communicator
         let mpiCommunicator: MPICommunicator?
         do {
             mpiCommunicator = mpi || MPICommunicator.launchedByMPI ? try MPICommunicator() : nil
-            let plain: Communicator = mpiCommunicator ?? SingleProcess()
-            communicator = debug ? CheckedCommunicator(plain) : plain
         } catch {
             printError("\(error)")
             throw ExitCode(2)
         }
-        let world = communicator.size, rank = communicator.rank
-        // Start-up errors are agreed on by all ranks: rank 0 reports them, every rank exits cleanly.
-        let trainer: Trainer
-        do {
-            trainer = try Trainer.start(config: {
-                let experiment = try ExperimentConfig.load(path: config, overrides: overrides + (progress.map { ["metrics.progress=\($0)"] } ?? []))
-                mpiCommunicator?.timeout = experiment.number("training.collective_timeout_s")
-                return experiment
-            }, communicator: communicator, options: options)
-        } catch {
-            if rank == 0 { printError("\(error)") }
+        defer { mpiCommunicator?.finalize() }
+        let allOverrides = overrides + (progress.map { ["metrics.progress=\($0)"] } ?? [])
+        let load = { () throws -> ExperimentConfig in
+            let experiment = try ExperimentConfig.load(path: config, overrides: allOverrides)
+            mpiCommunicator?.timeout = experiment.number("training.collective_timeout_s")
+            return experiment
+        }
+        // Worker threads: decided before the trainers start, the same on every rank (the fewest any
+        // rank can run). A config that does not load gets one worker; the trainer says what is wrong.
+        let readable = try? load()
+        let environment = ProcessInfo.processInfo.environment
+        var plan = WorkerPlan.resolve(requested: readable?.value("training.workers"), batchSize: readable?.integer("training.batch_size"),
+                                      ranks: mpiCommunicator?.size ?? 1, budget: CPUBudget.current(environment: environment),
+                                      environment: environment)
+        if let mpiCommunicator, mpiCommunicator.size > 1 {
+            do {
+                let counts = try mpiCommunicator.allGather(withUnsafeBytes(of: Int64(plan.workers)) { Array($0) })
+                let fewest = counts.map { $0.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) } }.min() ?? 1
+                if Int(fewest) < plan.workers { plan.note += "; \(fewest), the fewest of any rank" }
+                plan.workers = max(1, Int(fewest))
+            } catch {
+                printError("\(error)")
+                throw ExitCode(2)
+            }
+        }
+        if plan.workers > 1 && WorkerPlan.blasThreads(environment) == nil { BLASThreads.set(plan.blasThreads) }
+        options.workerNote = plan.note
+        let timeout = readable?.number("training.collective_timeout_s") ?? 300
+        guard plan.workers > 1 else {
+            let plain: Communicator = mpiCommunicator ?? SingleProcess()
+            let status = Self.trainReplica(debug ? CheckedCommunicator(plain) : plain, load: load, options: options, mpi: mpiCommunicator)
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
+        let group: WorkerGroup
+        do { group = try WorkerGroup(size: plan.workers) } catch {
+            printError("\(error)")
             throw ExitCode(2)
         }
-        mpiCommunicator?.activity = "training"
+        // One box per worker: each thread writes only its own.
+        final class Status: @unchecked Sendable { var code: Int32 = 0 }
+        let statuses = (0..<plan.workers).map { _ in Status() }
+        _ = group.run(inner: mpiCommunicator, timeout: timeout) { worker in
+            statuses[worker.worker].code = Self.trainReplica(debug ? CheckedCommunicator(worker) : worker, load: load, options: options,
+                                                             mpi: mpiCommunicator, group: group)
+        }
+        if let code = statuses.map(\.code).max(), code != 0 { throw ExitCode(code) }
+    }
+
+    /// One replica's training (a rank, or a worker thread of one): returns its exit status. Start-up
+    /// errors are agreed on by every replica and printed by replica 0; an error in training ends
+    /// every rank at once (MPI), or stops the other workers of this process at their next collective.
+    static func trainReplica(_ communicator: Communicator, load: () throws -> ExperimentConfig, options: TrainerOptions,
+                             mpi: MPICommunicator?, group: WorkerGroup? = nil) -> Int32 {
+        let world = communicator.size, rank = communicator.rank
+        let trainer: Trainer
+        do {
+            trainer = try Trainer.start(config: load, communicator: communicator, options: options)
+        } catch is WorkerGroup.Stopped {
+            return 2
+        } catch {
+            if rank == 0 { printError("\(error)") }
+            return 2
+        }
+        // The first worker of a process is the one that calls MPI.
+        if communicator.writesSharedState { mpi?.activity = "training" }
         do {
             let summary = try trainer.run()
             if trainer.progressStyle != .none && rank == 0, let v = summary.validation {
                 let metrics = v.metrics.map { String(format: ", %@ %.4f", String($0.name.dropFirst($0.name.hasPrefix("val_") ? 4 : 0)), $0.value) }.joined()
                 print(String(format: "done: %d steps, validation loss %.4f", summary.steps, v.loss) + metrics)
             }
+            return 0
+        } catch is WorkerGroup.Stopped {
+            return 2
         } catch {
-            // Mid-training: this rank's error ends every rank at once.
-            printError(world > 1 ? "rank \(rank): \(error)" : "\(error)")
-            if world > 1 { communicator.abort(code: 2) }
-            throw ExitCode(2)
+            // Mid-training: this replica's error ends the job (every rank), or this process's workers.
+            printError(world > 1 ? "\(communicator.name(of: rank)): \(error)" : "\(error)")
+            if let mpi, mpi.size > 1 { communicator.abort(code: 2) }
+            group?.fail()
+            return 2
         }
     }
 }

@@ -344,7 +344,7 @@ final class MultiRankTests: XCTestCase {
     func testABatchThatDoesNotDivideAmongTheRanksIsRefused() throws {
         let result = try Self.train(ranks: 2, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/odd", "--set", "training.batch_size=5"], timeout: 60)
         XCTAssertNotEqual(result.status, 0)
-        XCTAssertTrue(result.errors.contains("training.batch_size = 5 does not divide among 2 ranks"), result.errors)
+        XCTAssertTrue(result.errors.contains("training.batch_size = 5 does not divide among 2 replicas (ranks × training.workers)"), result.errors)
     }
 
     /// Two ranks on two test hosts (network namespaces joined by a veth pair), TCP forced and shared

@@ -100,7 +100,8 @@ final class SlurmTests: XCTestCase {
         "\nslurmctld.log ends:\n" + ((try? String(contentsOfFile: "\(cluster)/slurmctld.log", encoding: .utf8)).map { String($0.suffix(3000)) } ?? "(unreadable)")
     }
 
-    /// The ranks the job runs: one per CPU the node has (at least two, see slurm-test-cluster).
+    /// The replicas the job runs: one rank with a worker per CPU the node has (at least two, see
+    /// slurm-test-cluster).
     func nodeCPUs() throws -> Int {
         let shown = try slurmCommand(["scontrol", "show", "node", "-o"])
         let cpus = shown.output.split(whereSeparator: \.isWhitespace).first { $0.hasPrefix("CPUTot=") }.flatMap { Int($0.dropFirst(7)) }
@@ -109,9 +110,9 @@ final class SlurmTests: XCTestCase {
     }
 
     func testBatchJobOnTwoOrMoreRanksLearnsWhatOneProcessLearns() throws {
-        let single = try MultiRankTests.train(ranks: 1, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/single"])
+        let single = try MultiRankTests.train(ranks: 1, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/single", "--set", "training.workers=1"])
         XCTAssertEqual(single.status, 0, single.errors)
-        let ranks = try nodeCPUs()
+        let workers = try nodeCPUs()
 
         let started = Date()
         let id = try submit(run: "\(dir)/slurm")
@@ -120,8 +121,9 @@ final class SlurmTests: XCTestCase {
         let log = try String(contentsOfFile: "\(dir)/job-\(id).out", encoding: .utf8)
         XCTAssertEqual(fields["JobState"], "COMPLETED", log)
         XCTAssertEqual(fields["ExitCode"], "0:0", log)
-        XCTAssertTrue(log.contains("1 node(s) x \(ranks) rank(s)"), log)
-        XCTAssertTrue(log.contains("20 steps on \(ranks) rank(s)"), log)
+        XCTAssertTrue(log.contains("1 node(s) x 1 rank(s) x up to \(workers) worker(s)"), log)
+        XCTAssertTrue(log.contains("seqtrain: 1 rank × \(workers) workers per rank, 1 BLAS thread per worker"), log)
+        XCTAssertTrue(log.contains("20 steps on \(workers) replica(s) (1 rank × \(workers) workers)"), log)
         // A first start passes --resume too, and begins at step 0.
         XCTAssertTrue(log.contains("--resume: no checkpoint in \(dir)/slurm/checkpoints yet; starting at step 0"), log)
         XCTAssertTrue(log.contains("step 20/20"), log)
@@ -129,7 +131,8 @@ final class SlurmTests: XCTestCase {
 
         let reference = try metrics("\(dir)/single"), lines = try metrics("\(dir)/slurm")
         XCTAssertEqual(lines.count, 20)
-        XCTAssertTrue(lines.allSatisfy { $0["world_size"] as? Int == ranks }, "every step ran on \(ranks) ranks")
+        XCTAssertTrue(lines.allSatisfy { $0["world_size"] as? Int == workers && $0["workers"] as? Int == workers },
+                      "every step ran on 1 rank × \(workers) workers")
         var worst = 0.0
         for (a, b) in zip(reference, lines) {
             let x = a["loss"] as! Double, y = b["loss"] as! Double
@@ -138,18 +141,19 @@ final class SlurmTests: XCTestCase {
         }
         let validation = (reference.last?["val_loss"] as? Double ?? .nan, lines.last?["val_loss"] as? Double ?? .nan)
         XCTAssertEqual(validation.0, validation.1, accuracy: 1e-5 * abs(validation.0))
-        print(String(format: "slurm test: job %@ ran %d ranks through srun --mpi=pmix, 20 steps, %.1f s from sbatch to COMPLETED; largest relative difference of a step's loss to one process %.1e, validation loss %.10f vs %.10f",
-                     id, ranks, seconds, worst, validation.1, validation.0))
+        print(String(format: "slurm test: job %@ ran 1 rank × %d workers through srun --mpi=pmix, 20 steps, %.1f s from sbatch to COMPLETED; largest relative difference of a step's loss to one worker %.1e, validation loss %.10f vs %.10f",
+                     id, workers, seconds, worst, validation.1, validation.0))
     }
 
     /// A running job is requeued (as after a preemption or a node failure): the second start finds
     /// the run's newest checkpoint and continues; the result is the uninterrupted run's, bit for bit.
     func testRequeuedJobResumesFromItsNewestCheckpoint() throws {
-        let ranks = try nodeCPUs()
-        let uninterrupted = try MultiRankTests.train(ranks: ranks, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/uninterrupted"])
+        let workers = try nodeCPUs()
+        let uninterrupted = try MultiRankTests.train(ranks: 1, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/uninterrupted",
+                                                                                      "--set", "training.workers=\(workers)"])
         XCTAssertEqual(uninterrupted.status, 0, uninterrupted.errors)
 
-        // Rank 0 stops at step 12 (checkpoints at 5 and 10 are written) the first time only.
+        // Worker 0 stops at step 12 (checkpoints at 5 and 10 are written) the first time only.
         let marker = "\(dir)/stopped-at-12"
         let id = try submit(run: "\(dir)/requeued", ["--test-fail-at", "0:12:hang-once:\(marker)"])
         let start = Date()
@@ -189,6 +193,6 @@ final class SlurmTests: XCTestCase {
         XCTAssertEqual(lines.map { $0["loss"] as! Double }, reference.map { $0["loss"] as! Double })
         XCTAssertEqual(try LoadedCharLM(path: "\(dir)/requeued").model.parameters.values.array,
                        try LoadedCharLM(path: "\(dir)/uninterrupted").model.parameters.values.array)
-        print("slurm test: job \(id) requeued at step 12 (\(ranks) ranks), restarted (Restarts=\(fields["Restarts"] ?? "?")), resumed from its step-10 checkpoint; its 20 losses and final weights equal the uninterrupted run's bit for bit")
+        print("slurm test: job \(id) requeued at step 12 (1 rank × \(workers) workers), restarted (Restarts=\(fields["Restarts"] ?? "?")), resumed from its step-10 checkpoint; its 20 losses and final weights equal the uninterrupted run's bit for bit")
     }
 }

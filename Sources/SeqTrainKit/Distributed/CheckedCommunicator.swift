@@ -11,6 +11,13 @@ public final class CheckedCommunicator: Communicator {
 
     public var rank: Int { inner.rank }
     public var size: Int { inner.size }
+    public var ranks: Int { inner.ranks }
+    public var workersPerRank: Int { inner.workersPerRank }
+    public func name(of participant: Int) -> String { inner.name(of: participant) }
+    public func shareWithinProcess(_ buffers: [FloatBuffer]) throws -> [FloatBuffer] { try inner.shareWithinProcess(buffers) }
+    public var writesSharedState: Bool { inner.writesSharedState }
+    public func updateRange(count: Int) -> Range<Int> { inner.updateRange(count: count) }
+    public func synchronizeProcess() throws { try inner.synchronizeProcess() }
 
     enum Operation: Int64, CaseIterable {
         case allReduceFloats = 1, allReduceDoubles, startAllReduceFloats, broadcast, allGather, barrier
@@ -39,7 +46,7 @@ public final class CheckedCommunicator: Communicator {
             guard f.count == 3 else { return "an unreadable fingerprint" }
             return "\(Operation(rawValue: f[1])?.name ?? "operation \(f[1])") of \(f[2]) element(s) as collective #\(f[0])"
         }
-        throw SeqTrainError("collective mismatch: rank 0 called \(describe(reference)), rank \(other) called \(describe(all[other])); every rank must call the same collectives in the same order")
+        throw SeqTrainError("collective mismatch: \(name(of: 0)) called \(describe(reference)), \(name(of: other)) called \(describe(all[other])); every rank must call the same collectives in the same order")
     }
 
     public func allReduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) throws {

@@ -1,10 +1,34 @@
 import Foundation
 
-/// The collectives training needs. Every rank calls them in the same order; the single-process
-/// implementation is world size 1 of the same code path.
+/// The collectives training needs. Every participant calls them in the same order; the
+/// single-process implementation is world size 1 of the same code path.
+///
+/// A participant is one model replica: an MPI rank, or a worker thread of a rank
+/// (`training.workers`). `rank` and `size` count participants (ranks × workers per rank); the
+/// worker threads of one process share one copy of the parameters and the optimizer state, which
+/// each updates in its own slice (`updateRange`), while every rank owns a whole copy.
 public protocol Communicator: AnyObject {
+    /// This participant's index, 0..<size.
     var rank: Int { get }
+    /// Participants in the job: ranks × workers per rank.
     var size: Int { get }
+    /// MPI ranks (processes) in the job.
+    var ranks: Int { get }
+    /// Worker threads per rank.
+    var workersPerRank: Int { get }
+    /// How participant `participant` is named in messages: "rank 1", "worker 1", "rank 1 worker 0".
+    func name(of participant: Int) -> String
+    /// The buffers every participant of this process uses from now on: the first worker's for
+    /// worker threads (one shared copy); a rank's own otherwise.
+    func shareWithinProcess(_ buffers: [FloatBuffer]) throws -> [FloatBuffer]
+    /// Whether this participant writes what the participants of its process share (parameters,
+    /// optimizer state) when it is loaded or broadcast: every rank; of worker threads, the first.
+    var writesSharedState: Bool { get }
+    /// The part of a shared arena of `count` floats that this participant updates: all of it for
+    /// a rank, a slice for a worker thread.
+    func updateRange(count: Int) -> Range<Int>
+    /// Waits for the participants of this process (after each updated its slice); nothing for a rank.
+    func synchronizeProcess() throws
     /// In-place sum over ranks of `count` floats.
     func allReduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) throws
     /// In-place sum over ranks of a few doubles (loss totals, counts).
@@ -24,6 +48,18 @@ public protocol Communicator: AnyObject {
 
 extension Communicator {
     public func beginStep(_ step: Int) throws {}
+    public var ranks: Int { size }
+    public var workersPerRank: Int { 1 }
+    public func name(of participant: Int) -> String { "rank \(participant)" }
+    public func shareWithinProcess(_ buffers: [FloatBuffer]) throws -> [FloatBuffer] { buffers }
+    public var writesSharedState: Bool { true }
+    public func updateRange(count: Int) -> Range<Int> { 0..<count }
+    public func synchronizeProcess() throws {}
+
+    /// "1 rank × 2 workers" for the first lines of a run.
+    public var participantsSummary: String {
+        "\(ranks) rank\(ranks == 1 ? "" : "s") × \(workersPerRank) worker\(workersPerRank == 1 ? "" : "s")"
+    }
 
     /// Runs `body` on every rank; when it fails on any rank, every rank throws one error naming the
     /// failing ranks and their messages, so no rank is left waiting in a later collective.
@@ -39,7 +75,7 @@ extension Communicator {
         let all = try allGather(bytes)
         let failures = all.enumerated().compactMap { rank, raw -> String? in
             let text = String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            return text.isEmpty ? nil : "rank \(rank): \(text)"
+            return text.isEmpty ? nil : "\(name(of: rank)): \(text)"
         }
         if !failures.isEmpty { throw SeqTrainError(failures.joined(separator: "\n")) }
     }

@@ -33,7 +33,12 @@ public final class MPICommunicator: Communicator {
         reached = Array(repeating: -1, count: Int(s))
     }
 
-    deinit { _ = st_mpi_finalize() }
+    deinit { finalize() }
+
+    /// Ends this process's part in MPI (once; later calls do nothing). Called when the work is
+    /// done, rather than left to deinit: a worker thread that has not yet exited may still hold
+    /// a reference when the process ends.
+    public func finalize() { _ = st_mpi_finalize() }
 
     static func check(_ code: Int32, _ what: String) throws {
         guard code != 0 else { return }

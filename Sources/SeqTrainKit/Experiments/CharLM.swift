@@ -61,9 +61,7 @@ public final class CharLMTask: Experiment {
         self.rank = rank
         self.world = world
         let batchSize = config.integer("training.batch_size")
-        guard batchSize % world == 0 else {
-            throw SeqTrainError("training.batch_size = \(batchSize) does not divide among \(world) ranks; use a multiple of \(world) (it is the global batch, and each rank takes an equal share)")
-        }
+        try requireEvenShare(batchSize: batchSize, world: world)
         files = try TextFiles.expand(config.texts("data.paths"))
         var text: [Unicode.Scalar] = []
         for file in files { text += try TextFiles.readUTF8(file) }

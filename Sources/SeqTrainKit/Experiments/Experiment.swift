@@ -99,6 +99,13 @@ extension Experiment {
     }
 }
 
+/// The global batch must split evenly over the replicas (ranks × worker threads per rank).
+public func requireEvenShare(batchSize: Int, world: Int) throws {
+    guard batchSize % world == 0 else {
+        throw SeqTrainError("training.batch_size = \(batchSize) does not divide among \(world) replicas (ranks × training.workers); use a multiple of \(world) (it is the global batch, and each replica takes an equal share), or set training.workers")
+    }
+}
+
 /// What `seqtrain eval` reports: ordered fields for `--json` and a sentence for people.
 public struct EvaluationReport {
     public var fields: [(name: String, value: Any)]

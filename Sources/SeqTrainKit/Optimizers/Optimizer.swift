@@ -52,8 +52,8 @@ public final class Optimizer {
     public let settings: OptimizerSettings
     /// Steps taken (PyTorch's `state["step"]`).
     public var stepCount = 0
-    /// State buffers by name, each (arena count).
-    public let state: [String: FloatBuffer]
+    /// State buffers by name, each (arena count); the worker threads of a process share one set.
+    public private(set) var state: [String: FloatBuffer]
 
     public init(_ settings: OptimizerSettings, parameterCount: Int) {
         self.settings = settings
@@ -63,18 +63,33 @@ public final class Optimizer {
         self.state = state
     }
 
-    /// One update of every parameter from its gradient times `gradientScale`, at learning rate `lr`.
-    /// The scale folds the loss normalization and the clipping coefficient into this one pass, so
-    /// the gradient arena is not rewritten before the update.
-    public func step(_ arena: ParameterArena, learningRate lr: Float, gradientScale: Float = 1) {
+    /// The state buffers in name order (what the worker threads of a process share).
+    public var stateBuffers: [FloatBuffer] { state.keys.sorted().map { state[$0]! } }
+
+    /// Uses `shared` (in name order, as `stateBuffers`) from now on.
+    public func useState(_ shared: [FloatBuffer]) {
+        let names = state.keys.sorted()
+        precondition(shared.count == names.count, "shared optimizer state of another kind")
+        state = Dictionary(uniqueKeysWithValues: zip(names, shared))
+    }
+
+    /// One update of every parameter in `range` (all of them by default; a worker thread updates
+    /// its slice of the shared arena) from its gradient times `gradientScale`, at learning rate
+    /// `lr`. The scale folds the loss normalization and the clipping coefficient into this one
+    /// pass, so the gradient arena is not rewritten before the update. Every rule is elementwise,
+    /// so slices updated apart give what one pass over the arena gives.
+    public func step(_ arena: ParameterArena, range: Range<Int>? = nil, learningRate lr: Float, gradientScale: Float = 1) {
         stepCount += 1
-        let s = settings, n = arena.count
-        let p = arena.values.pointer, g = arena.gradients.pointer
+        let part = range ?? 0..<arena.count
+        let s = settings, n = part.count
+        let p = arena.values.pointer + part.lowerBound, g = arena.gradients.pointer + part.lowerBound
         let wd = s.weightDecay
+        // The state buffers, at the same offset.
+        func buffer(_ name: String) -> UnsafeMutablePointer<Float>? { state[name].map { $0.pointer + part.lowerBound } }
         if gradientScale != 1 && s.kind != .adam && s.kind != .adamw { scaleInPlace(g, by: gradientScale, count: n) }
         switch s.kind {
         case .sgd:
-            let buf = state["momentum_buffer"]?.pointer
+            let buf = buffer("momentum_buffer")
             for i in 0..<n {
                 var d = g[i] + wd * p[i]
                 if let buf {
@@ -84,7 +99,7 @@ public final class Optimizer {
                 p[i] -= lr * d
             }
         case .adam, .adamw:
-            let m = state["exp_avg"]!.pointer, v = state["exp_avg_sq"]!.pointer
+            let m = buffer("exp_avg")!, v = buffer("exp_avg_sq")!
             let t = Double(stepCount)
             let bc1 = 1 - pow(Double(s.beta1), t), bc2 = 1 - pow(Double(s.beta2), t)
             let stepSize = Float(Double(lr) / bc1), bc2Root = Float(bc2.squareRoot())
@@ -93,8 +108,8 @@ public final class Optimizer {
             let shrink: Float = s.kind == .adamw ? 1 - lr * wd : 1, l2: Float = s.kind == .adam ? wd : 0
             st_adam_update(p, g, m, v, Int64(n), gradientScale, l2, shrink, s.beta1, s.beta2, stepSize, bc2Root, s.epsilon)
         case .rmsprop:
-            let sq = state["square_avg"]!.pointer
-            let buf = state["momentum_buffer"]?.pointer, avg = state["grad_avg"]?.pointer
+            let sq = buffer("square_avg")!
+            let buf = buffer("momentum_buffer"), avg = buffer("grad_avg")
             for i in 0..<n {
                 let d = g[i] + wd * p[i]
                 sq[i] = s.alpha * sq[i] + (1 - s.alpha) * d * d
@@ -113,7 +128,7 @@ public final class Optimizer {
                 }
             }
         case .adagrad:
-            let sum = state["sum"]!.pointer
+            let sum = buffer("sum")!
             let clr = lr / (1 + Float(stepCount - 1) * s.learningRateDecay)
             for i in 0..<n {
                 let d = g[i] + wd * p[i]
@@ -149,9 +164,9 @@ public enum GradientClipping {
         Float(sumOfSquares(arena.gradients.pointer, count: arena.count).squareRoot())
     }
 
-    /// `torch.nn.utils.clip_grad_value_`: clamps every gradient into [−clip, clip].
-    public static func clipValue(_ arena: ParameterArena, clip: Float) {
+    /// `torch.nn.utils.clip_grad_value_`: clamps every gradient in `range` (all by default) into [−clip, clip].
+    public static func clipValue(_ arena: ParameterArena, range: Range<Int>? = nil, clip: Float) {
         let g = arena.gradients.pointer
-        for i in 0..<arena.count { g[i] = min(max(g[i], -clip), clip) }
+        for i in range ?? 0..<arena.count { g[i] = min(max(g[i], -clip), clip) }
     }
 }

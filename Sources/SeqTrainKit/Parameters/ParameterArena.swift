@@ -42,7 +42,9 @@ public struct ParameterLayout {
 /// named views through the `ParameterRef`s they registered.
 public final class ParameterArena {
     public let layout: ParameterLayout
-    public let values: FloatBuffer     // (totalCount)
+    /// (totalCount). The worker threads of one process share one (`useValues`); layers read it
+    /// through `value(_:)` at every call, never keeping a pointer.
+    public private(set) var values: FloatBuffer
     public let gradients: FloatBuffer  // (totalCount), same offsets as `values`
 
     public init(_ layout: ParameterLayout) {
@@ -52,6 +54,12 @@ public final class ParameterArena {
     }
 
     public var count: Int { layout.totalCount }
+
+    /// Reads and updates `shared` from now on (the parameters the worker threads of a process share).
+    public func useValues(_ shared: FloatBuffer) {
+        precondition(shared.count == values.count, "shared parameters of another layout")
+        values = shared
+    }
 
     @inline(__always) public func value(_ ref: ParameterRef) -> UnsafeMutablePointer<Float> { values.pointer + ref.offset }
     @inline(__always) public func gradient(_ ref: ParameterRef) -> UnsafeMutablePointer<Float> { gradients.pointer + ref.offset }

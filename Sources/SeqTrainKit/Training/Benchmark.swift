@@ -103,16 +103,18 @@ public enum Benchmark {
     /// The trainer's step on every rank of `communicator`, each rank with a batch of `c.batch` lanes
     /// (so the global batch grows with the ranks, as DDP with a fixed per-process batch): forward,
     /// backward with the bucketed all-reduce under way, loss totals, scaling, clip, Adam.
-    public static func distributedStep(_ c: Configuration, communicator: Communicator, repeats: Int = 10) throws -> DistributedResult {
+    /// `lanes`: this participant's batch (default `c.batch`; the worker benchmark splits the batch).
+    public static func distributedStep(_ c: Configuration, communicator: Communicator, lanes: Int? = nil, repeats: Int = 10) throws -> DistributedResult {
         let model = CharLanguageModel(.init(vocabularySize: c.vocabulary, embeddingSize: c.embedding, hiddenSize: c.hidden, layers: c.layers))
         let random = CounterRandom(seed: UInt64(communicator.rank), purpose: .synthetic)
-        let count = c.batch * c.steps
+        let batch = lanes ?? c.batch
+        let count = batch * c.steps
         let ids = (0..<count).map { Int32(random.integer(below: c.vocabulary, stream: 0, index: UInt64($0))) }
         let targets = (0..<count).map { Int32(random.integer(below: c.vocabulary, stream: 1, index: UInt64($0))) }
-        let state = model.makeState(batch: c.batch)
+        let state = model.makeState(batch: batch)
         return try timedSteps(model, unitsPerStep: count, communicator: communicator, repeats: repeats, forward: {
             state.zero()
-            try model.forward(ids: ids, batch: c.batch, steps: c.steps, state: state)
+            try model.forward(ids: ids, batch: batch, steps: c.steps, state: state)
         }, backward: { ready in
             try model.loss(targets: targets, gradient: true, gradientsReady: ready)
         })
@@ -123,26 +125,54 @@ public enum Benchmark {
     /// of 32 per rank.
     public static let classifierWorkload = (batch: 32, steps: 1500, features: 1, hidden: 64, labels: 7)
 
-    public static func classifierStep(communicator: Communicator, repeats: Int = 5) throws -> DistributedResult {
+    /// `samples`: this participant's batch (default 32; the worker benchmark splits the batch).
+    public static func classifierStep(communicator: Communicator, samples: Int? = nil, repeats: Int = 5) throws -> DistributedResult {
         let w = classifierWorkload
+        let batch = samples ?? w.batch
         let model = SequenceClassifier(cell: .lstm, inputSize: w.features, hiddenSize: w.hidden, labels: w.labels, pooling: .max)
-        let (inputs, labels) = SyntheticSets.curves(count: w.batch, length: w.steps, seed: UInt64(communicator.rank + 1))
+        let (inputs, labels) = SyntheticSets.curves(count: batch, length: w.steps, seed: UInt64(communicator.rank + 1))
         // Standardized, as the classifier kinds read data.
-        var data = LabelledData(inputs: inputs, count: w.batch, steps: w.steps, features: w.features,
-                                lengths: [Int](repeating: w.steps, count: w.batch), labels: nil, source: "curves")
+        var data = LabelledData(inputs: inputs, count: batch, steps: w.steps, features: w.features,
+                                lengths: [Int](repeating: w.steps, count: batch), labels: nil, source: "curves")
         Standardization(fitting: data).apply(&data)
         let x = data.inputs
         let bce = try BinaryCrossEntropyLoss()
-        let dLogits = FloatBuffer(count: w.batch * w.labels)
-        return try timedSteps(model, unitsPerStep: w.batch, communicator: communicator, repeats: repeats, forward: {
-            x.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: w.batch, steps: w.steps) }
+        let dLogits = FloatBuffer(count: batch * w.labels)
+        return try timedSteps(model, unitsPerStep: batch, communicator: communicator, repeats: repeats, forward: {
+            x.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: batch, steps: w.steps) }
         }, backward: { ready in
             let total = try labels.withUnsafeBufferPointer {
-                try bce.evaluate(dLogits.pointer, logits: model.logits.pointer, targets: $0.baseAddress!, rows: w.batch, classes: w.labels)
+                try bce.evaluate(dLogits.pointer, logits: model.logits.pointer, targets: $0.baseAddress!, rows: batch, classes: w.labels)
             }
             model.backward(dLogits.pointer, gradientsReady: ready)
             return total
         })
+    }
+
+    /// The trainer's step on `workers` threads of this process (one BLAS thread each, as the caller
+    /// set), which share the global batch of the workload as `training.workers` does: the char
+    /// LSTM `c`, or with `c` nil the sequence-classifier workload. One worker is the plain
+    /// single-process step.
+    public static func workerStep(_ c: Configuration?, workers: Int, repeats: Int) throws -> DistributedResult {
+        let global = c?.batch ?? classifierWorkload.batch
+        guard workers >= 1, global % workers == 0 else {
+            throw SeqTrainError("--workers \(workers): the batch of \(global) does not divide among \(workers) workers")
+        }
+        func measure(_ communicator: Communicator) throws -> DistributedResult {
+            if let c { return try distributedStep(c, communicator: communicator, lanes: global / workers, repeats: repeats) }
+            return try classifierStep(communicator: communicator, samples: global / workers, repeats: repeats)
+        }
+        guard workers > 1 else { return try measure(SingleProcess()) }
+        let group = try WorkerGroup(size: workers)
+        final class Box: @unchecked Sendable { var result: DistributedResult? }
+        let box = Box()
+        let errors = group.run(inner: nil, timeout: 600) { communicator in
+            let result = try measure(communicator)
+            if communicator.worker == 0 { box.result = result }
+        }
+        if let error = errors.compactMap({ $0 }).first(where: { !($0 is WorkerGroup.Stopped) }) { throw error }
+        guard let result = box.result else { throw SeqTrainError("the worker benchmark returned nothing") }
+        return result
     }
 
     /// Median time of `repeats` training steps of `model` on every rank of `communicator` (after
@@ -152,6 +182,12 @@ public enum Benchmark {
         let parameters = model.parameters
         parameters.initialize(seed: 0)
         let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-3), parameterCount: parameters.count)
+        // As the trainer: worker threads share one copy and each updates its slice.
+        let shared = try communicator.shareWithinProcess([parameters.values] + adam.stateBuffers)
+        parameters.useValues(shared[0])
+        adam.useState(Array(shared.dropFirst()))
+        let share = communicator.updateRange(count: parameters.count)
+        let threads = communicator as? ThreadCommunicator
         let reducer = GradientReducer(communicator: communicator, arena: parameters)
         if reducer.isActive { for stack in model.recurrentStacks { stack.progressHook = { reducer.progress() } } }
         // Per-step phase times on this rank: forward, backward (loss included), wait for the
@@ -173,27 +209,31 @@ public enum Benchmark {
             lap("forward")
             let local = try backward(reducer.isActive ? reducer.ready : nil)
             lap("backward")
+            let summed = threads?.reductionSeconds ?? 0
             try reducer.finish()
             lap("allreduce_wait")
+            // Of the wait, the time this worker spent adding and copying its slices.
+            if let threads { phases["reduction", default: []].append(threads.reductionSeconds - summed) }
             var totals = [local.sum, local.count]
             try communicator.allReduceSum(&totals)
             lap("loss_totals")
             let normalization = Float(1 / totals[1])
             let clipping = GradientClipping.clippingCoefficient(parameters, gradientScale: normalization, maxNorm: 5).coefficient
-            adam.step(parameters, learningRate: 1e-3, gradientScale: normalization * clipping)
+            adam.step(parameters, range: share, learningRate: 1e-3, gradientScale: normalization * clipping)
+            try communicator.synchronizeProcess()
             lap("update")
         }
         func medianOf(_ values: [Double]) -> Double {
             let timed = Array(values.suffix(repeats)).sorted()
             return timed.isEmpty ? 0 : timed[timed.count / 2]
         }
-        let names = ["forward", "backward", "allreduce_wait", "loss_totals", "update"]
+        let names = ["forward", "backward", "allreduce_wait", "reduction", "loss_totals", "update"]
         let mine = names.map { medianOf(phases[$0] ?? []) }
         let gathered = try communicator.allGather(mine.withUnsafeBytes { Array($0) })
         let perRank: [[String: Double]] = gathered.map { bytes in
             var values = [Double](repeating: 0, count: names.count)
             values.withUnsafeMutableBytes { $0.copyBytes(from: bytes.prefix($0.count)) }
-            return Dictionary(uniqueKeysWithValues: zip(names, values))
+            return Dictionary(uniqueKeysWithValues: zip(names, values).filter { $0.0 != "reduction" || threads != nil })
         }
         return DistributedResult(world: communicator.size, medianStepSeconds: seconds,
                                  medianWaitSeconds: medianOf(phases["allreduce_wait"] ?? []),

@@ -67,6 +67,8 @@ public enum ConfigType: Equatable {
     case columns
     /// One of the words, or a list of non-negative numbers (one per class).
     case weights([String])
+    /// "auto" or a positive integer.
+    case autoOrPositiveInteger
 
     public var describe: String {
         switch self {
@@ -84,6 +86,7 @@ public enum ConfigType: Equatable {
         case .positiveIntegers: return "a list of positive integers"
         case .columns: return "a list of column names or 0-based indices"
         case .weights(let words): return words.map { "\"\($0)\"" }.joined(separator: ", ") + " or a list of non-negative numbers"
+        case .autoOrPositiveInteger: return "\"auto\" or a positive integer"
         }
     }
 
@@ -121,6 +124,8 @@ public enum ConfigType: Equatable {
         case (.weights(let words), .text(let v)): return words.contains(v) ? raw : nil
         case (.weights, .integers(let v)): return v.allSatisfy { $0 >= 0 } ? .numbers(v.map(Double.init)) : nil
         case (.weights, .numbers(let v)): return v.allSatisfy { $0 >= 0 && $0.isFinite } ? raw : nil
+        case (.autoOrPositiveInteger, .text("auto")): return raw
+        case (.autoOrPositiveInteger, .integer(let v)): return v > 0 ? raw : nil
         default: return nil
         }
     }
@@ -172,6 +177,8 @@ public enum ConfigSchema {
                   help: "skip: the run stops after this many skipped steps in a row."),
         ConfigKey(section: "training", name: "collective_timeout_s", type: .positiveNumber, defaultValue: .number(300),
                   help: "Multi-rank runs: end the job when a collective waits longer than this."),
+        ConfigKey(section: "training", name: "workers", type: .autoOrPositiveInteger, defaultValue: .text("auto"),
+                  help: "Model replicas on threads of each process, each with its share of the batch; auto: one per core this process may use (affinity, cgroup quota, ranks on the node, BLAS threads per worker), a divisor of the batch share."),
 
         ConfigKey(section: "optimizer", name: "kind", type: .choice(OptimizerKind.allCases.map(\.rawValue)), defaultValue: .text("adam"),
                   help: "torch.optim's SGD, Adam, AdamW, RMSprop or Adagrad."),

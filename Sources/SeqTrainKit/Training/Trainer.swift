@@ -32,6 +32,8 @@ public struct TrainerOptions {
     /// Test hook: every rank appends "step lane first-input last-input" lines for each of its
     /// batch rows to `trace-rank<r>.txt` in this directory.
     public var traceDirectory: String?
+    /// Why the run has the workers it has ("training.workers = \"auto\": 2 usable CPUs"), for its first line.
+    public var workerNote: String?
     public init() {}
 }
 
@@ -119,14 +121,24 @@ public final class Trainer {
         guard !prepared else { return }
         prepared = true
         if communicator.size > 1 {
-            try checkAgreementWithRankZero()
             let parameters = experiment.trainableModel.parameters
+            // The worker threads of a process use one copy of the parameters and optimizer state.
+            let shared = try communicator.shareWithinProcess([parameters.values] + optimizer.stateBuffers)
+            parameters.useValues(shared[0])
+            optimizer.useState(Array(shared.dropFirst()))
+            try checkAgreementWithRankZero()
             var bytes = parameters.values.array.withUnsafeBytes { Array($0) }
             try communicator.broadcast(&bytes, root: 0)
-            bytes.withUnsafeBytes { raw in parameters.values.pointer.update(from: raw.bindMemory(to: Float.self).baseAddress!, count: parameters.count) }
+            if communicator.writesSharedState {
+                bytes.withUnsafeBytes { raw in parameters.values.pointer.update(from: raw.bindMemory(to: Float.self).baseAddress!, count: parameters.count) }
+            }
+            try communicator.synchronizeProcess()
         }
         try communicator.agree { try prepareRunDirectory() }
-        if options.resume { try communicator.agree { try restoreNewestCheckpoint() } }
+        if options.resume {
+            try communicator.agree { try restoreNewestCheckpoint() }
+            try communicator.synchronizeProcess()
+        }
     }
 
     /// What must be equal on every rank, as text: the resolved config, the layout, the data.
@@ -146,13 +158,20 @@ public final class Trainer {
             if let (here, _) = difference, here.hasPrefix("data = ") {
                 throw SeqTrainError(experiment.dataMismatchHint)
             } else if let (here, there) = difference {
-                throw SeqTrainError("its configuration differs from rank 0's: \(here) here, \(there.split(separator: "=", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? there) on rank 0")
+                throw SeqTrainError("its configuration differs from \(communicator.name(of: 0))'s: \(here) here, \(there.split(separator: "=", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? there) on \(communicator.name(of: 0))")
             }
-            throw SeqTrainError("its configuration differs from rank 0's")
+            throw SeqTrainError("its configuration differs from \(communicator.name(of: 0))'s")
         }
     }
 
     var isLeader: Bool { communicator.rank == 0 }
+
+    /// The run's first line: ranks, workers per rank, BLAS threads per worker (and why that many).
+    var participantsLine: String {
+        let threads = BLASThreads.current
+        return "seqtrain: \(communicator.participantsSummary) per rank, \(threads) BLAS thread\(threads == 1 ? "" : "s") per worker"
+            + (options.workerNote.map { " (\($0))" } ?? "")
+    }
 
     // MARK: run directory
 
@@ -188,7 +207,7 @@ public final class Trainer {
         } catch {
             throw SeqTrainError("\(runDirectory)/checkpoints: cannot create the directory: \(error.localizedDescription)")
         }
-        let header = "# \(BLASKernelSelection.summary)\n# \(communicator.size) rank(s)\n"
+        let header = "# \(BLASKernelSelection.summary)\n# \(participantsLine)\n"
         try DurableFile.write(Data((header + config.resolvedTOML).utf8), to: "\(runDirectory)/config.toml")
     }
 
@@ -214,8 +233,9 @@ public final class Trainer {
         if isLeader && options.doctor { for text in diagnoses { printWarning("doctor: \(text)") } }
         frozen = FrozenLearningDetector(window: min(100, max(20, totalSteps / 3)))
         if let progress {
+            progress.message(participantsLine)
             progress.message(BLASKernelSelection.summary)
-            progress.message("\(experiment.summary); \(totalSteps) steps on \(communicator.size) rank(s)")
+            progress.message("\(experiment.summary); \(totalSteps) steps on \(communicator.size) replica(s) (\(communicator.participantsSummary))")
             if let resumeNote { progress.message(resumeNote) }
         }
         var summary = TrainingSummary()
@@ -231,9 +251,12 @@ public final class Trainer {
             if let failure = options.failure, failure.rank == communicator.rank, failure.step == step,
                ![.killInCheckpoint, .nonFinite, .diverge, .extraCollective, .nanWeight].contains(failure.mode) {
                 switch failure.mode {
-                case .exit: exit(3)
+                case .exit:
+                    // As a crash would: no exit handlers while the other workers of this process run.
+                    fflush(stdout)
+                    _exit(3)
                 case .hang: while true { sleep(1) }
-                case .raise: throw SeqTrainError("test hook: rank \(communicator.rank) fails at step \(step)")
+                case .raise: throw SeqTrainError("test hook: \(communicator.name(of: communicator.rank)) fails at step \(step)")
                 case .killInCheckpoint, .nonFinite, .diverge, .extraCollective, .nanWeight: break
                 case .hangOnce:
                     if let marker = options.failureMarker, !FileManager.default.fileExists(atPath: marker) {
@@ -262,7 +285,7 @@ public final class Trainer {
                 for (name, buffer) in experiment.trainableModel.forwardOutputs {
                     let bad = UnsafeBufferPointer(start: buffer.pointer, count: buffer.count).reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
                     if bad > 0 {
-                        throw SeqTrainError("step \(stepNumber): the \(name) holds \(bad) NaN or infinite value(s) on rank \(communicator.rank), the first layer of the forward pass to do so (--debug)")
+                        throw SeqTrainError("step \(stepNumber): the \(name) holds \(bad) NaN or infinite value(s) on \(communicator.name(of: communicator.rank)), the first layer of the forward pass to do so (--debug)")
                     }
                 }
                 if let (name, count) = parameters.firstNonFiniteGradient() {
@@ -294,14 +317,18 @@ public final class Trainer {
             skippedInARow = finite ? 0 : skippedInARow + 1
             skippedSteps += finite ? 0 : 1
             var gradientScale = normalization * clipping
+            // All of the arena for a rank; a worker thread updates its slice of the shared one.
+            let share = communicator.updateRange(count: parameters.count)
             if clipValue > 0 {
                 // clip_grad_value_ clamps the normalized gradients themselves.
-                scaleInPlace(parameters.gradients.pointer, by: gradientScale, count: parameters.count)
-                GradientClipping.clipValue(parameters, clip: clipValue)
+                scaleInPlace(parameters.gradients.pointer + share.lowerBound, by: gradientScale, count: share.count)
+                GradientClipping.clipValue(parameters, range: share, clip: clipValue)
                 gradientScale = 1
             }
             let lr = schedule.rate(step: step)
-            if finite { optimizer.step(parameters, learningRate: Float(lr), gradientScale: gradientScale) }
+            if finite { optimizer.step(parameters, range: share, learningRate: Float(lr), gradientScale: gradientScale) }
+            // Every slice is written before any worker reads the parameters again.
+            try communicator.synchronizeProcess()
             if let failure = options.failure, failure.mode == .diverge, failure.rank == communicator.rank, failure.step == step,
                let last = parameters.layout.entries.last {
                 parameters.value(last).pointee += 1e-3
@@ -373,7 +400,7 @@ public final class Trainer {
         for (rank, theirs) in all.enumerated().dropFirst() where theirs != all[0] {
             let differing = parameters.layout.entries.indices.filter { k in theirs[(k * 8)..<(k * 8 + 8)] != all[0][(k * 8)..<(k * 8 + 8)] }
             let names = differing.map { parameters.layout.entries[$0].name }
-            throw SeqTrainError("step \(step): rank \(rank)'s parameters differ from rank 0's, first in \(names.first ?? "?")\(names.count > 1 ? " (and \(names.count - 1) more tensor(s))" : "") (--debug)")
+            throw SeqTrainError("step \(step): \(communicator.name(of: rank))'s parameters differ from \(communicator.name(of: 0))'s, first in \(names.first ?? "?")\(names.count > 1 ? " (and \(names.count - 1) more tensor(s))" : "") (--debug)")
         }
     }
 
@@ -398,10 +425,11 @@ public final class Trainer {
             scalars.append((name, validation?.metrics.first { $0.name == name }?.value))
         }
         scalars.append(("world_size", Double(communicator.size)))
+        scalars.append(("workers", Double(communicator.workersPerRank)))
         if config.text("training.on_nonfinite") == "skip" { scalars.append(("skipped_steps", Double(skippedSteps))) }
         scalars += [("lr", lr), ("grad_norm", gradientNorm), ("\(experiment.unitName)_per_s", tokensPerSecond.rounded()),
                     ("seconds", (seconds * 1000).rounded() / 1000)]
-        let counts: Set<String> = ["epoch", "world_size", "skipped_steps"]
+        let counts: Set<String> = ["epoch", "world_size", "workers", "skipped_steps"]
         let fields = ["\"step\": \(step)"] + scalars.map { name, value in
             guard let value, value.isFinite else { return "\(jsonString(name)): null" }
             return "\(jsonString(name)): " + (counts.contains(name) ? "\(Int(value))" : "\(value)")
@@ -443,6 +471,7 @@ public final class Trainer {
             "seqtrain.config": config.resolvedTOML,
             "seqtrain.step": "\(step)",
             "seqtrain.world_size": "\(communicator.size)",
+            "seqtrain.workers": "\(communicator.workersPerRank)",
         ]
         weights.metadata.merge(experiment.checkpointMetadata()) { $1 }
         if let lastValidation {
@@ -517,11 +546,15 @@ public final class Trainer {
         guard state.metadata["seqtrain.data_fingerprint"] == "\(experiment.dataFingerprint)" else {
             throw SeqTrainError("\(statePath): the training data differs from the data this run was trained on; resume with the same data files")
         }
-        try parameters.load(from: weights, source: path)
-        for (name, buffer) in optimizer.state {
-            let values = try state.tensor("optimizer.\(name)", in: statePath).floats()
-            guard values.count == buffer.count else { throw SeqTrainError("\(statePath): optimizer.\(name) has \(values.count) values, expected \(buffer.count)") }
-            buffer.copy(from: values)
+        // The worker threads of a process share the parameters and the optimizer state: the
+        // first one loads them (prepare() waits for it).
+        if communicator.writesSharedState {
+            try parameters.load(from: weights, source: path)
+            for (name, buffer) in optimizer.state {
+                let values = try state.tensor("optimizer.\(name)", in: statePath).floats()
+                guard values.count == buffer.count else { throw SeqTrainError("\(statePath): optimizer.\(name) has \(values.count) values, expected \(buffer.count)") }
+                buffer.copy(from: values)
+            }
         }
         func integer(_ key: String) throws -> Int {
             guard let v = state.metadata[key].flatMap({ Int($0) }) else { throw SeqTrainError("\(statePath): metadata \(key) is missing or not an integer") }
@@ -547,8 +580,15 @@ public final class Trainer {
         }
         if isLeader { try dropMetrics(after: step) }
         var note = "resumed from \(path) at step \(step) of \(totalSteps)"
-        if let written = weights.metadata["seqtrain.world_size"].flatMap({ Int($0) }), written != communicator.size {
-            note += " (written by \(written) rank(s), continued on \(communicator.size))"
+        if let written = weights.metadata["seqtrain.world_size"].flatMap({ Int($0) }) {
+            // Checkpoints from before worker threads have no seqtrain.workers: one worker per rank.
+            let workers = weights.metadata["seqtrain.workers"].flatMap { Int($0) } ?? 1
+            if written != communicator.size || workers != communicator.workersPerRank {
+                func describe(_ replicas: Int, _ perRank: Int) -> String {
+                    perRank == 1 ? "\(replicas) rank(s)" : "\(replicas / max(perRank, 1)) rank(s) × \(perRank) workers"
+                }
+                note += " (written by \(describe(written, workers)), continued on \(describe(communicator.size, communicator.workersPerRank)))"
+            }
         }
         resumeNote = note
         if let carried = experiment.carriedState {

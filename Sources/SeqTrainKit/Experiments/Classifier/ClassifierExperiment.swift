@@ -135,9 +135,7 @@ public final class ClassifierExperiment: Experiment {
         self.rank = rank
         self.world = world
         batchSize = config.integer("training.batch_size")
-        guard batchSize % world == 0 else {
-            throw SeqTrainError("training.batch_size = \(batchSize) does not divide among \(world) ranks; use a multiple of \(world) (it is the global batch, and each rank takes an equal share)")
-        }
+        try requireEvenShare(batchSize: batchSize, world: world)
         rows = shard(batchSize, rank: rank, world: world)
         try Self.refuseKnownMistakes(config)
 
