@@ -140,7 +140,8 @@ struct Bench: ParsableCommand {
                          "one_worker_per_s": single, "workers_per_s": multiple, "scaling": multiple / single,
                          "scaling_per_round": scalings, "ms_per_step": typical.medianStepSeconds * 1e3,
                          "allreduce_wait_ms": typical.medianWaitSeconds * 1e3, "reduction_ms": reduction,
-                         "phases_ms": typical.phasesPerRank.map { $0.mapValues { $0 * 1e3 } }])
+                         "phases_ms": typical.phasesPerRank.map { $0.mapValues { $0 * 1e3 } },
+                         "one_worker_phases_ms": one.sorted { $0.tokensPerSecond < $1.tokensPerSecond }[one.count / 2].phasesPerRank[0].mapValues { $0 * 1e3 }])
         }
         if json { try emit(systemFields.merging(["workers": rows]) { $1 }) }
     }

@@ -62,11 +62,17 @@ final class ClassifierTrainingTests: XCTestCase {
             pooling = "max"
             [training]
             batch_size = 32
-            epochs = 12
+            epochs = 20
             eval_every = 0
+            clip_norm = 1.0
             [optimizer]
             lr = 0.01
+            [lr_scheduler]
+            kind = "cosine"
+            warmup_steps = 50
             """)
+        // The recipe of configs/curves_lstm.toml: at a constant rate the held-out F1 swings by 0.1
+        // from one validation to the next (0.95 to 0.85 over the last 25 steps in one run).
         let summary = try Trainer(config: config, options: quiet()).run()
         let validation = try XCTUnwrap(summary.validation)
         let f1 = try XCTUnwrap(validation.metrics.first { $0.name == "val_macro_f1" }?.value)

@@ -49,7 +49,7 @@ public final class WorkerGroup {
         final class Outcome: @unchecked Sendable { var error: Error? }
         let outcomes = (0..<size).map { _ in Outcome() }
         let done = DispatchSemaphore(value: 0)
-        func work(_ worker: Int) {
+        @Sendable func work(_ worker: Int) {
             FloatEnvironment.flushDenormals()
             let communicator = ThreadCommunicator(group: self, worker: worker, inner: inner, timeout: timeout)
             do { try body(communicator) } catch {

@@ -12,7 +12,9 @@ extension RecurrentNetwork {
         let B = batch, T = steps, H = hiddenSize, G = 3 * H
         let w = layers[l]
         projectInput(l, bias: p.value(w.inputBias), parameters: p)
-        let whh = p.value(w.recurrentWeight), bhh = p.value(w.recurrentBias)  // (G, H), (G)
+        let bhh = p.value(w.recurrentBias)  // (G)
+        // W_hhᵀ (H, G) packed once for the T steps.
+        packedRecurrent.pack(p.value(w.recurrentWeight), ldb: H, transposed: true, depth: H, columns: G)
         stepScratch.resize(B * G)
         let gh = stepScratch.pointer                    // (B, G): h W_hhᵀ + b_hh of this step
         for t in 0..<T {
@@ -21,7 +23,7 @@ extension RecurrentNetwork {
             let hNext = hPrev + B * H                   // (B, H)
             let hn = cell[l].pointer + t * B * H        // (B, H)
             broadcastRows(gh, bhh, rowCount: B, width: G)
-            gemm(gh, ldc: G, hPrev, lda: H, whh, ldb: H, transposeB: true, m: B, n: G, k: H, beta: 1)
+            gemmPacked(gh, ldc: G, hPrev, lda: H, packedRecurrent, m: B, accumulate: true)  // gh += h W_hhᵀ
             // r, z = σ(…), n = tanh(x part + r ⊙ (W_hn h + b_hn)), h′ = (1 − z) ⊙ n + z ⊙ h: one fused pass (CKernels).
             st_gru_forward_step(g, gh, hPrev, hNext, hn, Int64(B), Int64(H))
         }
@@ -32,7 +34,8 @@ extension RecurrentNetwork {
     /// as seen by W_hh and b_hh (the n part times r), dHidden the gradient of the initial state.
     func gruBackwardLayer(_ l: Int, parameters p: ParameterArena) {
         let B = batch, T = steps, H = hiddenSize, G = 3 * H
-        let whh = p.value(layers[l].recurrentWeight)  // (G, H)
+        // W_hh (G, H) packed once for the T steps.
+        packedRecurrent.pack(p.value(layers[l].recurrentWeight), ldb: H, transposed: false, depth: G, columns: H)
         let dh = dHidden.pointer                      // (B, H)
         for t in stride(from: T - 1, through: 0, by: -1) {
             if t % 8 == 0 { progressHook?() }
@@ -45,7 +48,7 @@ extension RecurrentNetwork {
             // With dh̃ = dOut + dh: dn = dh̃ (1 − z)(1 − n²), dr = dn ⊙ (W_hn h + b_hn) ⊙ r(1 − r),
             // dz = dh̃ ⊙ (h − n) ⊙ z(1 − z); W_hh sees dn ⊙ r for the n gate; dh ← dh̃ ⊙ z (CKernels).
             st_gru_backward_step(g, hPrev, hn, dOut, dh, dgx, dgh, Int64(B), Int64(H))
-            gemm(dh, ldc: H, dgh, lda: G, whh, ldb: H, m: B, n: H, k: G, beta: 1)  // dh += dgh W_hh
+            gemmPacked(dh, ldc: H, dgh, lda: G, packedRecurrent, m: B, accumulate: true)  // dh += dgh W_hh
         }
     }
 }

@@ -15,7 +15,8 @@ extension RecurrentNetwork {
         let bih = p.value(w.inputBias), bhh = p.value(w.recurrentBias)
         for j in 0..<G { combinedBias[j] = bih[j] + bhh[j] }
         projectInput(l, bias: combinedBias.pointer, parameters: p)
-        let whh = p.value(w.recurrentWeight)  // (G, H)
+        // W_hhᵀ (H, G) packed once for the T steps.
+        packedRecurrent.pack(p.value(w.recurrentWeight), ldb: H, transposed: true, depth: H, columns: G)
         for t in 0..<T {
             let g = gates[l].pointer + t * B * G        // (B, G): input part in, activated gates out
             let hPrev = hidden[l].pointer + t * B * H   // (B, H)
@@ -23,7 +24,7 @@ extension RecurrentNetwork {
             let cPrev = cell[l].pointer + t * B * H     // (B, H)
             let cNext = cPrev + B * H                   // (B, H)
             let tc = tanhCell[l].pointer + t * B * H    // (B, H)
-            gemm(g, ldc: G, hPrev, lda: H, whh, ldb: H, transposeB: true, m: B, n: G, k: H, beta: 1)
+            gemmPacked(g, ldc: G, hPrev, lda: H, packedRecurrent, m: B, accumulate: true)  // g += h W_hhᵀ
             // Gates activated, c′ = f ⊙ c + i ⊙ g, tanh(c′), h′ = o ⊙ tanh(c′): one fused pass (CKernels).
             st_lstm_forward_step(g, cPrev, cNext, tc, hNext, Int64(B), Int64(H))
         }
@@ -34,7 +35,8 @@ extension RecurrentNetwork {
     /// dHidden and dCell holding the gradient of the initial state.
     func lstmBackwardLayer(_ l: Int, parameters p: ParameterArena) {
         let B = batch, T = steps, H = hiddenSize, G = 4 * H
-        let whh = p.value(layers[l].recurrentWeight)  // (G, H)
+        // W_hh (G, H) packed once for the T steps.
+        packedRecurrent.pack(p.value(layers[l].recurrentWeight), ldb: H, transposed: false, depth: G, columns: H)
         let dh = dHidden.pointer, dc = dCell.pointer  // (B, H) each
         for t in stride(from: T - 1, through: 0, by: -1) {
             if t % 8 == 0 { progressHook?() }
@@ -47,7 +49,7 @@ extension RecurrentNetwork {
             //   di = dc̃ ⊙ g ⊙ i(1 − i),  df = dc̃ ⊙ c ⊙ f(1 − f),  dg = dc̃ ⊙ i ⊙ (1 − g²),
             //   do = dh̃ ⊙ tanh(c′) ⊙ o(1 − o),  and dc ← dc̃ ⊙ f.
             st_lstm_backward_step(g, cPrev, tc, dOut, dh, dc, dg, Int64(B), Int64(H))
-            gemm(dh, ldc: H, dg, lda: G, whh, ldb: H, m: B, n: H, k: G)  // dh ← dg W_hh
+            gemmPacked(dh, ldc: H, dg, lda: G, packedRecurrent, m: B, accumulate: false)  // dh ← dg W_hh
         }
     }
 }

@@ -103,6 +103,8 @@ public final class RecurrentNetwork {
     let dCell = FloatBuffer()             // (B, H): carried gradient of c (LSTM)
     let stepScratch = FloatBuffer()       // (B, G·H): GRU recurrent gates of one step; (B, H) backward scratch
     let combinedBias = FloatBuffer()      // (G·H): b_ih + b_hh for the LSTM
+    /// The current layer's W_hh, packed for its time loop (W_hhᵀ forward, W_hh backward).
+    let packedRecurrent = PackedMatrix()
 
     /// The last forward's outputs of every layer, (T+1, B, H) each (slot 0 the initial state), for
     /// `--debug`'s non-finite check.
