@@ -85,10 +85,14 @@ __attribute__((target("avx512f"))) static void gemm_avx512(float *c, int64_t ldc
     for (int64_t j0 = 0; j0 < n; j0 += 32) {
         const float *panel = packed + j0 * k;
         const int64_t cols = n - j0 < 32 ? n - j0 : 32;
-        for (int64_t r0 = 0; r0 < m; r0 += 8) {
+        // Blocks of at most 8 rows, as even as possible (25 rows: 7, 6, 6, 6 rather than 8, 8, 8, 1).
+        const int64_t blocks = (m + 7) / 8;
+        for (int64_t q = 0, r0 = 0; q < blocks; q++) {
+            const int64_t rows = m / blocks + (q < m % blocks ? 1 : 0);
             float *cb = c + r0 * ldc + j0;
             const float *ab = a + r0 * lda;
-            switch (m - r0 < 8 ? m - r0 : 8) {
+            r0 += rows;
+            switch (rows) {
             case 8: block_avx512(8, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
             case 7: block_avx512(7, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
             case 6: block_avx512(6, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
@@ -136,10 +140,13 @@ __attribute__((target("avx2,fma"))) static void gemm_avx2(float *c, int64_t ldc,
     for (int64_t j0 = 0; j0 < n; j0 += 16) {
         const float *panel = packed + j0 * k;
         const int64_t cols = n - j0 < 16 ? n - j0 : 16;
-        for (int64_t r0 = 0; r0 < m; r0 += 6) {
+        const int64_t blocks = (m + 5) / 6;
+        for (int64_t q = 0, r0 = 0; q < blocks; q++) {
+            const int64_t rows = m / blocks + (q < m % blocks ? 1 : 0);
             float *cb = c + r0 * ldc + j0;
             const float *ab = a + r0 * lda;
-            switch (m - r0 < 6 ? m - r0 : 6) {
+            r0 += rows;
+            switch (rows) {
             case 6: block_avx2(6, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
             case 5: block_avx2(5, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
             case 4: block_avx2(4, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
