@@ -89,8 +89,24 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
+    /// The stack run over x (B, T, I) step-major one step at a time, into output (B, T, H).
+    func runStepwise(_ rnn: RecurrentNetwork, _ output: FloatBuffer, _ x: FloatBuffer, batch B: Int, steps T: Int,
+                     initial: RecurrentState, final: RecurrentState, parameters: ParameterArena, dropout: DropoutContext?) {
+        let I = rnn.inputSize, H = rnn.hiddenSize
+        // A capacity beyond the steps taken: backward must see only those.
+        rnn.beginSteps(batch: B, capacity: T + 3, initial: initial, parameters: parameters, dropout: dropout)
+        let row = FloatBuffer(count: B * I)
+        for t in 0..<T {
+            for b in 0..<B { (row.pointer + b * I).update(from: x.pointer + (b * T + t) * I, count: I) }
+            let h = rnn.step(row.pointer, parameters: parameters)
+            for b in 0..<B { (output.pointer + (b * T + t) * H).update(from: h + b * H, count: H) }
+        }
+        rnn.endSteps(final: final)
+    }
+
     /// Output of every step, final h and c, and the initial state all enter the loss; dropout on.
-    func checkRecurrent(_ cell: RecurrentCell, dropout: Float) throws {
+    /// `stepwise`: the forward pass is the one-step-at-a-time runner, backward the usual one.
+    func checkRecurrent(_ cell: RecurrentCell, dropout: Float, stepwise: Bool = false) throws {
         let (B, T, I, H, L) = (2, 4, 3, 5, 2)
         var layout = ParameterLayout()
         let rnn = RecurrentNetwork("rnn", cell: cell, inputSize: I, hiddenSize: H, layers: L, dropout: dropout, layout: &layout)
@@ -105,7 +121,11 @@ final class GradientCheckTests: XCTestCase {
         let wOut = randomValues(B * T * H, seed: 10), wH = randomValues(L * B * H, seed: 11), wC = randomValues(L * B * H, seed: 12)
         let context = dropout > 0 ? DropoutContext(seed: 1, step: 3, sampleKeys: [5, 9]) : nil
         func loss() -> Double {
-            rnn.forward(output.pointer, x.pointer, batch: B, steps: T, initial: initial, final: final, parameters: arena, dropout: context)
+            if stepwise {
+                runStepwise(rnn, output, x, batch: B, steps: T, initial: initial, final: final, parameters: arena, dropout: context)
+            } else {
+                rnn.forward(output.pointer, x.pointer, batch: B, steps: T, initial: initial, final: final, parameters: arena, dropout: context)
+            }
             var s = zip(output.array, wOut).reduce(0.0) { $0 + Double($1.0 * $1.1) }
             s += zip(final.hidden.array, wH).reduce(0.0) { $0 + Double($1.0 * $1.1) }
             if cell == .lstm { s += zip(final.cell.array, wC).reduce(0.0) { $0 + Double($1.0 * $1.1) } }
@@ -126,6 +146,48 @@ final class GradientCheckTests: XCTestCase {
         if cell == .lstm {
             check("c0", count: initial.cell.count, analytic: dInitial.cell.array,
                       read: { initial.cell[$0] }, write: { initial.cell[$0] = $1 }, loss: loss)
+        }
+    }
+
+    func testLSTMStepByStep() throws { try checkRecurrent(.lstm, dropout: 0.4, stepwise: true) }
+    func testGRUStepByStep() throws { try checkRecurrent(.gru, dropout: 0.4, stepwise: true) }
+
+    /// The one-step-at-a-time runner gives the whole-sequence pass's outputs, final states and
+    /// gradients on the same inputs (two layers, dropout between them, an initial state).
+    func testStepByStepRunnerEqualsTheWholeSequencePass() throws {
+        for cell in RecurrentCell.allCases {
+            let (B, T, I, H, L) = (3, 6, 4, 7, 2)
+            var layout = ParameterLayout()
+            let rnn = RecurrentNetwork("rnn", cell: cell, inputSize: I, hiddenSize: H, layers: L, dropout: 0.3, layout: &layout)
+            let arena = ParameterArena(layout)
+            arena.initialize(seed: 2)
+            let x = FloatBuffer()
+            x.copy(from: randomValues(B * T * I, seed: 3))
+            let initial = RecurrentState(cell: cell, layers: L, batch: B, width: H)
+            initial.hidden.copy(from: randomValues(L * B * H, seed: 4, scale: 0.5))
+            if cell == .lstm { initial.cell.copy(from: randomValues(L * B * H, seed: 5, scale: 0.5)) }
+            let context = DropoutContext(seed: 9, step: 1, sampleKeys: [2, 7, 8])
+            let dOutput = randomValues(B * T * H, seed: 6)
+            var results: [(output: [Float], hidden: [Float], cell: [Float], gradients: [Float], dx: [Float])] = []
+            for stepwise in [false, true] {
+                let output = FloatBuffer(count: B * T * H), final = RecurrentState(cell: cell, layers: L, batch: B, width: H)
+                if stepwise {
+                    runStepwise(rnn, output, x, batch: B, steps: T, initial: initial, final: final, parameters: arena, dropout: context)
+                } else {
+                    rnn.forward(output.pointer, x.pointer, batch: B, steps: T, initial: initial, final: final, parameters: arena, dropout: context)
+                }
+                arena.zeroGradients()
+                let dx = FloatBuffer(count: B * T * I)
+                dOutput.withUnsafeBufferPointer { rnn.backward(dx.pointer, $0.baseAddress!, parameters: arena) }
+                results.append((output.array, final.hidden.array, final.cell.array, arena.gradients.array, dx.array))
+            }
+            let (whole, stepped) = (results[0], results[1])
+            assertClose(stepped.output, whole.output, "\(cell) outputs", absolute: 1e-6, relative: 1e-5)
+            assertClose(stepped.hidden, whole.hidden, "\(cell) final h", absolute: 1e-6, relative: 1e-5)
+            assertClose(stepped.cell, whole.cell, "\(cell) final c", absolute: 1e-6, relative: 1e-5)
+            assertClose(stepped.gradients, whole.gradients, "\(cell) gradients", absolute: 1e-6, relative: 1e-5)
+            assertClose(stepped.dx, whole.dx, "\(cell) input gradients", absolute: 1e-6, relative: 1e-5)
+            XCTAssertTrue(whole.output.contains { $0 != 0 } && whole.gradients.contains { $0 != 0 })
         }
     }
 

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Multi-layer recurrent networks (`nn.LSTM` / `nn.GRU` with `batch_first=True`): the stack,
 /// its buffers, dropout between layers, the input projection and the weight gradients, shared by
 /// both cells. The cells' time loops, forward and backward side by side, are in LSTM.swift and GRU.swift.
@@ -65,6 +67,11 @@ public struct DropoutContext {
         for t in 0..<steps { for key in sampleKeys { rows.append(key << 24 | UInt64(t)) } }
         return Dropout.Keys(seed: seed, stream: UInt64(step) << 16 | UInt64(layer), rowKeys: rows)
     }
+
+    /// The keys of the (B) rows of time step `t` alone: those rows of `keys(layer:steps:)`.
+    func keys(layer: Int, at t: Int) -> Dropout.Keys {
+        Dropout.Keys(seed: seed, stream: UInt64(step) << 16 | UInt64(layer), rowKeys: sampleKeys.map { $0 << 24 | UInt64(t) })
+    }
 }
 
 public final class RecurrentNetwork {
@@ -105,6 +112,11 @@ public final class RecurrentNetwork {
     let combinedBias = FloatBuffer()      // (G·H): b_ih + b_hh for the LSTM
     /// The current layer's W_hh, packed for its time loop (W_hhᵀ forward, W_hh backward).
     let packedRecurrent = PackedMatrix()
+    /// Step-by-step passes: every layer's W_ihᵀ and W_hhᵀ packed, and the bias a step starts from
+    /// (b_ih + b_hh for the LSTM, b_ih for the GRU).
+    var packedStepWeights: [(input: PackedMatrix, recurrent: PackedMatrix, bias: FloatBuffer)] = []
+    var stepCapacity = 0
+    var stepDropout: DropoutContext?
 
     /// The last forward's outputs of every layer, (T+1, B, H) each (slot 0 the initial state), for
     /// `--debug`'s non-finite check.
@@ -198,6 +210,107 @@ public final class RecurrentNetwork {
             }
         }
         if let output { copySequence(output, outputLayout, outputs, .stepMajor, batch: B, steps: T, width: H) }
+    }
+
+    // MARK: one step at a time
+
+    /// Starts a pass run one time step at a time (`step`), for inputs that are not known before the
+    /// previous step's output is (a decoder fed its own output). It fills the buffers `forward`
+    /// fills, step by step, so `backward` then runs over the steps taken exactly as after a
+    /// whole-sequence pass, and the outputs agree with `forward` on the same inputs (up to float
+    /// rounding: the input projection is one product per step instead of one for all steps).
+    /// - capacity: the most steps the pass will take. initial: (L, B, H) states, nil for zeros.
+    public func beginSteps(batch B: Int, capacity T: Int, initial: RecurrentState?, parameters p: ParameterArena,
+                           dropout context: DropoutContext? = nil) {
+        batch = B
+        steps = 0
+        stepCapacity = T
+        stepDropout = context
+        let H = hiddenSize, G = cellKind.gateCount * H
+        droppedOut = context != nil && dropout.probability > 0 && layerCount > 1
+        while packedStepWeights.count < layerCount { packedStepWeights.append((PackedMatrix(), PackedMatrix(), FloatBuffer())) }
+        for l in 0..<layerCount {
+            if l == 0 || droppedOut { layerInput[l].resize(T * B * inputWidth(l)) }
+            gates[l].resize(T * B * G)
+            hidden[l].resize((T + 1) * B * H)
+            cell[l].resize((cellKind == .lstm ? T + 1 : T) * B * H)
+            if cellKind == .lstm { tanhCell[l].resize(T * B * H) }
+            if droppedOut && l < layerCount - 1 { masks[l].resize(T * B * H) }
+            let h0 = hidden[l].pointer
+            if let initial { h0.update(from: initial.hidden.pointer + l * B * H, count: B * H) } else { h0.update(repeating: 0, count: B * H) }
+            if cellKind == .lstm {
+                let c0 = cell[l].pointer
+                if let initial { c0.update(from: initial.cell.pointer + l * B * H, count: B * H) } else { c0.update(repeating: 0, count: B * H) }
+            }
+            // W_ihᵀ and W_hhᵀ packed once for the pass; the bias every step starts from.
+            let w = layers[l], (input, recurrent, bias) = packedStepWeights[l]
+            input.pack(p.value(w.inputWeight), ldb: inputWidth(l), transposed: true, depth: inputWidth(l), columns: G)
+            recurrent.pack(p.value(w.recurrentWeight), ldb: H, transposed: true, depth: H, columns: G)
+            bias.resize(G)
+            let bih = p.value(w.inputBias), bhh = p.value(w.recurrentBias)
+            for j in 0..<G { bias[j] = cellKind == .lstm ? bih[j] + bhh[j] : bih[j] }
+        }
+        stepScratch.resize(B * G)
+    }
+
+    /// Runs time step `steps` of every layer on x (B, I) and returns the top layer's output (B, H),
+    /// valid until the pass's buffers are resized.
+    @discardableResult
+    public func step(_ x: UnsafePointer<Float>, parameters p: ParameterArena) -> UnsafePointer<Float> {
+        let B = batch, H = hiddenSize, G = cellKind.gateCount * H, t = steps
+        precondition(t < stepCapacity, "step \(t) beyond the capacity \(stepCapacity) given to beginSteps")
+        (layerInput[0].pointer + t * B * inputSize).update(from: x, count: B * inputSize)
+        for l in 0..<layerCount {
+            let width = inputWidth(l)
+            var input = UnsafePointer(layerInput[l].pointer + t * B * width)  // (B, I_l)
+            if l > 0 {
+                let below = hidden[l - 1].pointer + (t + 1) * B * H             // (B, H): layer l−1's output at t
+                if droppedOut {
+                    dropout.forward(layerInput[l].pointer + t * B * H, mask: masks[l - 1].pointer + t * B * H, below,
+                                    rows: B, width: H, keys: stepDropout!.keys(layer: dropoutStream * 64 + l, at: t))
+                } else {
+                    input = UnsafePointer(below)
+                }
+            }
+            let (inputWeights, recurrentWeights, bias) = packedStepWeights[l]
+            let g = gates[l].pointer + t * B * G          // (B, G)
+            let hPrev = hidden[l].pointer + t * B * H     // (B, H)
+            let hNext = hPrev + B * H                     // (B, H)
+            broadcastRows(g, bias.pointer, rowCount: B, width: G)
+            gemmPacked(g, ldc: G, input, lda: width, inputWeights, m: B, accumulate: true)
+            switch cellKind {
+            case .lstm:
+                gemmPacked(g, ldc: G, hPrev, lda: H, recurrentWeights, m: B, accumulate: true)
+                let cPrev = cell[l].pointer + t * B * H
+                st_lstm_forward_step(g, cPrev, cPrev + B * H, tanhCell[l].pointer + t * B * H, hNext, Int64(B), Int64(H))
+            case .gru:
+                let gh = stepScratch.pointer                // (B, G): h W_hhᵀ + b_hh
+                broadcastRows(gh, p.value(layers[l].recurrentBias), rowCount: B, width: G)
+                gemmPacked(gh, ldc: G, hPrev, lda: H, recurrentWeights, m: B, accumulate: true)
+                st_gru_forward_step(g, gh, hPrev, hNext, cell[l].pointer + t * B * H, Int64(B), Int64(H))
+            }
+        }
+        steps = t + 1
+        return UnsafePointer(hidden[layerCount - 1].pointer + steps * B * H)
+    }
+
+    /// Ends a step-by-step pass: `final` receives the states after the last step taken.
+    public func endSteps(final: RecurrentState?) {
+        let B = batch, H = hiddenSize, T = steps, G = cellKind.gateCount * H
+        // The buffers hold the steps taken, as after `forward` over T steps.
+        for l in 0..<layerCount {
+            if l == 0 || droppedOut { layerInput[l].resize(T * B * inputWidth(l), keep: true) }
+            gates[l].resize(T * B * G, keep: true)
+            hidden[l].resize((T + 1) * B * H, keep: true)
+            cell[l].resize((cellKind == .lstm ? T + 1 : T) * B * H, keep: true)
+            if cellKind == .lstm { tanhCell[l].resize(T * B * H, keep: true) }
+            if droppedOut && l < layerCount - 1 { masks[l].resize(T * B * H, keep: true) }
+        }
+        guard let final else { return }
+        for l in 0..<layerCount {
+            (final.hidden.pointer + l * B * H).update(from: hidden[l].pointer + T * B * H, count: B * H)
+            if cellKind == .lstm { (final.cell.pointer + l * B * H).update(from: cell[l].pointer + T * B * H, count: B * H) }
+        }
     }
 
     /// gates (T·B, G·H) ← bias + x W_ihᵀ: the input projection of all steps in one sgemm.
