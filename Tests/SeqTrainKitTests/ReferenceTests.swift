@@ -98,17 +98,33 @@ final class ReferenceTests: XCTestCase {
     func testLSTMAutoencoder() throws {
         let ref = try ReferenceCase("lstm_autoencoder")
         let (F, H, Z, B, T) = (2, 12, 4, 3, 7)
-        let model = LSTMAutoencoder(features: F, hiddenSize: H, latentSize: Z)
+        let model = SequenceAutoencoder(cell: .lstm, features: F, hiddenSize: H, latentSize: Z)
         try ref.load(into: model.parameters)
         let x = try ref.floats("x")
         var total = LossTotal()
         pointer(x) { model.forward($0, batch: B, steps: T) }
-        assertClose(model.reconstruction.array, try ref.floats("recon"), "recon")
+        var reconstruction = [Float](repeating: 0, count: B * T * F)
+        reconstruction.withUnsafeMutableBufferPointer {
+            copySequence($0.baseAddress!, .batchFirst, model.reconstruction.pointer, .stepMajor, batch: B, steps: T, width: F)
+        }
+        assertClose(reconstruction, try ref.floats("recon"), "recon")
         assertClose(model.latent.array, try ref.floats("latent"), "latent")
         model.parameters.zeroGradients()
         pointer(x) { total = model.loss(target: $0, gradient: true) }
         assertClose([Float(total.mean)], try ref.floats("loss"), "loss")
         try ref.assertGradients(model.parameters, scale: Float(1 / total.count))
+
+        // Three Adam steps (lr 1e-2) with clipping at 1.0, same batch.
+        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-2), parameterCount: model.parameters.count)
+        for _ in 0..<3 {
+            model.parameters.zeroGradients()
+            pointer(x) { model.forward($0, batch: B, steps: T) }
+            pointer(x) { total = model.loss(target: $0, gradient: true) }
+            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / total.count), count: model.parameters.count)
+            GradientClipping.clipNorm(model.parameters, maxNorm: 1.0)
+            adam.step(model.parameters, learningRate: 1e-2)
+        }
+        try ref.assertParametersAfterSteps(model.parameters)
     }
 
     func testParameterNamesMatchPyTorchStateDicts() throws {

@@ -61,6 +61,20 @@ public struct LabelledData {
                             lengths: indices.map { lengths[$0] }, labels: labels?.subset(indices), source: source)
     }
 
+    /// The samples at `indices` (−1: an empty row, length 1 of zeros) as one batch-first block
+    /// (rows, steps, F), cut to the longest valid length among them, with each row's length.
+    public func gather(_ indices: [Int]) -> (inputs: [Float], steps: Int, lengths: [Int]) {
+        let T = steps, F = features
+        let longest = max(1, indices.map { $0 >= 0 ? lengths[$0] : 1 }.max() ?? 1)
+        var block = [Float](repeating: 0, count: indices.count * longest * F)
+        for (r, s) in indices.enumerated() where s >= 0 {
+            for t in 0..<lengths[s] {
+                for f in 0..<F { block[(r * longest + t) * F + f] = inputs[(s * T + t) * F + f] }
+            }
+        }
+        return (block, longest, indices.map { $0 >= 0 ? lengths[$0] : 1 })
+    }
+
     /// A hash of the values, lengths and labels: equal on every rank that read the same data.
     public var fingerprint: UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -73,6 +87,20 @@ public struct LabelledData {
         case nil: break
         }
         return hash
+    }
+}
+
+/// Runs `body` over `range` of `data` in chunks, each gathered as one batch (cut to its longest
+/// valid length). A chunk holds about 65,536 steps (8 to 256 samples), so the recurrent buffers of
+/// a chunk stay small: 256 curves of 1,500 steps at once would take 400 MB.
+func forEachChunk(of data: LabelledData, range: Range<Int>,
+                  _ body: ([Int], (inputs: [Float], steps: Int, lengths: [Int])) throws -> Void) rethrows {
+    let chunk = min(256, max(8, 65_536 / max(data.steps, 1)))
+    var start = range.lowerBound
+    while start < range.upperBound {
+        let indices = Array(start..<min(start + chunk, range.upperBound))
+        start += indices.count
+        try body(indices, data.gather(indices))
     }
 }
 

@@ -362,32 +362,19 @@ public final class ClassifierExperiment: Experiment {
     /// This rank's rows of global batch k: inputs (rows, T, F) cut to the longest valid length,
     /// lengths, targets, the mask of rows past the epoch's end, and a global key per row.
     func batch(_ k: Int) -> (inputs: [Float], steps: Int, lengths: [Int], targets: ClassBatchTargets, mask: [Float], keys: [UInt64]) {
-        let T = training.steps, F = training.features, c = classes.count
+        let c = classes.count
         let slots = rows.map { k * batchSize + $0 }
         let samples = slots.map { $0 < epochOrder.count ? epochOrder[$0] : -1 }
-        let steps = max(1, samples.map { $0 >= 0 ? training.lengths[$0] : 1 }.max() ?? 1)
-        var inputs = [Float](repeating: 0, count: samples.count * steps * F)
-        var lengths: [Int] = [], mask: [Float] = []
+        let (inputs, steps, lengths) = training.gather(samples)
         var ids: [Int32] = [], matrix: [Float] = []
-        for (r, s) in samples.enumerated() {
-            guard s >= 0 else {
-                lengths.append(1); mask.append(0)
-                ids.append(0); matrix += [Float](repeating: 0, count: c)
-                continue
-            }
-            let length = training.lengths[s]
-            for t in 0..<length {
-                for f in 0..<F { inputs[(r * steps + t) * F + f] = training.inputs[(s * T + t) * F + f] }
-            }
-            lengths.append(length)
-            mask.append(1)
+        for s in samples {
             switch trainingTargets {
-            case .ids(let all): ids.append(all[s])
-            case .matrix(let all): matrix += all[(s * c)..<((s + 1) * c)]
+            case .ids(let all): ids.append(s >= 0 ? all[s] : 0)
+            case .matrix(let all): matrix += s >= 0 ? all[(s * c)..<((s + 1) * c)] : ArraySlice(repeating: 0, count: c)
             }
         }
         let targets: ClassBatchTargets = multiLabel ? .matrix(matrix) : .ids(ids)
-        return (inputs, steps, lengths, targets, mask, slots.map(UInt64.init))
+        return (inputs, steps, lengths, targets, samples.map { $0 >= 0 ? 1 : 0 }, slots.map(UInt64.init))
     }
 
     private let dLogits = FloatBuffer()   // (rows, C)
@@ -464,27 +451,13 @@ public final class ClassifierExperiment: Experiment {
         return counts
     }
 
-    /// Runs the network over `range` of `data` in chunks (each cut to its longest valid length) and
-    /// hands each chunk's sample indices and logits (n, C) to `body`. A chunk holds about 65,536
-    /// steps (8 to 256 samples): the recurrent buffers of a chunk of 256 curves of 1,500 steps would
-    /// take 400 MB.
+    /// Runs the network over `range` of `data` in chunks (`forEachChunk(of:range:)`) and hands each
+    /// chunk's sample indices and logits (n, C) to `body`.
     static func forEachChunk(_ data: LabelledData, range: Range<Int>, network: ClassifierNetwork,
                              _ body: ([Int], UnsafePointer<Float>) throws -> Void) rethrows {
-        let T = data.steps, F = data.features
-        let chunk = min(256, max(8, 65_536 / max(T, 1)))
-        var start = range.lowerBound
-        while start < range.upperBound {
-            let indices = Array(start..<min(start + chunk, range.upperBound))
-            start += indices.count
-            let steps = indices.map { data.lengths[$0] }.max() ?? 1
-            var inputs = [Float](repeating: 0, count: indices.count * steps * F)
-            for (r, s) in indices.enumerated() {
-                for t in 0..<data.lengths[s] {
-                    for f in 0..<F { inputs[(r * steps + t) * F + f] = data.inputs[(s * T + t) * F + f] }
-                }
-            }
-            let logits = inputs.withUnsafeBufferPointer {
-                network.forward($0.baseAddress!, batch: indices.count, steps: steps, features: F, lengths: indices.map { data.lengths[$0] }, dropout: nil)
+        try SeqTrainKit.forEachChunk(of: data, range: range) { indices, block in
+            let logits = block.inputs.withUnsafeBufferPointer {
+                network.forward($0.baseAddress!, batch: indices.count, steps: block.steps, features: data.features, lengths: block.lengths, dropout: nil)
             }
             try body(indices, logits)
         }
