@@ -109,6 +109,10 @@ public struct NumericReader {
     public var header = false
     /// Label columns of CSV/TSV inputs (names or 0-based indices).
     public var labelColumns: [String] = []
+    /// Columns of CSV/TSV inputs left out and not read (an id, or labels a kind does not use).
+    public var ignoredColumns: [String] = []
+    /// The key that names `ignoredColumns` in messages.
+    public var ignoredColumnsKey = "data.ignore_columns"
     /// Names of multi-label columns given by the user (for .npy labels, which have none).
     public var labelNames: [String] = []
     public var layout: SampleLayout = .sequence
@@ -260,13 +264,17 @@ public struct NumericReader {
             if !labelColumns.isEmpty {
                 throw SeqTrainError("data.label_columns: \(path) is a .npy file, which has no columns; give its labels in data.labels")
             }
+            if !ignoredColumns.isEmpty {
+                throw SeqTrainError("\(ignoredColumnsKey): \(path) is a .npy file, which has no columns; leave \(ignoredColumnsKey) empty")
+            }
             return Part(values: array.floats(), shape: array.shape, labels: nil, path: path)
         }
         let table = try DelimitedFile(contentsOf: path, header: header)
         guard let width = table.rows.first?.cells.count else { throw SeqTrainError("\(inputsKey): \(path) has no rows") }
         let labelIndices = try table.columnIndices(labelColumns, width: width, key: "data.label_columns")
-        let valueColumns = (0..<width).filter { !labelIndices.contains($0) }
-        guard !valueColumns.isEmpty else { throw SeqTrainError("\(inputsKey): \(path) has only label columns") }
+        let ignored = try table.columnIndices(ignoredColumns, width: width, key: ignoredColumnsKey)
+        let valueColumns = (0..<width).filter { !labelIndices.contains($0) && !ignored.contains($0) }
+        guard !valueColumns.isEmpty else { throw SeqTrainError("\(inputsKey): \(path) has only label or ignored columns") }
         var values = [Float]()
         values.reserveCapacity(table.rows.count * valueColumns.count)
         var names: [String] = [], matrix: [Float] = []

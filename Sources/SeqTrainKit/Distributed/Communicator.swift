@@ -73,10 +73,10 @@ extension Communicator {
         var bytes = Array(message.utf8.prefix(4096))
         bytes += [UInt8](repeating: 0, count: 4096 - bytes.count)
         let all = try allGather(bytes)
-        let failures = all.enumerated().compactMap { rank, raw -> String? in
-            let text = String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            return text.isEmpty ? nil : "\(name(of: rank)): \(text)"
-        }
+        let messages = all.map { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        // The same error everywhere (a bad config read by every worker) is said once.
+        if let first = messages.first, !first.isEmpty, messages.allSatisfy({ $0 == first }) { throw SeqTrainError(first) }
+        let failures = messages.enumerated().compactMap { rank, text -> String? in text.isEmpty ? nil : "\(name(of: rank)): \(text)" }
         if !failures.isEmpty { throw SeqTrainError(failures.joined(separator: "\n")) }
     }
 }

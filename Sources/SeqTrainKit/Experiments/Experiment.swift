@@ -154,10 +154,59 @@ public struct ExperimentKind {
     public let evaluate: (_ checkpoint: String, _ data: [String], _ labels: [String]) throws -> EvaluationReport
     /// `seqtrain predict CHECKPOINT --data ... --out FILE`: returns a summary line.
     public let predict: ((_ checkpoint: String, _ data: [String], _ out: String) throws -> String)?
+    /// `seqtrain encode CHECKPOINT --data ... --out FILE`: every sample's latent vector.
+    public var encode: ((_ checkpoint: String, _ data: [String], _ out: String) throws -> String)? = nil
+    /// `seqtrain score CHECKPOINT --data ... --out FILE`: every sample's reconstruction error.
+    public var score: ((_ checkpoint: String, _ data: [String], _ out: String) throws -> String)? = nil
+    /// `seqtrain generate CHECKPOINT ...`: the generated sequences, one per line.
+    public var generate: ((_ checkpoint: String, _ request: GenerationRequest) throws -> String)? = nil
+    /// `seqtrain forecast CHECKPOINT --data ... --steps N [--out FILE]`.
+    public var forecast: ((_ checkpoint: String, _ data: [String], _ steps: Int, _ out: String?) throws -> String)? = nil
+
+    /// The kinds that have the command `name` ("encode", "score", "generate", "forecast"), for messages.
+    public static func offering(_ command: String) -> [String] {
+        ExperimentRegistry.kinds.filter { kind in
+            switch command {
+            case "encode": return kind.encode != nil
+            case "score": return kind.score != nil
+            case "generate": return kind.generate != nil
+            case "forecast": return kind.forecast != nil
+            case "predict": return kind.predict != nil
+            default: return false
+            }
+        }.map(\.name)
+    }
+}
+
+/// What `seqtrain generate` asks of a sequence generator.
+public struct GenerationRequest {
+    /// Where the latent vectors come from.
+    public enum Source {
+        /// Encode these texts (one sequence per line) and decode them again: reconstruction.
+        case text([String])
+        /// Decode the latent vectors of a .npy file of (N, Z).
+        case latents(String)
+        /// Draw N latent vectors from the prior N(0, I) (variational models).
+        case prior(Int)
+    }
+    public var source: Source
+    /// 0: the most likely token at every step; above 0, draws from softmax(logits / T).
+    public var temperature: Double
+    /// Tokens at most per sequence, the end token excluded.
+    public var maxLength: Int
+    public var seed: UInt64
+
+    public init(source: Source, temperature: Double, maxLength: Int, seed: UInt64) {
+        self.source = source
+        self.temperature = temperature
+        self.maxLength = maxLength
+        self.seed = seed
+    }
 }
 
 public enum ExperimentRegistry {
-    public static let kinds: [ExperimentKind] = [CharLMTask.kind, ClassifierExperiment.sequenceKind, ClassifierExperiment.mlpKind]
+    public static let kinds: [ExperimentKind] = [CharLMTask.kind, ClassifierExperiment.sequenceKind, ClassifierExperiment.mlpKind,
+                                                 AutoencoderExperiment.kind]
 
     public static func kind(named name: String) -> ExperimentKind? { kinds.first { $0.name == name } }
 

@@ -44,6 +44,22 @@ public enum MemoryCheck {
         }
     }
 
+    /// Parameters of an L-layer recurrent stack over `input` features (an upper bound: every layer
+    /// as wide as the wider of its input and H), checked for overflow; `what` names the keys.
+    public static func recurrentStack(input: Int, hidden: Int, layers: Int, cell: RecurrentCell = .lstm, what: String) throws -> Int {
+        let gates = try product([cell.gateCount, hidden], what: what)
+        let perLayer = try product([gates, try sum([max(input, hidden), hidden, 2], what: what)], what: what)
+        return try product([perLayer, layers], what: what)
+    }
+
+    /// Floats of a batch's recurrent buffers (gates, states and their gradients: about 8 of width
+    /// 4H per layer and step), checked against this machine's memory.
+    public static func requireRecurrentBuffers(rows: Int, steps: Int, hidden: Int, layers: Int, what: String, fix: String) throws {
+        try requireMatrixDimensions([(try product([rows, steps], what: "training.batch_size × steps"), "training.batch_size × the sequence length")])
+        let floats = try product([rows, steps, 8, 4, hidden, layers], what: "training.batch_size × steps × model.hidden × model.layers")
+        try require(floats: floats, what: what, fix: fix)
+    }
+
     /// A loader's check before it builds a model from a checkpoint's config: `estimate` (an upper
     /// bound, at most about twice the true count) against the values the file's tensors hold, so
     /// a damaged config asking for a huge model is refused before anything is allocated.

@@ -55,8 +55,9 @@ public final class SequenceAutoencoder: TrainableModel {
     public let latent = FloatBuffer()          // (B, Z)
     public let reconstruction = FloatBuffer()  // (T, B, F)
     private let encoded = FloatBuffer()        // (B, H): the encoder's top layer at each sample's last valid step
-    private let decoderInputs = FloatBuffer()  // (T, B, Z) repeated latent, or (B, F) the fed-back output
+    private let decoderInputs = FloatBuffer()  // (T, B, Z): the latent repeated
     private let initialState = FloatBuffer()   // (B, L·H): tanh(to_state(z)) (previous_output)
+    private let target = FloatBuffer()         // (T, B, F): the input, step-major
     private let dReconstruction = FloatBuffer(), dDecoded = FloatBuffer(), dInputs = FloatBuffer()  // (T, B, F), (T, B, H), (T, B, Z)
     private let dLatent = FloatBuffer(), dEncoded = FloatBuffer(), dEncoderOutputs = FloatBuffer(), dState = FloatBuffer()
     private var lengths: [Int] = []
@@ -93,8 +94,14 @@ public final class SequenceAutoencoder: TrainableModel {
         toLatent.forward(latent.pointer, encoded.pointer, rows: B, parameters: parameters)
     }
 
-    /// reconstruction (T, B, F) of x (B, T, F): encode, then decode for T steps.
-    public func forward(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, lengths: [Int]? = nil, dropout: DropoutContext? = nil) {
+    /// What the decoder was fed at every step of the last forward, (T, B, F) (previous_output).
+    public let fedOutputs = FloatBuffer()
+
+    /// reconstruction (T, B, F) of x (B, T, F): encode, then decode for T steps. `feed` (T, B, F),
+    /// for previous_output, replaces the outputs fed back with given constants (a gradient check
+    /// holds them at the values of one pass, as back-propagation treats them).
+    public func forward(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, lengths: [Int]? = nil, dropout: DropoutContext? = nil,
+                        feed: UnsafePointer<Float>? = nil) {
         encode(x, batch: B, steps: T, lengths: lengths, dropout: dropout)
         let H = decoder.hiddenSize, Z = latentSize, F = features, L = decoder.layerCount
         reconstruction.resize(T * B * F)
@@ -112,22 +119,28 @@ public final class SequenceAutoencoder: TrainableModel {
             let start = RecurrentState(cell: decoder.cellKind, layers: L, batch: B, width: H)
             for b in 0..<B { for l in 0..<L { (start.hidden.pointer + (l * B + b) * H).update(from: initialState.pointer + (b * L + l) * H, count: H) } }
             decoder.beginSteps(batch: B, capacity: T, initial: start, parameters: parameters, dropout: dropout)
-            decoderInputs.resize(B * F)
-            decoderInputs.zero()
+            fedOutputs.resize(T * B * F)
             for t in 0..<T {
-                let out = decoder.step(decoderInputs.pointer, parameters: parameters)
-                let y = reconstruction.pointer + t * B * F
-                head.forward(y, out, rows: B, parameters: parameters)
-                decoderInputs.pointer.update(from: y, count: B * F)
+                let fed = fedOutputs.pointer + t * B * F  // (B, F): zeros, then the previous output
+                if let feed {
+                    fed.update(from: feed + t * B * F, count: B * F)
+                } else if t == 0 {
+                    fed.update(repeating: 0, count: B * F)
+                } else {
+                    fed.update(from: reconstruction.pointer + (t - 1) * B * F, count: B * F)
+                }
+                let out = decoder.step(fed, parameters: parameters)
+                head.forward(reconstruction.pointer + t * B * F, out, rows: B, parameters: parameters)
             }
             decoder.endSteps(final: nil)
         }
     }
 
-    /// The valid (T, B) rows of the last forward: 1 for steps before each sample's length.
-    public var stepMask: [Float] {
+    /// The counted (T, B) rows: 1 for steps before each sample's length (`counted`, default the
+    /// lengths of the last forward; 0 leaves a row out).
+    func stepMask(_ counted: [Int]? = nil) -> [Float] {
         var mask = [Float](repeating: 0, count: steps * batch)
-        for b in 0..<batch { for t in 0..<lengths[b] { mask[t * batch + b] = 1 } }
+        for b in 0..<batch { for t in 0..<min(counted?[b] ?? lengths[b], steps) { mask[t * batch + b] = 1 } }
         return mask
     }
 
@@ -176,15 +189,15 @@ public final class SequenceAutoencoder: TrainableModel {
         gradientsReady?(0)
     }
 
-    /// The loss of the reconstruction against x (B, T, F) over the valid steps; with `gradient`,
-    /// back-propagates its sum.
-    public func loss(target x: UnsafePointer<Float>, loss kind: RegressionLoss = .mse, gradient: Bool,
+    /// The loss of the reconstruction against x (B, T, F) over the valid steps (`counted` lengths
+    /// per row when given: 0 leaves a row out); with `gradient`, back-propagates its sum.
+    public func loss(target x: UnsafePointer<Float>, loss kind: RegressionLoss = .mse, gradient: Bool, countedLengths counted: [Int]? = nil,
                      gradientsReady: ((Int) -> Void)? = nil) -> LossTotal {
         let B = batch, T = steps, F = features
-        let target = FloatBuffer(count: T * B * F)
+        target.resize(T * B * F)
         copySequence(target.pointer, .stepMajor, x, .batchFirst, batch: B, steps: T, width: F)
         if gradient { dReconstruction.resize(T * B * F) }
-        let mask = stepMask
+        let mask = stepMask(counted)
         let total = mask.withUnsafeBufferPointer {
             kind.evaluate(gradient ? dReconstruction.pointer : nil, prediction: reconstruction.pointer, target: target.pointer,
                           mask: $0.baseAddress, rows: T * B, features: F)

@@ -225,6 +225,9 @@ public struct LoadedCharLM {
         let file: SafetensorsFile
         (path, file) = try Checkpoint.resolve(given)
         metadata = file.metadata
+        if let kind = metadata["seqtrain.kind"], kind != "char_lm" {
+            throw SeqTrainError("\(path): a model.kind = \"\(kind)\" checkpoint; seqtrain sample works on char_lm checkpoints")
+        }
         guard metadata["seqtrain.kind"] == "char_lm", let vocabularyText = metadata["seqtrain.vocabulary"],
               let configText = metadata["seqtrain.config"] else {
             throw SeqTrainError("\(path): not a seqtrain char-LM checkpoint (its __metadata__ lacks seqtrain.kind, seqtrain.vocabulary or seqtrain.config)")

@@ -51,9 +51,7 @@ enum ClassifierNetwork {
         case "sequence_classifier":
             let hidden = config.integer("model.hidden"), layers = config.integer("model.layers")
             let gates = try MemoryCheck.product([4, hidden], what: "model.hidden")
-            let perLayer = try MemoryCheck.product([gates, try MemoryCheck.sum([max(inputFeatures, hidden), hidden, 2], what: "model.hidden")],
-                                                   what: "model.hidden")
-            let count = try MemoryCheck.sum([try MemoryCheck.product([perLayer, layers], what: "model.layers"),
+            let count = try MemoryCheck.sum([try MemoryCheck.recurrentStack(input: inputFeatures, hidden: hidden, layers: layers, what: "model.hidden"),
                                              try MemoryCheck.product([hidden + 1, classes], what: "model.hidden")], what: "model.hidden")
             try MemoryCheck.requireStored(storedValues, estimate: count)
             try MemoryCheck.requireMatrixDimensions([(gates, "4 × model.hidden"), (inputFeatures, "the input features")])
@@ -224,12 +222,10 @@ public final class ClassifierExperiment: Experiment {
         // The batch's recurrent buffers (gates, states, their gradients: about 8 of width 4H per
         // layer and step) for the longest sequence.
         if layout == .sequence && settings.features == "raw" {
-            try MemoryCheck.requireMatrixDimensions([(try MemoryCheck.product([rows.count, training.steps], what: "training.batch_size × steps"),
-                                                      "training.batch_size × the sequence length")])
-            let perStep = try MemoryCheck.product([rows.count, training.steps, 8, 4, config.integer("model.hidden"), config.integer("model.layers")],
-                                                  what: "training.batch_size × steps × model.hidden × model.layers")
-            try MemoryCheck.require(floats: perStep, what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
-                                    fix: "lower training.batch_size or model.hidden, or use data.features = \"rfft\"")
+            try MemoryCheck.requireRecurrentBuffers(rows: rows.count, steps: training.steps, hidden: config.integer("model.hidden"),
+                                                    layers: config.integer("model.layers"),
+                                                    what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
+                                                    fix: "lower training.batch_size or model.hidden, or use data.features = \"rfft\"")
         }
         network = try ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
         diagnoses = Self.diagnose(config, preprocessing: settings, counts: counts, samples: trainPart.count,

@@ -1,0 +1,129 @@
+import Foundation
+import XCTest
+import SeqTrainKit
+
+/// The autoencoder kind through the binary: learning generated curves, eval repeating the logged
+/// figures, encode and score, and the refusals of impossible requests.
+final class AutoencoderTrainingTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws { dir = try temporaryDirectory() }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func seqtrain(_ arguments: [String], timeout: Double = 300) throws -> MultiRankTests.Run {
+        try MultiRankTests.execute([MultiRankTests.binary] + arguments, timeout: timeout)
+    }
+
+    func writeCurves(_ name: String, count: Int, length: Int, seed: UInt64) throws -> String {
+        let (inputs, _) = SyntheticSets.curves(count: count, length: length, seed: seed)
+        try NumpyArray(floats: inputs, shape: [count, length]).write(to: "\(dir)/\(name).npy")
+        return "\(dir)/\(name).npy"
+    }
+
+    func config(_ extra: String = "") throws -> String {
+        let path = "\(dir)/ae.toml"
+        try """
+            [job]
+            name = "ae"
+            seed = 2
+            run_dir = "\(dir)/run"
+            [data]
+            inputs = ["\(dir)/train.npy"]
+            validation_inputs = ["\(dir)/held.npy"]
+            [model]
+            kind = "autoencoder"
+            cell = "gru"
+            hidden = 64
+            latent = 32
+            [training]
+            batch_size = 32
+            epochs = 60
+            eval_every = 500
+            [optimizer]
+            lr = 0.01
+            [lr_scheduler]
+            kind = "cosine"
+            warmup_steps = 100
+            [metrics]
+            log_every = 50
+            \(extra)
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Below 10% of the data's variance on held-out curves; eval of those files gives the figures
+    /// the trainer logged; encode writes one latent vector per sample; score ranks damaged curves
+    /// above every intact one.
+    func testAutoencoderLearnsCurvesAndEvalEncodeAndScoreWork() throws {
+        let train = try writeCurves("train", count: 1600, length: 100, seed: 1)
+        let held = try writeCurves("held", count: 300, length: 100, seed: 2)
+        let run = try seqtrain(["train", try config(), "--quiet"], timeout: 600)
+        XCTAssertEqual(run.status, 0, run.errors)
+        let last = try XCTUnwrap(try metrics().last)
+        let ratio = try XCTUnwrap(last["val_variance_ratio"] as? Double)
+        print(String(format: "autoencoder test: held-out reconstruction error %.4f of the data's variance after %d steps", ratio, last["step"] as? Int ?? 0))
+        XCTAssertLessThan(ratio, 0.1, "held-out reconstruction MSE below 10% of the variance")
+        _ = train
+
+        let eval = try seqtrain(["eval", "\(dir)/run", "--data", held, "--json"])
+        XCTAssertEqual(eval.status, 0, eval.errors)
+        let fields = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(eval.output.utf8)) as? [String: Any])
+        for (key, logged) in [("reconstruction_mse", "val_reconstruction_mse"), ("variance_ratio", "val_variance_ratio"), ("loss", "val_loss")] {
+            let a = try XCTUnwrap(fields[key] as? Double), b = try XCTUnwrap(last[logged] as? Double)
+            XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), "eval's \(key) is the logged \(logged)")
+        }
+        XCTAssertEqual(fields["samples"] as? Int, 300)
+
+        let encoded = try seqtrain(["encode", "\(dir)/run", "--data", held, "--out", "\(dir)/z.npy"])
+        XCTAssertEqual(encoded.status, 0, encoded.errors)
+        let latents = try NumpyArray(contentsOf: "\(dir)/z.npy")
+        XCTAssertEqual(latents.shape, [300, 32])
+        XCTAssertTrue(latents.floats().allSatisfy { $0.isFinite } && Set(latents.floats()).count > 300)
+        let csv = try seqtrain(["encode", "\(dir)/run", "--data", held, "--out", "\(dir)/z.csv"])
+        XCTAssertEqual(csv.status, 0, csv.errors)
+        let rows = try String(contentsOfFile: "\(dir)/z.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, 301)
+        XCTAssertEqual(rows[0], "sample," + (0..<32).map { "z\($0)" }.joined(separator: ","))
+
+        // Ten curves of the held set with a burst of noise in the middle: the anomalies.
+        var damaged = try NumpyArray(contentsOf: held).floats()
+        let random = CounterRandom(seed: 8, purpose: .synthetic)
+        for s in 0..<10 { for t in 40..<60 { damaged[s * 100 + t] += 3 * random.normal(stream: UInt64(s), index: UInt64(t)) } }
+        try NumpyArray(floats: damaged, shape: [300, 100]).write(to: "\(dir)/damaged.npy")
+        let scored = try seqtrain(["score", "\(dir)/run", "--data", "\(dir)/damaged.npy", "--out", "\(dir)/scores.csv"])
+        XCTAssertEqual(scored.status, 0, scored.errors)
+        let scores = try String(contentsOfFile: "\(dir)/scores.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            .map { Double($0.split(separator: ",")[1])! }
+        XCTAssertEqual(scores.count, 300)
+        let intact = scores[10...].max()!
+        XCTAssertTrue(scores[..<10].allSatisfy { $0 > intact }, "every damaged curve scores above every intact one: \(scores[..<10]) vs \(intact)")
+    }
+
+    func metrics() throws -> [[String: Any]] {
+        try String(contentsOfFile: "\(dir)/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+    }
+
+    /// Mistakes are errors naming the key or file, before anything is written.
+    func testImpossibleRequestsAreRefusedNamingTheKey() throws {
+        _ = try writeCurves("train", count: 40, length: 20, seed: 1)
+        let path = try config()
+        try NumpyArray(floats: [Float](repeating: 1, count: 40 * 20 * 2), shape: [40, 20, 2]).write(to: "\(dir)/two.npy")
+        let cases: [([String], String)] = [
+            (["data.inputs=[]"], "data.inputs: no input files"),
+            (["data.ignore_columns=[0]", "data.validation_inputs=[]"], "data.ignore_columns: \(dir)/train.npy is a .npy file, which has no columns"),
+            (["data.validation_inputs=\(dir)/two.npy"], "data.validation_inputs: sequences have 2 features per step, the training inputs 1"),
+            (["loss.kind=bce"], "loss.kind: expected one of \"mse\", \"l1\""),
+            (["model.decoder_input=teacher"], "model.decoder_input: expected one of \"repeat\", \"previous_output\""),
+            (["model.latent=4294967296", "data.validation_inputs=[]"], "model.latent = 4294967296 exceeds the 2147483647 rows or columns a BLAS matrix may have"),
+        ]
+        for (sets, message) in cases {
+            let result = try seqtrain(["train", path, "--quiet"] + sets.flatMap { ["--set", $0] })
+            XCTAssertEqual(result.status, 2, "\(sets)")
+            XCTAssertTrue(result.errors.contains(message), "\(sets): \(result.errors)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/run/metrics.jsonl"))
+        }
+        let wrongKind = try seqtrain(["encode", "\(dir)/nothing", "--data", "\(dir)/train.npy", "--out", "\(dir)/z.npy"])
+        XCTAssertTrue(wrongKind.errors.contains("no such checkpoint file or run directory"), wrongKind.errors)
+    }
+}
