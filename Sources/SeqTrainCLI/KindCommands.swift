@@ -62,3 +62,47 @@ struct Score: ParsableCommand {
         }
     }
 }
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sequences from a seq2seq checkpoint: reconstructions of given text, decodings of given latent vectors, or samples from the prior.",
+        discussion: "Exactly one of --from, --latent and --prior. Temperature 0 takes the most likely token at every step; the same --seed gives the same sequences on any machine.")
+
+    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
+    var checkpoint: String
+
+    @Option(help: "Text whose sequences (cut as the training text was) are encoded and generated again.")
+    var from: String?
+
+    @Option(help: "A .npy file of (N, Z) latent vectors to decode.")
+    var latent: String?
+
+    @Option(help: "Draw this many latent vectors from the prior N(0, I) (variational models).")
+    var prior: Int?
+
+    @Option(help: "Softmax temperature of every draw; 0 means the most likely token.")
+    var temperature = 0.0
+
+    @Option(help: "Tokens at most per sequence (the end token excluded).")
+    var maxLength = 64
+
+    @Option(help: "Seed of the draws.")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        guard [from != nil, latent != nil, prior != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --from TEXT, --latent FILE.npy and --prior N")
+        }
+        if let prior { guard (1...1_000_000).contains(prior) else { throw ValidationError("--prior takes 1 to 1000000 sequences, got \(prior)") } }
+        guard temperature >= 0 && temperature.isFinite else { throw ValidationError("--temperature must be 0 or more, got \(temperature)") }
+        guard (1...60_000).contains(maxLength) else { throw ValidationError("--max-length takes 1 to 60000 tokens, got \(maxLength)") }
+    }
+
+    func run() throws {
+        try reporting {
+            let (generate, path) = try kindCommand("generate", checkpoint: checkpoint) { $0.generate }
+            let source: GenerationRequest.Source = from.map { .text([$0]) } ?? latent.map { .latents($0) } ?? .prior(prior ?? 1)
+            print(try generate(path, GenerationRequest(source: source, temperature: temperature, maxLength: maxLength, seed: seed)))
+        }
+    }
+}

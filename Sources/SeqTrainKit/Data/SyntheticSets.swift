@@ -45,6 +45,28 @@ public enum SyntheticSets {
         return (inputs, labels)
     }
 
+    /// `count` distinct made-up words of one to four syllables (consonant-vowel, sometimes closed by
+    /// a consonant), for sequence-generator tests: "tavo", "minrek", ...
+    public static func words(count: Int, seed: UInt64) -> [String] {
+        let random = CounterRandom(seed: seed, purpose: .synthetic)
+        let consonants = Array("bdfgklmnprstvz"), vowels = Array("aeiou")
+        var seen = Set<String>(), out: [String] = []
+        var i: UInt64 = 0
+        while out.count < count && i < UInt64(count) * 100 {
+            var draw: UInt64 = 0
+            func pick(_ n: Int) -> Int { draw += 1; return random.integer(below: n, stream: i, index: draw) }
+            var word = ""
+            for _ in 0...pick(4) {
+                word.append(consonants[pick(consonants.count)])
+                word.append(vowels[pick(vowels.count)])
+                if pick(4) == 0 { word.append(consonants[pick(consonants.count)]) }
+            }
+            i += 1
+            if seen.insert(word).inserted { out.append(word) }
+        }
+        return out
+    }
+
     /// The names of the `letters` classes: digits, then capital letters.
     public static let letterNames = (0..<36).map { $0 < 10 ? String($0) : String(Character(Unicode.Scalar(UInt8(55 + $0)))) }
 

@@ -38,6 +38,8 @@ public struct ValidationResult {
     public var report: String?
     /// Files of the report (name in the run directory, contents).
     public var reportFiles: [(name: String, contents: String)] = []
+    /// The training doctor's findings from these figures (printed once each, as warnings).
+    public var warnings: [String] = []
 
     public init(loss: Double, metrics: [(name: String, value: Double)] = []) {
         self.loss = loss
@@ -206,7 +208,7 @@ public struct GenerationRequest {
 
 public enum ExperimentRegistry {
     public static let kinds: [ExperimentKind] = [CharLMTask.kind, ClassifierExperiment.sequenceKind, ClassifierExperiment.mlpKind,
-                                                 AutoencoderExperiment.kind]
+                                                 AutoencoderExperiment.kind, Seq2SeqExperiment.kind]
 
     public static func kind(named name: String) -> ExperimentKind? { kinds.first { $0.name == name } }
 

@@ -71,3 +71,42 @@ public struct LearningRateSchedule: Equatable {
         }
     }
 }
+
+/// Scheduled sampling (Bengio et al. 2015): ε_i, the probability that the decoder is fed the true
+/// previous token at optimizer step i (0 for the first step) rather than its own. Each fed
+/// position draws its own coin. With `start` s and the floor `minimum` m:
+///   constant:         ε_i = s
+///   linear:           ε_i = max(m, s − slope · i)
+///   exponential:      ε_i = max(m, s · base^i)              (the paper's k^i, 0 < base < 1)
+///   inverse_sigmoid:  ε_i = max(m, s · k / (k + e^(i / k)))  (k ≥ 1)
+public struct TeacherForcingSchedule: Equatable {
+    public enum Kind: String, CaseIterable { case constant, linear, exponential, inverseSigmoid = "inverse_sigmoid" }
+
+    public var kind: Kind
+    public var start = 1.0
+    public var minimum = 0.0
+    public var slope = 1e-4
+    public var base = 0.999
+    public var k = 1000.0
+
+    public init(kind: Kind) { self.kind = kind }
+
+    public init(config: ExperimentConfig) {
+        kind = Kind(rawValue: config.text("training.teacher_forcing")) ?? .constant
+        start = config.number("training.teacher_forcing_start")
+        minimum = config.number("training.teacher_forcing_min")
+        slope = config.number("training.teacher_forcing_slope")
+        base = config.number("training.teacher_forcing_base")
+        k = config.number("training.teacher_forcing_k")
+    }
+
+    public func probability(step i: Int) -> Double {
+        let x = Double(i)
+        switch kind {
+        case .constant: return start
+        case .linear: return max(minimum, start - slope * x)
+        case .exponential: return max(minimum, start * pow(base, x))
+        case .inverseSigmoid: return max(minimum, start * k / (k + exp(min(x / k, 700))))
+        }
+    }
+}

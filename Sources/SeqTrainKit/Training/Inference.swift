@@ -1,5 +1,32 @@
 import Foundation
 
+/// Drawing a token from a row of logits: what `sample` and `generate` use, and what a sequence
+/// generator trained with scheduled sampling feeds itself.
+public enum TokenSampling {
+    /// A token id by inverse CDF of softmax(logits / temperature) at `uniform` in [0, 1).
+    /// Temperature 0 is argmax; `topK` > 0 keeps only the k most likely tokens. Ties go to the
+    /// lower id, so the choice is the same on every machine.
+    public static func choose(logits: UnsafePointer<Float>, count: Int, temperature: Double, topK: Int = 0, uniform: Double) -> Int32 {
+        if temperature == 0 {
+            var best = 0
+            for k in 1..<max(count, 1) where logits[k] > logits[best] { best = k }
+            return Int32(best)
+        }
+        var order = Array(0..<count)
+        order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        let kept = topK > 0 ? Array(order.prefix(topK)) : order
+        let top = Double(logits[kept[0]])
+        let weights = kept.map { exp((Double(logits[$0]) - top) / temperature) }
+        let threshold = uniform * weights.reduce(0, +)
+        var running = 0.0
+        for (k, w) in zip(kept, weights) {
+            running += w
+            if running > threshold { return Int32(k) }
+        }
+        return Int32(kept.last!)
+    }
+}
+
 /// Sampling and evaluation of a trained char-LM: probabilities exist only here, at inference.
 extension LoadedCharLM {
     /// `length` characters after `prime`. Temperature 0 is argmax; `topK` > 0 keeps only the k most
@@ -18,30 +45,13 @@ extension LoadedCharLM {
             guard (0..<V).allSatisfy({ lastRow[$0].isFinite }) else {
                 throw model.parameters.overflowError(source: path, what: "the next-character score")
             }
-            let next = Self.choose(logits: lastRow, count: V, temperature: temperature, topK: topK,
+            let next = TokenSampling.choose(logits: lastRow, count: V, temperature: temperature, topK: topK,
                                    uniform: Double(random.uniform(stream: 0, index: UInt64(i))))
             out.append(next)
             try model.forward(ids: [next], batch: 1, steps: 1, state: state)
             lastRow = model.logits.pointer
         }
         return vocabulary.decode(out)
-    }
-
-    /// A character id from one row of logits by inverse CDF of softmax(logits / temperature).
-    static func choose(logits: UnsafePointer<Float>, count: Int, temperature: Double, topK: Int, uniform: Double) -> Int32 {
-        var order = Array(0..<count)
-        order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-        if temperature == 0 { return Int32(order[0]) }
-        let kept = topK > 0 ? Array(order.prefix(topK)) : order
-        let top = Double(logits[kept[0]])
-        let weights = kept.map { exp((Double(logits[$0]) - top) / temperature) }
-        let threshold = uniform * weights.reduce(0, +)
-        var running = 0.0
-        for (k, w) in zip(kept, weights) {
-            running += w
-            if running > threshold { return Int32(k) }
-        }
-        return Int32(kept.last!)
     }
 
     public struct Evaluation {

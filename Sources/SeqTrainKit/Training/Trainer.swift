@@ -412,6 +412,10 @@ public final class Trainer {
         let result = experiment.validationMetrics(totals)
         schedule.observe(validationLoss: result.loss)
         lastValidation = result
+        for warning in result.warnings where !diagnoses.contains(warning) {
+            diagnoses.append(warning)
+            if isLeader && options.doctor { printWarning("doctor: \(warning)") }
+        }
         return result
     }
 
