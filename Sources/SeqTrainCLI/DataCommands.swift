@@ -6,7 +6,7 @@ import SeqTrainKit
 struct MakeData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Write a seeded, labelled data set (no download needed).",
-        subcommands: [Curves.self, Letters.self])
+        subcommands: [Curves.self, Letters.self, Series.self])
 
     struct Curves: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -62,6 +62,38 @@ struct MakeData: ParsableCommand {
                     throw SeqTrainError("\(out)/labels.csv: cannot write: \(error.localizedDescription)")
                 }
                 print("\(out)/images.npy (\(count), 28, 28) and \(out)/labels.csv (\(count) labels of 36 classes)")
+            }
+        }
+    }
+}
+
+extension MakeData {
+    struct Series: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Noisy seasonal series with trend, for forecasting: columns that share a component, each with a level, a trend, a season and a slower one of 7 seasons, and AR(1) noise.",
+            discussion: "Writes DIR/series.csv (a header y0, y1, ...; one row per step) and DIR/series.npy (T, F) float32.")
+
+        @Option(help: "Steps.") var length = 4000
+        @Option(help: "Columns.") var features = 2
+        @Option(help: "Steps of a season.") var season = 24
+        @Option(help: "Output directory (created).") var out: String
+        @Option(help: "Seed: the same seed writes the same files.") var seed: UInt64 = 1
+
+        func validate() throws {
+            guard (2...10_000_000).contains(length) else { throw ValidationError("--length must be 2 to 10000000, got \(length)") }
+            guard (1...64).contains(features) else { throw ValidationError("--features must be 1 to 64, got \(features)") }
+            guard (1...1_000_000).contains(season) else { throw ValidationError("--season must be 1 to 1000000, got \(season)") }
+        }
+
+        func run() throws {
+            try reporting {
+                try makeDirectory(out)
+                let values = SyntheticSets.series(length: length, features: features, season: season, seed: seed)
+                try NumpyArray(floats: values, shape: [length, features]).write(to: "\(out)/series.npy")
+                var text = (0..<features).map { "y\($0)" }.joined(separator: ",") + "\n"
+                for t in 0..<length { text += (0..<features).map { String(values[t * features + $0]) }.joined(separator: ",") + "\n" }
+                try DurableFile.write(Data(text.utf8), to: "\(out)/series.csv")
+                print("\(out)/series.csv and \(out)/series.npy (\(length), \(features)): a season of \(season) steps, columns \((0..<features).map { "y\($0)" }.joined(separator: ", "))")
             }
         }
     }

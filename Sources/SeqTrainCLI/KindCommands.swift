@@ -106,3 +106,33 @@ struct Generate: ParsableCommand {
         }
     }
 }
+
+struct Forecast: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forecast from a forecaster checkpoint: warm the model on the known series, then roll forward feeding its own forecasts.",
+        discussion: "Every file of --data is one series, read as the training series were (columns, differences, standardization); the forecasts are in the data's own units.")
+
+    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
+    var checkpoint: String
+
+    @Option(help: "Series files (repeatable): .npy or CSV/TSV, like the training inputs.")
+    var data: [String] = []
+
+    @Option(help: "Steps to forecast past the end of each series.")
+    var steps: Int
+
+    @Option(help: "Output: FILE.csv (a header, then the step and one column per target) or FILE.npy (steps, targets); without it the CSV is printed.")
+    var out: String?
+
+    func validate() throws {
+        guard !data.isEmpty else { throw ValidationError("--data is required: the known series") }
+        guard (1...10_000_000).contains(steps) else { throw ValidationError("--steps takes 1 to 10000000, got \(steps)") }
+    }
+
+    func run() throws {
+        try reporting {
+            let (forecast, path) = try kindCommand("forecast", checkpoint: checkpoint) { $0.forecast }
+            print(try forecast(path, data, steps, out))
+        }
+    }
+}

@@ -8,7 +8,7 @@ struct SeqTrain: ParsableCommand {
         commandName: "seqtrain",
         abstract: "Train LSTM, GRU and MLP models on CPUs and CPU clusters.",
         discussion: "One experiment is one TOML file: seqtrain train configs/charlm.toml. Under mpirun the same command trains data-parallel.",
-        subcommands: [Train.self, Sample.self, Evaluate.self, Predict.self, Encode.self, Score.self, Generate.self, ShowConfig.self, MakeData.self, Bench.self, ShowSystem.self,
+        subcommands: [Train.self, Sample.self, Evaluate.self, Predict.self, Encode.self, Score.self, Generate.self, Forecast.self, ShowConfig.self, MakeData.self, Bench.self, ShowSystem.self,
                       CheckGradients.self, Report.self, Debug.self])
 
     /// Before anything else (BLAS calls, MPI): make sure OpenBLAS runs a kernel that suits the CPU.

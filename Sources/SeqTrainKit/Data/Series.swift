@@ -1,0 +1,129 @@
+import Foundation
+
+/// One time series: T steps of F named columns, row-major (T, F).
+public struct TimeSeries {
+    public var values: [Float]
+    public var steps: Int
+    public var columns: [String]
+    public var source: String
+    public var features: Int { columns.count }
+
+    public init(values: [Float], steps: Int, columns: [String], source: String) {
+        self.values = values
+        self.steps = steps
+        self.columns = columns
+        self.source = source
+    }
+
+    public subscript(t: Int, f: Int) -> Float { values[t * features + f] }
+}
+
+/// Reads series from `.npy` files of (T,) or (T, F), or CSV/TSV files with one row per time step:
+/// every file is one series. `columns` picks the columns the model reads (names with a header,
+/// or 0-based indices; empty: all of them).
+public struct SeriesReader {
+    public var header = false
+    public var columns: [String] = []
+    public var key = "data.inputs"
+
+    public init() {}
+
+    public func read(_ patterns: [String]) throws -> [TimeSeries] {
+        let files = try TextFiles.expand(patterns, key: key)
+        guard !files.isEmpty else { throw SeqTrainError("\(key): no series files given") }
+        let series = try files.map(readOne)
+        for s in series.dropFirst() where s.columns != series[0].columns {
+            throw SeqTrainError("\(key): \(s.source) has the columns \(s.columns), \(series[0].source) \(series[0].columns); every series needs the same columns")
+        }
+        return series
+    }
+
+    func readOne(_ path: String) throws -> TimeSeries {
+        var names: [String], width: Int, values: [Float]
+        if path.lowercased().hasSuffix(".npy") {
+            let array = try NumpyArray(contentsOf: path)
+            guard (1...2).contains(array.shape.count), array.shape[0] >= 1 else {
+                throw SeqTrainError("\(key): \(path) has shape \(array.shape); a series is (T,) or (T, F)")
+            }
+            width = array.shape.count == 2 ? array.shape[1] : 1
+            guard width >= 1 else { throw SeqTrainError("\(key): \(path) has no columns (shape \(array.shape))") }
+            names = (0..<width).map(String.init)
+            values = array.floats()
+        } else {
+            let table = try DelimitedFile(contentsOf: path, header: header)
+            guard let first = table.rows.first?.cells.count else { throw SeqTrainError("\(key): \(path) has no rows") }
+            width = first
+            names = (0..<width).map { table.name(of: $0) ?? String($0) }
+            values = []
+            values.reserveCapacity(table.rows.count * width)
+            for (line, cells) in table.rows {
+                guard cells.count == width else {
+                    throw SeqTrainError("\(path):\(line): \(cells.count) cells where the first row has \(width); every time step needs every column")
+                }
+                for (j, cell) in cells.enumerated() {
+                    guard let v = DelimitedFile.number(cell) else {
+                        throw SeqTrainError("\(path):\(line): column \(j)\(table.name(of: j).map { " (\($0))" } ?? ""): \"\(cell.prefix(40))\" is not a number")
+                    }
+                    values.append(Float(v))
+                }
+            }
+        }
+        let steps = values.count / width
+        let picked = try columnIndices(names, path: path)
+        var out = [Float]()
+        out.reserveCapacity(steps * picked.count)
+        for t in 0..<steps {
+            for j in picked {
+                let v = values[t * width + j]
+                guard v.isFinite else {
+                    throw SeqTrainError("\(path): step \(t), column \(names[j]): \(v.isNaN ? "missing (NaN)" : "infinite"); a series needs a value at every step: fill the gap (carry the last value, interpolate) before training")
+                }
+                out.append(v)
+            }
+        }
+        return TimeSeries(values: out, steps: steps, columns: picked.map { names[$0] }, source: path)
+    }
+
+    /// The indices of `columns` among `names` (by name, or by 0-based index).
+    func columnIndices(_ names: [String], path: String) throws -> [Int] {
+        guard !columns.isEmpty else { return Array(names.indices) }
+        var seen = Set<Int>()
+        return try columns.map { column in
+            let index = names.firstIndex(of: column) ?? Int(column).flatMap { names.indices.contains($0) ? $0 : nil }
+            guard let index else {
+                throw SeqTrainError("data.columns: \(path) has no column \"\(column)\" (it has \(names.prefix(12).joined(separator: ", "))\(names.count > 12 ? ", ..." : ""))")
+            }
+            guard seen.insert(index).inserted else { throw SeqTrainError("data.columns: the column \"\(column)\" is named twice") }
+            return index
+        }
+    }
+}
+
+extension SyntheticSets {
+    /// Noisy seasonal series with trend: `features` columns of `length` steps, each a level, a
+    /// linear trend, a season of `season` steps and a slower one of 7 seasons (each of its own
+    /// phase and size), plus AR(1) noise; the columns move together through a shared component.
+    /// Returns (length, features) values, row-major.
+    public static func series(length: Int, features: Int, season: Int, seed: UInt64) -> [Float] {
+        let random = CounterRandom(seed: seed, purpose: .synthetic)
+        var out = [Float](repeating: 0, count: length * features)
+        var shared = 0.0
+        var noise = [Double](repeating: 0, count: features)
+        let p = Double(max(season, 1))
+        let shape = (0..<features).map { f -> (level: Double, trend: Double, a: Double, phase: Double, b: Double) in
+            func u(_ k: UInt64) -> Double { Double(random.uniform(stream: 1_000_000 + UInt64(f), index: k)) }
+            return (10 + 5 * u(0), (u(1) - 0.3) * 4 / Double(max(length, 1)), 2 + 2 * u(2), 2 * Double.pi * u(3), 0.5 + u(4))
+        }
+        for t in 0..<length {
+            shared = 0.9 * shared + 0.3 * Double(random.normal(stream: 0, index: UInt64(t)))
+            for f in 0..<features {
+                noise[f] = 0.7 * noise[f] + 0.2 * Double(random.normal(stream: 1 + UInt64(f), index: UInt64(t)))
+                let s = shape[f], x = Double(t)
+                let value = s.level + s.trend * x + s.a * sin(2 * Double.pi * x / p + s.phase) + s.b * sin(2 * Double.pi * x / (7 * p) + 2 * s.phase)
+                    + shared + noise[f]
+                out[t * features + f] = Float(value)
+            }
+        }
+        return out
+    }
+}
