@@ -13,9 +13,18 @@ public struct SeriesPreprocessing: Codable, Equatable {
     public var mean: [Float]?
     public var std: [Float]?
 
-    var features: Int { columns.count }
+    public init(columns: [String], targets: [Int], header: Bool, difference: Bool, mean: [Float]?, std: [Float]?) {
+        self.columns = columns
+        self.targets = targets
+        self.header = header
+        self.difference = difference
+        self.mean = mean
+        self.std = std
+    }
+
+    public var features: Int { columns.count }
     /// Steps the transform drops from the front (first differences need a previous value).
-    var offset: Int { difference ? 1 : 0 }
+    public var offset: Int { difference ? 1 : 0 }
 
     func reader(key: String = "data.inputs") -> SeriesReader {
         var reader = SeriesReader()
@@ -36,7 +45,7 @@ public struct SeriesPreprocessing: Codable, Equatable {
     }
 
     /// The model's view of a series, (T − offset, F): first differences when asked, standardized.
-    func transform(_ series: TimeSeries) -> [Float] {
+    public func transform(_ series: TimeSeries) -> [Float] {
         let F = features, T = series.steps - offset
         var out = [Float](repeating: 0, count: max(T, 0) * F)
         for t in 0..<max(T, 0) {
@@ -50,7 +59,7 @@ public struct SeriesPreprocessing: Codable, Equatable {
     }
 
     /// A standardized (differenced) value of column f back in the data's units (as a change, when differenced).
-    func restore(_ v: Float, column f: Int) -> Double {
+    public func restore(_ v: Float, column f: Int) -> Double {
         guard let mean, let std else { return Double(v) }
         return Double(v) * Double(std[f]) + Double(mean[f])
     }
@@ -58,25 +67,25 @@ public struct SeriesPreprocessing: Codable, Equatable {
 
 /// Forecast errors in the data's units, summed over origins, horizon steps and targets (and ranks),
 /// beside the naive last-value and seasonal-naive forecasts of the same points.
-struct ForecastTotals {
-    var lossSum = 0.0, lossCount = 0.0
-    var absolute = 0.0, squared = 0.0, count = 0.0
-    var naiveAbsolute = 0.0, naiveSquared = 0.0
-    var seasonalAbsolute = 0.0, seasonalSquared = 0.0, seasonalCount = 0.0
+public struct ForecastTotals {
+    public var lossSum = 0.0, lossCount = 0.0
+    public var absolute = 0.0, squared = 0.0, count = 0.0
+    public var naiveAbsolute = 0.0, naiveSquared = 0.0
+    public var seasonalAbsolute = 0.0, seasonalSquared = 0.0, seasonalCount = 0.0
 
-    init() {}
+    public init() {}
     init(_ v: [Double]) {
         (lossSum, lossCount, absolute, squared, count) = (v[0], v[1], v[2], v[3], v[4])
         (naiveAbsolute, naiveSquared, seasonalAbsolute, seasonalSquared, seasonalCount) = (v[5], v[6], v[7], v[8], v[9])
     }
     var values: [Double] { [lossSum, lossCount, absolute, squared, count, naiveAbsolute, naiveSquared, seasonalAbsolute, seasonalSquared, seasonalCount] }
-    var loss: Double { lossCount > 0 ? lossSum / lossCount : .nan }
-    var mae: Double { count > 0 ? absolute / count : .nan }
-    var rmse: Double { count > 0 ? (squared / count).squareRoot() : .nan }
-    var naiveMAE: Double { count > 0 ? naiveAbsolute / count : .nan }
-    var naiveRMSE: Double { count > 0 ? (naiveSquared / count).squareRoot() : .nan }
-    var seasonalMAE: Double { seasonalCount > 0 ? seasonalAbsolute / seasonalCount : .nan }
-    var seasonalRMSE: Double { seasonalCount > 0 ? (seasonalSquared / seasonalCount).squareRoot() : .nan }
+    public var loss: Double { lossCount > 0 ? lossSum / lossCount : .nan }
+    public var mae: Double { count > 0 ? absolute / count : .nan }
+    public var rmse: Double { count > 0 ? (squared / count).squareRoot() : .nan }
+    public var naiveMAE: Double { count > 0 ? naiveAbsolute / count : .nan }
+    public var naiveRMSE: Double { count > 0 ? (naiveSquared / count).squareRoot() : .nan }
+    public var seasonalMAE: Double { seasonalCount > 0 ? seasonalAbsolute / seasonalCount : .nan }
+    public var seasonalRMSE: Double { seasonalCount > 0 ? (seasonalSquared / seasonalCount).squareRoot() : .nan }
 
     static func + (a: ForecastTotals, b: ForecastTotals) -> ForecastTotals { ForecastTotals(zip(a.values, b.values).map { $0 + $1 }) }
 }
@@ -395,7 +404,7 @@ public final class ForecasterExperiment: Experiment {
     /// up to the origin (stateful: from the start with the state carried; windows: the last
     /// look_back steps), forecasts the next `horizon` values, and each is compared in the data's
     /// units with the truth, the last value, and the value one season back.
-    static func measure(_ series: [TimeSeries], transformed: [[Float]], trainingSteps: [Int], model: SeriesForecaster, config: ExperimentConfig,
+    public static func measure(_ series: [TimeSeries], transformed: [[Float]], trainingSteps: [Int], model: SeriesForecaster, config: ExperimentConfig,
                         preprocessing: SeriesPreprocessing, origins given: [Int]? = nil) throws -> ForecastTotals {
         var totals = ForecastTotals()
         let F = preprocessing.features, K = preprocessing.targets.count, h = model.horizon, W = model.outputWidth

@@ -1,0 +1,165 @@
+import Foundation
+import XCTest
+import SeqTrainKit
+
+/// The forecaster kind: its preprocessing and baselines against hand-computed values, and through
+/// the binary learning generated series (windows and stateful), eval, forecast and the refusals.
+final class ForecasterTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws { dir = try temporaryDirectory() }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func seqtrain(_ arguments: [String], timeout: Double = 300) throws -> MultiRankTests.Run {
+        try MultiRankTests.execute([MultiRankTests.binary] + arguments, timeout: timeout)
+    }
+
+    /// First differences and standardization, and their undoing.
+    func testDifferencesAndStandardizationRoundTrip() {
+        let series = TimeSeries(values: [1, 10, 2, 20, 4, 40, 7, 70], steps: 4, columns: ["a", "b"], source: "test")
+        let plain = SeriesPreprocessing(columns: ["a", "b"], targets: [0, 1], header: false, difference: false, mean: [2, 20], std: [2, 10])
+        XCTAssertEqual(plain.transform(series), [-0.5, -1, 0, 0, 1, 2, 2.5, 5])
+        XCTAssertEqual(plain.restore(2.5, column: 0), 7)
+        let differenced = SeriesPreprocessing(columns: ["a", "b"], targets: [1], header: false, difference: true, mean: nil, std: nil)
+        XCTAssertEqual(differenced.transform(series), [1, 10, 2, 20, 3, 30])
+        XCTAssertEqual(differenced.offset, 1)
+    }
+
+    /// The naive and seasonal-naive figures of the rolling-origin evaluation, by hand: levels
+    /// 1, 2, 4, 7, 11, 16, 22, 29, the last half held out, horizon 2, season 2.
+    func testBaselinesOfTheRollingOriginEvaluation() throws {
+        let levels: [Float] = [1, 2, 4, 7, 11, 16, 22, 29]
+        let series = TimeSeries(values: levels, steps: 8, columns: ["y"], source: "test")
+        let preprocessing = SeriesPreprocessing(columns: ["y"], targets: [0], header: false, difference: false, mean: nil, std: nil)
+        let config = try ExperimentConfig.parse("""
+            [model]
+            kind = "forecaster"
+            horizon = 2
+            [training]
+            look_back = 2
+            [eval]
+            season = 2
+            """, source: "test")
+        let model = SeriesForecaster(features: 1, hiddenSize: 3, targets: 1, horizon: 2)
+        model.parameters.initialize(seed: 1)
+        let totals = try ForecasterExperiment.measure([series], transformed: [preprocessing.transform(series)], trainingSteps: [4], model: model,
+                                                      config: config, preprocessing: preprocessing)
+        // Origins 3..6 (the last training step, then each held-out step with a next one); targets
+        // inside the series: (3→4, 3→5), (4→5, 4→6), (5→6, 5→7), (6→7).
+        let pairs = [(3, 4), (3, 5), (4, 5), (4, 6), (5, 6), (5, 7), (6, 7)]
+        XCTAssertEqual(totals.count, Double(pairs.count))
+        let naive = pairs.map { Double(levels[$0.0] - levels[$0.1]) }
+        XCTAssertEqual(totals.naiveMAE, naive.map(abs).reduce(0, +) / 7, accuracy: 1e-9)
+        XCTAssertEqual(totals.naiveRMSE, (naive.map { $0 * $0 }.reduce(0, +) / 7).squareRoot(), accuracy: 1e-9)
+        // One season (2 steps) back from each target: target − 2 for the first and second step ahead.
+        let seasonal = pairs.map { Double(levels[$0.1 - 2] - levels[$0.1]) }
+        XCTAssertEqual(totals.seasonalMAE, seasonal.map(abs).reduce(0, +) / 7, accuracy: 1e-9)
+        XCTAssertEqual(totals.seasonalRMSE, (seasonal.map { $0 * $0 }.reduce(0, +) / 7).squareRoot(), accuracy: 1e-9)
+    }
+
+    func config(_ extra: String = "") throws -> String {
+        try """
+            [job]
+            name = "fc"
+            seed = 2
+            run_dir = "\(dir)/run"
+            [data]
+            inputs = ["\(dir)/series/series.csv"]
+            header = true
+            [model]
+            kind = "forecaster"
+            hidden = 48
+            horizon = 12
+            [training]
+            batch_size = 16
+            epochs = 4
+            look_back = 48
+            seq_len = 40
+            eval_every = 0
+            [eval]
+            season = 24
+            [optimizer]
+            lr = 0.003
+            \(extra)
+            """.write(toFile: "\(dir)/fc.toml", atomically: true, encoding: .utf8)
+        return "\(dir)/fc.toml"
+    }
+
+    func lastMetrics() throws -> [String: Any] {
+        let lines = try String(contentsOfFile: "\(dir)/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as? [String: Any])
+    }
+
+    /// Windows and stateful lanes, levels and differences: each beats the naive last value on the
+    /// held-out part; eval gives the logged figures; forecast rolls forward in the data's units.
+    func testForecasterBeatsTheNaiveForecastAndForecasts() throws {
+        let made = try seqtrain(["data", "series", "--out", "\(dir)/series", "--length", "3000", "--seed", "4"])
+        XCTAssertEqual(made.status, 0, made.errors)
+        let variants: [(String, [String])] = [
+            ("windows", []),
+            ("stateful", ["training.stateful=true", "training.epochs=40"]),
+            ("stateful differences", ["training.stateful=true", "training.epochs=40", "data.difference=true", "model.cell=gru"]),
+        ]
+        for (name, sets) in variants {
+            let run = try seqtrain(["train", try config(), "--quiet", "--overwrite"] + sets.flatMap { ["--set", $0] })
+            XCTAssertEqual(run.status, 0, "\(name): \(run.errors)")
+            let last = try lastMetrics()
+            let rmse = try XCTUnwrap(last["val_rmse"] as? Double), naive = try XCTUnwrap(last["val_naive_rmse"] as? Double)
+            print(String(format: "forecaster test (%@): held-out RMSE %.4f, naive last value %.4f, seasonal naive %.4f", name, rmse, naive,
+                         last["val_seasonal_naive_rmse"] as? Double ?? .nan))
+            XCTAssertLessThan(rmse, naive, "\(name): beats the naive last-value forecast")
+            let eval = try seqtrain(["eval", "\(dir)/run", "--data", "\(dir)/series/series.csv", "--json"])
+            XCTAssertEqual(eval.status, 0, eval.errors)
+            let fields = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(eval.output.utf8)) as? [String: Any])
+            for (key, logged) in [("rmse", "val_rmse"), ("mae", "val_mae"), ("naive_rmse", "val_naive_rmse"), ("loss", "val_loss")] {
+                let a = try XCTUnwrap(fields[key] as? Double), b = try XCTUnwrap(last[logged] as? Double)
+                XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), "\(name): eval's \(key) is the logged \(logged)")
+            }
+        }
+        // The last model (differenced): 30 steps ahead, starting near the last known values.
+        let forecast = try seqtrain(["forecast", "\(dir)/run", "--data", "\(dir)/series/series.csv", "--steps", "30", "--out", "\(dir)/f.csv"])
+        XCTAssertEqual(forecast.status, 0, forecast.errors)
+        let rows = try String(contentsOfFile: "\(dir)/f.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, 31)
+        XCTAssertEqual(rows[0], "step,y0,y1")
+        let known = SyntheticSets.series(length: 3000, features: 2, season: 24, seed: 4)
+        let first = rows[1].split(separator: ",").dropFirst().map { Double($0)! }
+        for f in 0..<2 { XCTAssertEqual(first[f], Double(known[2999 * 2 + f]), accuracy: 2.5, "the first step continues the series") }
+        let npy = try seqtrain(["forecast", "\(dir)/run", "--data", "\(dir)/series/series.csv", "--steps", "30", "--out", "\(dir)/f.npy"])
+        XCTAssertEqual(npy.status, 0, npy.errors)
+        let array = try NumpyArray(contentsOf: "\(dir)/f.npy")
+        XCTAssertEqual(array.shape, [30, 2])
+        XCTAssertEqual(Double(array.floats()[0]), first[0], accuracy: 1e-5)
+    }
+
+    func testImpossibleRequestsAreRefusedNamingTheKey() throws {
+        XCTAssertEqual(try seqtrain(["data", "series", "--out", "\(dir)/series", "--length", "400"]).status, 0)
+        XCTAssertEqual(try seqtrain(["data", "series", "--out", "\(dir)/other", "--length", "300"]).status, 0)
+        try "y0,y1\n1,2\nnan,3\n4,5\n".write(toFile: "\(dir)/gap.csv", atomically: true, encoding: .utf8)
+        let path = try config()
+        let cases: [([String], String)] = [
+            (["data.inputs=[]"], "data.inputs: no series files"),
+            (["training.stateful=true", "data.inputs=[\"\(dir)/series/series.csv\", \"\(dir)/other/series.csv\"]"],
+             "training.stateful = true reads one series, and data.inputs holds 2"),
+            (["data.target_columns=[\"y7\"]"], "data.target_columns: \"y7\" is not one of the columns the model reads (y0, y1)"),
+            (["data.columns=[\"z\"]"], "data.columns: \(dir)/series/series.csv has no column \"z\""),
+            (["data.inputs=\(dir)/gap.csv"], "\(dir)/gap.csv: step 1, column y0: missing (NaN)"),
+            (["training.look_back=1000"], "no window of training.look_back = 1000 steps and model.horizon = 12 fits"),
+            (["training.stateful=true", "training.batch_size=400"], "too few for 400 lanes (training.batch_size)"),
+        ]
+        for (sets, message) in cases {
+            let result = try seqtrain(["train", path, "--quiet"] + sets.flatMap { ["--set", $0] })
+            XCTAssertEqual(result.status, 2, "\(sets)")
+            XCTAssertTrue(result.errors.contains(message), "\(sets): \(result.errors)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/run/metrics.jsonl"))
+        }
+        // A model that reads a column it does not forecast cannot roll forward on its own forecasts.
+        let partial = try seqtrain(["train", path, "--quiet", "--set", "data.target_columns=[\"y0\"]", "--set", "training.epochs=1"])
+        XCTAssertEqual(partial.status, 0, partial.errors)
+        let refused = try seqtrain(["forecast", "\(dir)/run", "--data", "\(dir)/series/series.csv", "--steps", "3"])
+        XCTAssertEqual(refused.status, 2)
+        XCTAssertTrue(refused.errors.contains("the model reads y1, which it does not forecast"), refused.errors)
+        let wrong = try seqtrain(["forecast", "\(dir)/run", "--data", "\(dir)/gap.csv", "--steps", "3"])
+        XCTAssertTrue(wrong.errors.contains("missing (NaN)") || wrong.errors.contains("does not forecast"), wrong.errors)
+    }
+}
