@@ -62,3 +62,50 @@ func assertClose(_ actual: [Float], _ expected: [Float], _ what: String, absolut
 func pointer<T>(_ array: [T], _ body: (UnsafePointer<T>) throws -> Void) rethrows {
     try array.withUnsafeBufferPointer { try body($0.baseAddress!) }
 }
+
+/// Small runs of the sequence kinds for the invariance and resume tests: each a config of 20
+/// steps (validation at 10 and 20, a metrics line per step) and the `--set` overrides that make
+/// the case, with dropout and the paths that differ from the plain one (previous output fed back,
+/// scheduled sampling, the variational latent, stateful lanes).
+enum SequenceKindCases {
+    static func write(in dir: String) throws -> [(name: String, config: String, sets: [String])] {
+        let (curves, _) = SyntheticSets.curves(count: 60, length: 16, seed: 3, variableLength: true)
+        try NumpyArray(floats: curves, shape: [60, 16]).write(to: "\(dir)/ae.npy")
+        let words = SyntheticSets.words(count: 120, seed: 5)
+        try (words.joined(separator: "\n") + "\n").write(toFile: "\(dir)/words.txt", atomically: true, encoding: .utf8)
+        let series = SyntheticSets.series(length: 700, features: 2, season: 12, seed: 2)
+        try NumpyArray(floats: series, shape: [700, 2]).write(to: "\(dir)/series.npy")
+        try """
+            [job]
+            seed = 6
+            [training]
+            batch_size = 8
+            epochs = 4
+            max_steps = 20
+            eval_every = 10
+            [optimizer]
+            lr = 0.01
+            [checkpoint]
+            interval = 10
+            [metrics]
+            log_every = 1
+            """.write(toFile: "\(dir)/kinds.toml", atomically: true, encoding: .utf8)
+        let config = "\(dir)/kinds.toml"
+        return [
+            ("autoencoder", config, ["model.kind=autoencoder", "data.inputs=\(dir)/ae.npy", "model.hidden=12", "model.latent=4", "model.layers=2",
+                                     "model.dropout=0.2"]),
+            ("autoencoder-previous", config, ["model.kind=autoencoder", "data.inputs=\(dir)/ae.npy", "model.cell=gru", "model.hidden=10",
+                                              "model.latent=3", "model.decoder_input=previous_output", "loss.kind=l1"]),
+            ("seq2seq-sampled", config, ["model.kind=seq2seq", "data.paths=\(dir)/words.txt", "model.hidden=16", "model.embedding=8",
+                                         "model.layers=2", "model.dropout=0.2", "training.teacher_forcing=linear", "training.teacher_forcing_slope=0.05",
+                                         "training.sampling_temperature=1"]),
+            ("seq2seq-variational", config, ["model.kind=seq2seq", "data.paths=\(dir)/words.txt", "model.cell=lstm", "model.hidden=16",
+                                             "model.embedding=8", "model.variational=true", "loss.kl_warmup_steps=10",
+                                             "training.teacher_forcing=inverse_sigmoid", "training.teacher_forcing_k=5"]),
+            ("forecaster-windows", config, ["model.kind=forecaster", "data.inputs=\(dir)/series.npy", "model.hidden=12", "model.horizon=4",
+                                            "training.look_back=24", "model.layers=2", "model.dropout=0.2", "eval.season=12"]),
+            ("forecaster-stateful", config, ["model.kind=forecaster", "data.inputs=\(dir)/series.npy", "model.hidden=12", "model.horizon=3",
+                                             "training.stateful=true", "training.seq_len=10", "data.difference=true"]),
+        ]
+    }
+}

@@ -137,7 +137,8 @@ final class WorkerTests: XCTestCase {
         let expected = try metrics(reference), weights = try finalWeights(reference)
         XCTAssertEqual(expected.count, 20, name)
         XCTAssertTrue(expected.allSatisfy { $0["world_size"] as? Int == 1 && $0["workers"] as? Int == 1 }, name)
-        XCTAssertLessThan(expected.last!["loss"] as! Double, expected.first!["loss"] as! Double, "\(name): the run learned something")
+        // Below the first loss at some step (a KL term warming up may raise it again later).
+        XCTAssertLessThan(expected.map { $0["loss"] as! Double }.min()!, expected.first!["loss"] as! Double, "\(name): the run learned something")
         for (ranks, workers) in Self.mixes {
             let run = "\(name)-\(ranks)x\(workers)"
             let result = try train(run, (sets + ["training.workers=\(workers)"]).flatMap { ["--set", $0] }, ranks: ranks, config: config)
@@ -202,6 +203,29 @@ final class WorkerTests: XCTestCase {
         try assertMixesLearnWhatOneWorkerLearns("mlp", config: config, [
             "model.kind=mlp_classifier", "data.inputs=\(dir)/fixed-x.npy", "data.labels=\(dir)/ids.npy", "model.hidden_sizes=[16, 8]",
             "model.dropout=0.2", "data.sampler=balanced", "loss.class_weights=balanced", "loss.label_smoothing=0.1", "optimizer.kind=rmsprop"])
+    }
+
+    func testWorkersAndRanksLearnWhatOneWorkerLearnsTheSequenceKinds() throws {
+        for (name, config, sets) in try SequenceKindCases.write(in: dir) {
+            try assertMixesLearnWhatOneWorkerLearns(name, config: config, sets)
+        }
+    }
+
+    /// Every sequence kind killed after its checkpoint at step 10 (worker 1 ends the process at
+    /// step 15) and resumed ends as the uninterrupted run, bit for bit: losses and weights.
+    func testSequenceKindsResumeBitForBit() throws {
+        for (name, config, sets) in try SequenceKindCases.write(in: dir) {
+            let common = (sets + ["training.workers=2"]).flatMap { ["--set", $0] }
+            let whole = try train("\(name)-whole", common, config: config)
+            XCTAssertEqual(whole.status, 0, "\(name): \(whole.errors)")
+            let killed = try train("\(name)-killed", common + ["--test-fail-at", "1:15:exit"], config: config)
+            XCTAssertEqual(killed.status, 3, "\(name): \(killed.errors)")
+            let resumed = try train("\(name)-killed", common + ["--resume"], config: config)
+            XCTAssertEqual(resumed.status, 0, "\(name): \(resumed.errors)")
+            XCTAssertTrue(resumed.output.contains("resumed from \(dir)/\(name)-killed/checkpoints/step-00000010.safetensors at step 10 of 20"), resumed.output)
+            XCTAssertEqual(try metrics("\(name)-killed").map { $0["loss"] as! Double }, try metrics("\(name)-whole").map { $0["loss"] as! Double }, name)
+            XCTAssertEqual(try finalWeights("\(name)-killed"), try finalWeights("\(name)-whole"), "\(name): final weights bit for bit")
+        }
     }
 
     /// Killed with checkpoints at 10 and 20, resumed: with the same workers the run ends bit for
