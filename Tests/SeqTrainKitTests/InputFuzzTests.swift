@@ -374,4 +374,114 @@ final class InputFuzzTests: XCTestCase {
         }
         XCTAssertGreaterThan(refused, 400)
     }
+
+    /// The autoencoder, seq2seq (variational) and forecaster: their checkpoints mutated and with
+    /// hostile metadata through eval, encode, score, generate and forecast, and their data files
+    /// (sequences, text, series) mutated.
+    func testSequenceKindFilesNeverCrashTheirCommands() throws {
+        let kinds = try SequenceKindCases.write(in: dir)
+        var paths: [String: String] = [:]
+        for (name, config, sets) in kinds where ["autoencoder", "seq2seq-variational", "forecaster-stateful"].contains(name) {
+            let trained = execute(Case(name: "train \(name)", command: ["train", config, "--quiet", "--set", "job.run_dir=\(dir)/\(name)"]
+                                       + sets.flatMap { ["--set", $0] } + ["--set", "training.max_steps=2"]), timeout: 120)
+            XCTAssertEqual(trained.status, 0, trained.errors)
+            paths[name] = try Checkpoint.resolve("\(dir)/\(name)").path
+        }
+        let series = "\(dir)/series.npy", words = "\(dir)/words.txt", sequences = "\(dir)/ae.npy"
+        func commands(_ kind: String, _ path: String, _ k: Int) -> [String] {
+            switch (kind, k % 3) {
+            case ("autoencoder", 0): return ["eval", path, "--data", sequences]
+            case ("autoencoder", 1): return ["encode", path, "--data", sequences, "--out", "\(dir)/z\(k).npy"]
+            case ("autoencoder", _): return ["score", path, "--data", sequences, "--out", "\(dir)/s\(k).csv"]
+            case ("seq2seq-variational", 0): return ["eval", path, "--data", words]
+            case ("seq2seq-variational", 1): return ["generate", path, "--from", "kavo\nmirek", "--max-length", "12"]
+            case ("seq2seq-variational", _): return ["generate", path, "--prior", "3", "--temperature", "1", "--max-length", "12"]
+            case (_, 0): return ["eval", path, "--data", series]
+            default: return ["forecast", path, "--data", series, "--steps", "5"]
+            }
+        }
+        var draws = Draws(state: 404)
+        var cases: [Case] = []
+        var mustRefuse: Set<String> = []
+        for (kind, original) in paths.sorted(by: { $0.key < $1.key }) {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: original)))
+            for k in 0..<120 {
+                let path = try write(Self.mutate(bytes, &draws), "\(kind)-\(k).safetensors")
+                cases.append(Case(name: "\(kind) checkpoint \(k)", command: commands(kind, path, k)))
+            }
+            let file = try SafetensorsFile(contentsOf: original)
+            let configText = file.metadata["seqtrain.config"] ?? "", preprocessing = file.metadata["seqtrain.preprocessing"] ?? ""
+            var hostile: [(String, (inout SafetensorsFile) -> Void)] = [
+                ("config not TOML", { $0.metadata["seqtrain.config"] = "[model\nhidden = " }),
+                ("another kind", { $0.metadata["seqtrain.kind"] = "char_lm" }),
+                ("huge hidden", { $0.metadata["seqtrain.config"] = configText.replacingOccurrences(of: "hidden = 1", with: "hidden = 429496729") }),
+                ("large hidden", { $0.metadata["seqtrain.config"] = configText.replacingOccurrences(of: "hidden = 1", with: "hidden = 300") }),
+                ("NaN weights", { file in
+                    for (name, t) in file.tensors { file.tensors[name] = StoredTensor(floats: [Float](repeating: .nan, count: t.bytes.count / 4), shape: t.shape) }
+                }),
+                ("a tensor missing", { file in if let name = file.tensors.keys.sorted().last { file.tensors[name] = nil } }),
+            ]
+            if kind.hasPrefix("seq2seq") {
+                hostile += [
+                    ("tokens not JSON", { $0.metadata["seqtrain.tokens"] = "[\"<pad>\"" }),
+                    ("tokens without the reserved ones", { $0.metadata["seqtrain.tokens"] = "[\"a\", \"b\"]" }),
+                    ("a token twice", { $0.metadata["seqtrain.tokens"] = "[\"<pad>\", \"<s>\", \"</s>\", \"<unk>\", \"a\", \"a\"]" }),
+                    ("no tokens", { $0.metadata["seqtrain.tokens"] = nil }),
+                ]
+            } else {
+                hostile += [
+                    ("preprocessing not JSON", { $0.metadata["seqtrain.preprocessing"] = "{" }),
+                    ("preprocessing without standardization deviations", { $0.metadata["seqtrain.preprocessing"] = preprocessing.replacingOccurrences(of: "\"std\"", with: "\"sd\"") }),
+                    ("negative deviations", { $0.metadata["seqtrain.preprocessing"] = preprocessing.replacingOccurrences(of: "\"std\":[", with: "\"std\":[-1,") }),
+                ]
+                if kind.hasPrefix("forecaster") {
+                    hostile += [("a target out of range", { $0.metadata["seqtrain.preprocessing"] = preprocessing.replacingOccurrences(of: "\"targets\":[0,1]", with: "\"targets\":[0,7]") }),
+                                ("a column twice", { $0.metadata["seqtrain.preprocessing"] = preprocessing.replacingOccurrences(of: "\"columns\":[\"0\",\"1\"]", with: "\"columns\":[\"0\",\"0\"]") })]
+                } else {
+                    hostile += [("no features", { $0.metadata["seqtrain.preprocessing"] = preprocessing.replacingOccurrences(of: "\"features\":1", with: "\"features\":0") })]
+                }
+            }
+            for (k, (what, change)) in hostile.enumerated() {
+                var copy = file
+                change(&copy)
+                copy.metadata[SafetensorsFile.checksumKey] = nil
+                copy.addChecksums()
+                let path = "\(dir)/hostile-\(kind)-\(k).safetensors"
+                try copy.write(to: path)
+                for variant in 0..<3 {
+                    let name = "\(kind) checkpoint with \(what) (\(commands(kind, path, variant)[0]) \(variant))"
+                    cases.append(Case(name: name, command: commands(kind, path, variant)))
+                    mustRefuse.insert(name)
+                }
+            }
+        }
+        // Their data: sequences, text and series, mutated.
+        let dataFiles: [(String, String)] = [("autoencoder", sequences), ("seq2seq-variational", words), ("forecaster-stateful", series)]
+        for (kind, file) in dataFiles {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+            for k in 0..<100 {
+                let ext = file.hasSuffix(".txt") ? "txt" : "npy"
+                let path = try write(Self.mutate(bytes, &draws), "\(kind)-data\(k).\(ext)")
+                var command = commands(kind, paths[kind]!, k % 2 == 0 ? 0 : 2)
+                if let at = command.firstIndex(of: "--data") { command[at + 1] = path }
+                if kind.hasPrefix("seq2seq") { command = ["eval", paths[kind]!, "--data", path] }
+                cases.append(Case(name: "\(kind) data \(k)", command: command))
+            }
+        }
+        // Series as CSV, mutated, through forecast.
+        let csv = Array(((0..<60).map { "\(Float($0) * 0.5),\(sin(Float($0)))" }.joined(separator: "\n")).utf8)
+        for k in 0..<100 {
+            let path = try write(Self.mutate(csv, &draws, alphabet: Array(",\n.-0123456789naif e".utf8)), "series\(k).csv")
+            cases.append(Case(name: "series csv \(k)", command: ["forecast", paths["forecaster-stateful"]!, "--data", path, "--steps", "3"]))
+        }
+        let outcomes = run(cases)
+        let (ok, refused) = assertNoCrash(outcomes, expectCases: cases.count)
+        print("fuzz: \(cases.count) damaged or hostile autoencoder, seq2seq and forecaster checkpoints and data files through eval, encode, score, generate and forecast: \(ok) used, \(refused) refused with an error, none crashed")
+        XCTAssertGreaterThan(mustRefuse.count, 40)
+        for outcome in outcomes where mustRefuse.contains(outcome.name) {
+            XCTAssertEqual(outcome.status, 2, "\(outcome.name) was accepted: \(outcome.errors)")
+        }
+        XCTAssertGreaterThan(refused, 300)
+        XCTAssertGreaterThan(ok, 50)
+    }
 }
