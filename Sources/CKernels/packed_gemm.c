@@ -53,6 +53,20 @@ void st_pack_b(float *packed, const float *b, int64_t ldb, int transposed, int64
     }
 }
 
+// The loop of a product: panels of NR columns outside, so a panel stays in cache for every block
+// of rows; blocks of at most MR rows, as even as possible (25 rows in blocks of 8: 7, 6, 6, 6).
+#define PANELS_AND_BLOCKS(NR, MR, ROWS)                                                        \
+    for (int64_t j0 = 0; j0 < n; j0 += NR) {                                                   \
+        const float *panel = packed + j0 * k;                                                  \
+        const int64_t cols = n - j0 < NR ? n - j0 : NR;                                        \
+        const int64_t blocks = (m + MR - 1) / MR;                                              \
+        for (int64_t q = 0, r0 = 0; q < blocks; q++) {                                         \
+            const int64_t rows = m / blocks + (q < m % blocks ? 1 : 0);                        \
+            ROWS(rows, c + r0 * ldc + j0, ldc, a + r0 * lda, lda, panel, k, cols, accumulate); \
+            r0 += rows;                                                                        \
+        }                                                                                      \
+    }
+
 #if defined(__x86_64__)
 // MR rows × 32 columns of C; `cols` (1..32) of them valid. Inlined with MR constant, so the
 // accumulators live in registers.
@@ -80,30 +94,24 @@ AVX512 void block_avx512(const int MR, float *c, int64_t ldc, const float *a, in
     }
 }
 
+// A block of `rows` (1..8) with the kernel compiled for that many rows.
+AVX512 void rows_avx512(int64_t rows, float *c, int64_t ldc, const float *a, int64_t lda, const float *panel,
+                        int64_t k, int64_t cols, int accumulate) {
+    switch (rows) {
+    case 8: block_avx512(8, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    case 7: block_avx512(7, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    case 6: block_avx512(6, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    case 5: block_avx512(5, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    case 4: block_avx512(4, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    case 3: block_avx512(3, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    case 2: block_avx512(2, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    default: block_avx512(1, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    }
+}
+
 __attribute__((target("avx512f"))) static void gemm_avx512(float *c, int64_t ldc, const float *a, int64_t lda, const float *packed,
                                                          int64_t m, int64_t n, int64_t k, int accumulate) {
-    for (int64_t j0 = 0; j0 < n; j0 += 32) {
-        const float *panel = packed + j0 * k;
-        const int64_t cols = n - j0 < 32 ? n - j0 : 32;
-        // Blocks of at most 8 rows, as even as possible (25 rows: 7, 6, 6, 6 rather than 8, 8, 8, 1).
-        const int64_t blocks = (m + 7) / 8;
-        for (int64_t q = 0, r0 = 0; q < blocks; q++) {
-            const int64_t rows = m / blocks + (q < m % blocks ? 1 : 0);
-            float *cb = c + r0 * ldc + j0;
-            const float *ab = a + r0 * lda;
-            r0 += rows;
-            switch (rows) {
-            case 8: block_avx512(8, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            case 7: block_avx512(7, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            case 6: block_avx512(6, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            case 5: block_avx512(5, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            case 4: block_avx512(4, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            case 3: block_avx512(3, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            case 2: block_avx512(2, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            default: block_avx512(1, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            }
-        }
-    }
+    PANELS_AND_BLOCKS(32, 8, rows_avx512)
 }
 
 // MR rows × 16 columns of C with AVX2 + FMA; `cols` (1..16) valid.
@@ -135,27 +143,21 @@ AVX2 void block_avx2(const int MR, float *c, int64_t ldc, const float *a, int64_
     }
 }
 
+AVX2 void rows_avx2(int64_t rows, float *c, int64_t ldc, const float *a, int64_t lda, const float *panel,
+                    int64_t k, int64_t cols, int accumulate) {
+    switch (rows) {
+    case 6: block_avx2(6, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    case 5: block_avx2(5, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    case 4: block_avx2(4, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    case 3: block_avx2(3, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    case 2: block_avx2(2, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    default: block_avx2(1, c, ldc, a, lda, panel, k, cols, accumulate); break;
+    }
+}
+
 __attribute__((target("avx2,fma"))) static void gemm_avx2(float *c, int64_t ldc, const float *a, int64_t lda, const float *packed,
                                                         int64_t m, int64_t n, int64_t k, int accumulate) {
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
-        const float *panel = packed + j0 * k;
-        const int64_t cols = n - j0 < 16 ? n - j0 : 16;
-        const int64_t blocks = (m + 5) / 6;
-        for (int64_t q = 0, r0 = 0; q < blocks; q++) {
-            const int64_t rows = m / blocks + (q < m % blocks ? 1 : 0);
-            float *cb = c + r0 * ldc + j0;
-            const float *ab = a + r0 * lda;
-            r0 += rows;
-            switch (rows) {
-            case 6: block_avx2(6, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            case 5: block_avx2(5, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            case 4: block_avx2(4, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            case 3: block_avx2(3, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            case 2: block_avx2(2, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            default: block_avx2(1, cb, ldc, ab, lda, panel, k, cols, accumulate); break;
-            }
-        }
-    }
+    PANELS_AND_BLOCKS(16, 6, rows_avx2)
 }
 #endif
 

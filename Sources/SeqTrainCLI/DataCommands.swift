@@ -111,26 +111,15 @@ struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Probabilities and predicted labels of a classifier checkpoint for new data, read as its training read it.")
 
-    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
-    var checkpoint: String
-
-    @Option(help: "Input files or globs (repeatable): .npy, .csv or .tsv, like the training inputs.")
-    var data: [String] = []
+    @OptionGroup var input: CheckpointAndData
 
     @Option(help: "Output: FILE.npy (probabilities; predictions in FILE.labels.npy) or FILE.csv.")
     var out: String
 
-    func validate() throws {
-        guard !data.isEmpty else { throw ValidationError("--data is required: the inputs to predict") }
-    }
-
     func run() throws {
         try reporting {
-            let (kind, path) = try ExperimentRegistry.kind(ofCheckpoint: checkpoint)
-            guard let predict = kind.predict else {
-                throw SeqTrainError("\(path): model.kind = \"\(kind.name)\" has no predict; use \(kind.name == "char_lm" ? "seqtrain sample" : "seqtrain eval")")
-            }
-            print(try predict(path, data, out))
+            let (predict, path) = try kindCommand("predict", checkpoint: input.checkpoint) { $0.predict }
+            print(try predict(path, input.data, out))
         }
     }
 }

@@ -13,27 +13,32 @@ func kindCommand<T>(_ command: String, checkpoint: String, _ pick: (ExperimentKi
     return (action, path)
 }
 
+/// The checkpoint a command uses and the data it reads, as the training read its data.
+struct CheckpointAndData: ParsableArguments {
+    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
+    var checkpoint: String
+
+    @Option(help: "Input files or globs (repeatable), in the format of the training inputs.")
+    var data: [String] = []
+
+    func validate() throws {
+        guard !data.isEmpty else { throw ValidationError("--data is required: the inputs, in the format of the training inputs") }
+    }
+}
+
 struct Encode: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The latent vector of every sample, from an autoencoder checkpoint (read as its training read data).")
 
-    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
-    var checkpoint: String
-
-    @Option(help: "Input files or globs (repeatable): .npy, .csv or .tsv sequences, like the training inputs.")
-    var data: [String] = []
+    @OptionGroup var input: CheckpointAndData
 
     @Option(help: "Output: FILE.npy (N, Z) float32, or FILE.csv (a header, then the sample and its Z values).")
     var out: String
 
-    func validate() throws {
-        guard !data.isEmpty else { throw ValidationError("--data is required: the sequences to encode") }
-    }
-
     func run() throws {
         try reporting {
-            let (encode, path) = try kindCommand("encode", checkpoint: checkpoint) { $0.encode }
-            print(try encode(path, data, out))
+            let (encode, path) = try kindCommand("encode", checkpoint: input.checkpoint) { $0.encode }
+            print(try encode(path, input.data, out))
         }
     }
 }
@@ -42,23 +47,15 @@ struct Score: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Every sample's reconstruction error from an autoencoder checkpoint: an anomaly score (mean squared error over its valid steps, in the data's units).")
 
-    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
-    var checkpoint: String
-
-    @Option(help: "Input files or globs (repeatable): .npy, .csv or .tsv sequences, like the training inputs.")
-    var data: [String] = []
+    @OptionGroup var input: CheckpointAndData
 
     @Option(help: "Output: FILE.csv (sample,reconstruction_mse) or FILE.npy (N,) float32.")
     var out: String
 
-    func validate() throws {
-        guard !data.isEmpty else { throw ValidationError("--data is required: the sequences to score") }
-    }
-
     func run() throws {
         try reporting {
-            let (score, path) = try kindCommand("score", checkpoint: checkpoint) { $0.score }
-            print(try score(path, data, out))
+            let (score, path) = try kindCommand("score", checkpoint: input.checkpoint) { $0.score }
+            print(try score(path, input.data, out))
         }
     }
 }
@@ -112,11 +109,7 @@ struct Forecast: ParsableCommand {
         abstract: "Forecast from a forecaster checkpoint: warm the model on the known series, then roll forward feeding its own forecasts.",
         discussion: "Every file of --data is one series, read as the training series were (columns, differences, standardization); the forecasts are in the data's own units.")
 
-    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
-    var checkpoint: String
-
-    @Option(help: "Series files (repeatable): .npy or CSV/TSV, like the training inputs.")
-    var data: [String] = []
+    @OptionGroup var input: CheckpointAndData
 
     @Option(help: "Steps to forecast past the end of each series.")
     var steps: Int
@@ -125,14 +118,13 @@ struct Forecast: ParsableCommand {
     var out: String?
 
     func validate() throws {
-        guard !data.isEmpty else { throw ValidationError("--data is required: the known series") }
         guard (1...10_000_000).contains(steps) else { throw ValidationError("--steps takes 1 to 10000000, got \(steps)") }
     }
 
     func run() throws {
         try reporting {
-            let (forecast, path) = try kindCommand("forecast", checkpoint: checkpoint) { $0.forecast }
-            print(try forecast(path, data, steps, out))
+            let (forecast, path) = try kindCommand("forecast", checkpoint: input.checkpoint) { $0.forecast }
+            print(try forecast(path, input.data, steps, out))
         }
     }
 }

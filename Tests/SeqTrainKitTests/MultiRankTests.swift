@@ -173,27 +173,31 @@ final class MultiRankTests: XCTestCase {
             [metrics]
             log_every = 1
             """.write(toFile: "\(dir)/classifier.toml", atomically: true, encoding: .utf8)
-        for (name, sets) in runs {
-            var losses: [Int: [Double]] = [:], weights: [Int: [Float]] = [:], validation: [Int: Double] = [:]
-            for ranks in [1, 2, 4] {
-                let run = "\(dir)/\(name)-\(ranks)"
-                let result = try Self.train(ranks: ranks, "\(dir)/classifier.toml", (sets + ["job.run_dir=\(run)"]).flatMap { ["--set", $0] })
-                XCTAssertEqual(result.status, 0, "\(name): \(result.errors)")
-                let lines = try metrics(run)
-                XCTAssertEqual(lines.count, 20, name)
-                XCTAssertTrue(lines.allSatisfy { $0["world_size"] as? Int == ranks }, "\(name): the run had world size \(ranks)")
-                losses[ranks] = lines.map { $0["loss"] as! Double }
-                validation[ranks] = lines.last?["val_loss"] as? Double
-                let file = try Checkpoint.resolve(run).weights
-                weights[ranks] = try file.tensors.keys.sorted().flatMap { try file.tensor($0, in: run).floats() }
+        for (name, sets) in runs { try assertRankCountDoesNotChangeWhatIsLearned(name, config: "\(dir)/classifier.toml", sets) }
+    }
+
+    /// Trains `config` with `sets` for 20 steps on 1, 2 and 4 ranks (one worker each): the same
+    /// per-step losses, last validation loss and final parameters, within 1e-5 relative.
+    func assertRankCountDoesNotChangeWhatIsLearned(_ name: String, config: String, _ sets: [String]) throws {
+        var losses: [Int: [Double]] = [:], weights: [Int: [Float]] = [:], validation: [Int: Double] = [:]
+        for ranks in [1, 2, 4] {
+            let run = "\(dir)/\(name)-\(ranks)"
+            let result = try Self.train(ranks: ranks, config, (sets + ["job.run_dir=\(run)", "training.workers=1"]).flatMap { ["--set", $0] })
+            XCTAssertEqual(result.status, 0, "\(name): \(result.errors)")
+            let lines = try metrics(run)
+            XCTAssertEqual(lines.count, 20, name)
+            XCTAssertTrue(lines.allSatisfy { $0["world_size"] as? Int == ranks }, "\(name): the run had world size \(ranks)")
+            losses[ranks] = lines.map { $0["loss"] as! Double }
+            validation[ranks] = lines.last?["val_loss"] as? Double
+            let file = try Checkpoint.resolve(run).weights
+            weights[ranks] = try file.tensors.keys.sorted().flatMap { try file.tensor($0, in: run).floats() }
+        }
+        for ranks in [2, 4] {
+            for (step, (a, b)) in zip(losses[1]!, losses[ranks]!).enumerated() {
+                XCTAssertEqual(a, b, accuracy: 1e-5 * abs(a), "\(name), \(ranks) ranks, step \(step + 1)")
             }
-            for ranks in [2, 4] {
-                for (step, (a, b)) in zip(losses[1]!, losses[ranks]!).enumerated() {
-                    XCTAssertEqual(a, b, accuracy: 1e-5 * abs(a), "\(name), \(ranks) ranks, step \(step + 1)")
-                }
-                XCTAssertEqual(validation[1]!, validation[ranks]!, accuracy: 1e-5 * validation[1]!, "\(name), \(ranks) ranks: validation loss")
-                assertClose(weights[ranks]!, weights[1]!, "\(name): final parameters with \(ranks) ranks", absolute: 1e-5, relative: 1e-5)
-            }
+            XCTAssertEqual(validation[1]!, validation[ranks]!, accuracy: 1e-5 * abs(validation[1]!), "\(name), \(ranks) ranks: validation loss")
+            assertClose(weights[ranks]!, weights[1]!, "\(name): final parameters with \(ranks) ranks", absolute: 1e-5, relative: 1e-5)
         }
     }
 
@@ -201,28 +205,7 @@ final class MultiRankTests: XCTestCase {
     /// forecaster on windows and on stateful lanes): the same per-step losses, validation loss and
     /// final parameters on 1, 2 and 4 ranks.
     func testRankCountDoesNotChangeWhatSequenceKindsLearn() throws {
-        for (name, config, sets) in try SequenceKindCases.write(in: dir) {
-            var losses: [Int: [Double]] = [:], weights: [Int: [Float]] = [:], validation: [Int: Double] = [:]
-            for ranks in [1, 2, 4] {
-                let run = "\(dir)/\(name)-\(ranks)"
-                let result = try Self.train(ranks: ranks, config, (sets + ["job.run_dir=\(run)", "training.workers=1"]).flatMap { ["--set", $0] })
-                XCTAssertEqual(result.status, 0, "\(name): \(result.errors)")
-                let lines = try metrics(run)
-                XCTAssertEqual(lines.count, 20, name)
-                XCTAssertTrue(lines.allSatisfy { $0["world_size"] as? Int == ranks }, "\(name): the run had world size \(ranks)")
-                losses[ranks] = lines.map { $0["loss"] as! Double }
-                validation[ranks] = lines.last?["val_loss"] as? Double
-                let file = try Checkpoint.resolve(run).weights
-                weights[ranks] = try file.tensors.keys.sorted().flatMap { try file.tensor($0, in: run).floats() }
-            }
-            for ranks in [2, 4] {
-                for (step, (a, b)) in zip(losses[1]!, losses[ranks]!).enumerated() {
-                    XCTAssertEqual(a, b, accuracy: 1e-5 * abs(a), "\(name), \(ranks) ranks, step \(step + 1)")
-                }
-                XCTAssertEqual(validation[1]!, validation[ranks]!, accuracy: 1e-5 * abs(validation[1]!), "\(name), \(ranks) ranks: validation loss")
-                assertClose(weights[ranks]!, weights[1]!, "\(name): final parameters with \(ranks) ranks", absolute: 1e-5, relative: 1e-5)
-            }
-        }
+        for (name, config, sets) in try SequenceKindCases.write(in: dir) { try assertRankCountDoesNotChangeWhatIsLearned(name, config: config, sets) }
     }
 
     func testEachRankSeesExactlyItsLanesContinuingAcrossBatches() throws {

@@ -97,3 +97,10 @@ public func shard(_ total: Int, rank: Int, world: Int) -> Range<Int> {
     let share = total / world
     return rank * share..<(rank + 1) * share
 }
+
+/// Replica `rank`'s share of `count` validation items (samples, lanes, origins): contiguous, the
+/// last shares shorter or empty, so every item is counted once whatever the number of replicas.
+public func validationShare(_ count: Int, rank: Int, world: Int) -> Range<Int> {
+    let share = (count + world - 1) / world
+    return min(rank * share, count)..<min((rank + 1) * share, count)
+}

@@ -127,9 +127,7 @@ public final class AutoencoderExperiment: Experiment {
         self.config = config
         self.rank = rank
         self.world = world
-        batchSize = config.integer("training.batch_size")
-        try requireEvenShare(batchSize: batchSize, world: world)
-        rows = shard(batchSize, rank: rank, world: world)
+        (batchSize, rows) = try batchShare(config, rank: rank, world: world)
         guard !config.texts("data.inputs").isEmpty else {
             throw SeqTrainError("data.inputs: no input files; give .npy, .csv or .tsv sequences (for example `seqtrain data curves --out data/curves` makes a set)")
         }
@@ -146,8 +144,7 @@ public final class AutoencoderExperiment: Experiment {
             }
             heldPart = held
         } else if config.number("data.validation_fraction") > 0 {
-            let split = stratifiedSplit(count: all.count, groups: [String](repeating: "", count: all.count),
-                                        fraction: config.number("data.validation_fraction"), seed: UInt64(config.integer("job.seed")))
+            let split = seededSplit(count: all.count, fraction: config.number("data.validation_fraction"), seed: UInt64(config.integer("job.seed")))
             guard !split.train.isEmpty else { throw SeqTrainError("data.validation_fraction leaves no training samples") }
             trainPart = all.subset(split.train)
             if !split.validation.isEmpty { heldPart = all.subset(split.validation) }
@@ -237,8 +234,7 @@ public final class AutoencoderExperiment: Experiment {
 
     public func validationTotals() throws -> [Double] {
         guard let validation else { return [] }
-        let share = (validation.count + world - 1) / world
-        let mine = min(rank * share, validation.count)..<min((rank + 1) * share, validation.count)
+        let mine = validationShare(validation.count, rank: rank, world: world)
         return Self.measure(validation, range: mine, model: model, loss: lossKind, preprocessing: preprocessing).values
     }
 
@@ -248,11 +244,7 @@ public final class AutoencoderExperiment: Experiment {
                                                               ("val_variance_ratio", figures.varianceRatio)])
     }
 
-    public func checkpointMetadata() -> [String: String] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return ["seqtrain.preprocessing": (try? encoder.encode(preprocessing)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"]
-    }
+    public func checkpointMetadata() -> [String: String] { ["seqtrain.preprocessing": metadataJSON(preprocessing)] }
 
     /// Reconstructs `range` of `data` (standardized) in chunks, no dropout; `perSample` receives
     /// each sample's mean squared error in the data's units.
@@ -302,17 +294,10 @@ public struct LoadedAutoencoder {
         (path, file) = try Checkpoint.resolve(given)
         let (config, json) = try loadKindMetadata(file, path: path, kind: "autoencoder", key: "seqtrain.preprocessing")
         self.config = config
-        do {
-            preprocessing = try JSONDecoder().decode(SequencePreprocessing.self, from: Data(json.utf8))
-        } catch {
-            throw SeqTrainError("\(path): seqtrain.preprocessing is not valid: \(error)")
-        }
+        let preprocessing = try decodeStored(SequencePreprocessing.self, json, key: "seqtrain.preprocessing", path: path)
         try preprocessing.validate(source: path)
-        do {
-            model = try AutoencoderExperiment.makeModel(config, features: preprocessing.features, storedValues: file.storedValues)
-        } catch let error as SeqTrainError {
-            throw SeqTrainError("\(path): \(error.message)")
-        }
+        self.preprocessing = preprocessing
+        model = try building(path) { try AutoencoderExperiment.makeModel(config, features: preprocessing.features, storedValues: file.storedValues) }
         try model.parameters.load(from: file, source: path)
     }
 
@@ -369,19 +354,6 @@ public struct LoadedAutoencoder {
         return String(format: "%d reconstruction errors in %@ (median %.6g, 99th percentile %.6g, largest %.6g)", samples.count, out,
                       sorted[sorted.count / 2], sorted[min(sorted.count - 1, sorted.count * 99 / 100)], sorted.last ?? 0)
     }
-}
-
-/// The config and one metadata entry of a checkpoint of `kind`, with the consistency checks every
-/// loader makes.
-func loadKindMetadata(_ file: SafetensorsFile, path: String, kind: String, key: String) throws -> (ExperimentConfig, String) {
-    guard let configText = file.metadata["seqtrain.config"], let value = file.metadata[key] else {
-        throw SeqTrainError("\(path): not a seqtrain \(kind) checkpoint (its __metadata__ lacks seqtrain.config or \(key))")
-    }
-    let config = try ExperimentConfig.parse(configText, source: "\(path) (seqtrain.config)")
-    guard config.kind == kind, file.metadata["seqtrain.kind"] == kind else {
-        throw SeqTrainError("\(path): its seqtrain.kind (\(file.metadata["seqtrain.kind"] ?? "none")) and the model.kind of its seqtrain.config (\(config.kind)) are not both \(kind); the checkpoint is damaged")
-    }
-    return (config, value)
 }
 
 /// (rows, columns) floats to a .npy (float32) or a CSV file with a header and a `sample` column.

@@ -190,8 +190,7 @@ public final class CharLMTask: Experiment {
     /// This rank's share of the validation loss (the lanes are split over the ranks).
     public func validationShare() throws -> LossTotal {
         guard !validationIds.isEmpty else { return LossTotal() }
-        let share = (validationLanes + world - 1) / world
-        let lanes = min(rank * share, validationLanes)..<min((rank + 1) * share, validationLanes)
+        let lanes = SeqTrainKit.validationShare(validationLanes, rank: rank, world: world)
         return try model.streamLoss(validationIds, lanes: validationLanes, steps: config.integer("training.seq_len"), laneRange: lanes)
     }
 }

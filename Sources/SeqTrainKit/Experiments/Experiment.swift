@@ -101,11 +101,56 @@ extension Experiment {
     }
 }
 
+/// `training.batch_size` and the rows of every global batch replica `rank` of `world` owns.
+func batchShare(_ config: ExperimentConfig, rank: Int, world: Int) throws -> (batchSize: Int, rows: Range<Int>) {
+    let batchSize = config.integer("training.batch_size")
+    try requireEvenShare(batchSize: batchSize, world: world)
+    return (batchSize, shard(batchSize, rank: rank, world: world))
+}
+
 /// The global batch must split evenly over the replicas (ranks × worker threads per rank).
 public func requireEvenShare(batchSize: Int, world: Int) throws {
     guard batchSize % world == 0 else {
         throw SeqTrainError("training.batch_size = \(batchSize) does not divide among \(world) replicas (ranks × training.workers); use a multiple of \(world) (it is the global batch, and each replica takes an equal share), or set training.workers")
     }
+}
+
+/// The config and one metadata entry of a checkpoint of `kind`, with the consistency checks every
+/// loader makes.
+func loadKindMetadata(_ file: SafetensorsFile, path: String, kind: String, key: String) throws -> (ExperimentConfig, String) {
+    guard let configText = file.metadata["seqtrain.config"], let value = file.metadata[key] else {
+        throw SeqTrainError("\(path): not a seqtrain \(kind) checkpoint (its __metadata__ lacks seqtrain.config or \(key))")
+    }
+    let config = try ExperimentConfig.parse(configText, source: "\(path) (seqtrain.config)")
+    guard config.kind == kind, file.metadata["seqtrain.kind"] == kind else {
+        throw SeqTrainError("\(path): its seqtrain.kind (\(file.metadata["seqtrain.kind"] ?? "none")) and the model.kind of its seqtrain.config (\(config.kind)) are not both \(kind); the checkpoint is damaged")
+    }
+    return (config, value)
+}
+
+/// A JSON entry of a checkpoint's metadata decoded, or an error naming the checkpoint and the key.
+func decodeStored<T: Decodable>(_ type: T.Type, _ json: String, key: String, path: String) throws -> T {
+    do {
+        return try JSONDecoder().decode(type, from: Data(json.utf8))
+    } catch {
+        throw SeqTrainError("\(path): \(key) is not valid: \(error)")
+    }
+}
+
+/// A loader's model built from its checkpoint's config, its errors prefixed with the checkpoint.
+func building<Model>(_ path: String, _ make: () throws -> Model) throws -> Model {
+    do {
+        return try make()
+    } catch let error as SeqTrainError {
+        throw SeqTrainError("\(path): \(error.message)")
+    }
+}
+
+/// Checkpoint metadata as JSON, keys sorted so the same state writes the same bytes.
+func metadataJSON<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
 }
 
 /// What `seqtrain eval` reports: ordered fields for `--json` and a sentence for people.

@@ -166,9 +166,7 @@ public final class ForecasterExperiment: Experiment {
         self.config = config
         self.rank = rank
         self.world = world
-        batchSize = config.integer("training.batch_size")
-        try requireEvenShare(batchSize: batchSize, world: world)
-        rows = shard(batchSize, rank: rank, world: world)
+        (batchSize, rows) = try batchShare(config, rank: rank, world: world)
         stateful = config.boolean("training.stateful")
         lookBack = config.integer("training.look_back")
         seqLen = config.integer("training.seq_len")
@@ -370,8 +368,7 @@ public final class ForecasterExperiment: Experiment {
         var totals = ForecastTotals()
         for (i, s) in series.enumerated() {
             let origins = Self.origins(steps: s.steps - preprocessing.offset, trainingSteps: trainingSteps[i])
-            let share = (origins.count + world - 1) / world
-            let mine = origins.dropFirst(min(rank * share, origins.count)).prefix(share)
+            let mine = origins[validationShare(origins.count, rank: rank, world: world)]
             totals = totals + (try Self.measure([s], transformed: [transformed[i]], trainingSteps: [trainingSteps[i]], model: model, config: config,
                                                 preprocessing: preprocessing, origins: Array(mine)))
         }
@@ -387,11 +384,7 @@ public final class ForecasterExperiment: Experiment {
 
     public var carriedState: CarriedState? { state.map { CarriedState(state: $0, rows: rows, lanes: batchSize) } }
 
-    public func checkpointMetadata() -> [String: String] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return ["seqtrain.preprocessing": (try? encoder.encode(preprocessing)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"]
-    }
+    public func checkpointMetadata() -> [String: String] { ["seqtrain.preprocessing": metadataJSON(preprocessing)] }
 
     /// The forecast origins of a series of `steps` transformed steps whose first `trainingSteps` are
     /// training: the last training step, then every held-out step that has a next one.
@@ -491,17 +484,11 @@ public struct LoadedForecaster {
         (path, file) = try Checkpoint.resolve(given)
         let (config, json) = try loadKindMetadata(file, path: path, kind: "forecaster", key: "seqtrain.preprocessing")
         self.config = config
-        do {
-            preprocessing = try JSONDecoder().decode(SeriesPreprocessing.self, from: Data(json.utf8))
-        } catch {
-            throw SeqTrainError("\(path): seqtrain.preprocessing is not valid: \(error)")
-        }
+        let preprocessing = try decodeStored(SeriesPreprocessing.self, json, key: "seqtrain.preprocessing", path: path)
         try preprocessing.validate(source: path)
-        do {
-            model = try ForecasterExperiment.makeModel(config, features: preprocessing.features, targets: preprocessing.targets.count,
-                                                       storedValues: file.storedValues)
-        } catch let error as SeqTrainError {
-            throw SeqTrainError("\(path): \(error.message)")
+        self.preprocessing = preprocessing
+        model = try building(path) {
+            try ForecasterExperiment.makeModel(config, features: preprocessing.features, targets: preprocessing.targets.count, storedValues: file.storedValues)
         }
         try model.parameters.load(from: file, source: path)
     }

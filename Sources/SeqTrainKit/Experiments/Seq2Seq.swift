@@ -154,9 +154,7 @@ public final class Seq2SeqExperiment: Experiment {
         self.config = config
         self.rank = rank
         self.world = world
-        batchSize = config.integer("training.batch_size")
-        try requireEvenShare(batchSize: batchSize, world: world)
-        rows = shard(batchSize, rank: rank, world: world)
+        (batchSize, rows) = try batchShare(config, rank: rank, world: world)
         let maxLength = config.integer("data.max_length")
         guard maxLength <= 60_000 else { throw SeqTrainError("data.max_length = \(maxLength): at most 60000 tokens per sequence") }
         guard !config.texts("data.paths").isEmpty else {
@@ -170,8 +168,7 @@ public final class Seq2SeqExperiment: Experiment {
             heldPart = try TokenSequences(patterns: config.texts("data.validation_paths"), key: "data.validation_paths", rules: rules,
                                           unique: unique, maxLength: maxLength)
         } else if config.number("data.validation_fraction") > 0 {
-            let split = stratifiedSplit(count: all.count, groups: [String](repeating: "", count: all.count),
-                                        fraction: config.number("data.validation_fraction"), seed: UInt64(config.integer("job.seed")))
+            let split = seededSplit(count: all.count, fraction: config.number("data.validation_fraction"), seed: UInt64(config.integer("job.seed")))
             guard !split.train.isEmpty else { throw SeqTrainError("data.validation_fraction leaves no training sequences") }
             trainPart = all.subset(split.train)
             if !split.validation.isEmpty { heldPart = all.subset(split.validation) }
@@ -301,8 +298,7 @@ public final class Seq2SeqExperiment: Experiment {
 
     public func validationTotals() throws -> [Double] {
         guard let validation else { return [] }
-        let n = validation.ids.count, share = (n + world - 1) / world
-        let mine = min(rank * share, n)..<min((rank + 1) * share, n)
+        let mine = validationShare(validation.ids.count, rank: rank, world: world)
         return try Self.measure(validation.ids, range: mine, model: model).values
     }
 
@@ -409,11 +405,8 @@ public struct LoadedSequenceGenerator {
         }
         vocabulary = try TokenVocabulary(stored: tokens, source: "\(path): seqtrain.tokens")
         rules = TokenRules(sequences: config.text("data.sequences"), tokens: config.text("data.tokens"))
-        do {
-            model = try Seq2SeqExperiment.makeModel(config, vocabulary: vocabulary.count, storedValues: file.storedValues)
-        } catch let error as SeqTrainError {
-            throw SeqTrainError("\(path): \(error.message)")
-        }
+        let size = vocabulary.count
+        model = try building(path) { try Seq2SeqExperiment.makeModel(config, vocabulary: size, storedValues: file.storedValues) }
         try model.parameters.load(from: file, source: path)
     }
 

@@ -38,6 +38,29 @@ public final class RecurrentState {
 
     public func zero() { hidden.zero(); cell.zero() }
 
+    /// The (L, B, H) state of rows (B, L·H), row b holding layer 0's h, then layer 1's, ...: a
+    /// Linear's output viewed as PyTorch's `.view(B, L, H).transpose(0, 1)`. The LSTM's c is zero.
+    public static func fromRows(_ rows: UnsafePointer<Float>, cell kind: RecurrentCell, layers L: Int, batch B: Int, width H: Int) -> RecurrentState {
+        let state = RecurrentState(cell: kind, layers: L, batch: B, width: H)
+        for b in 0..<B { for l in 0..<L { (state.hidden.pointer + (l * B + b) * H).update(from: rows + (b * L + l) * H, count: H) } }
+        return state
+    }
+
+    /// The gradient of the rows (B, L·H) before the tanh that made `activated` (B, L·H), the rows
+    /// of this state: from this state's h gradient, d rows = dh (1 − tanh²).
+    public func gradientOfRows(_ dRows: FloatBuffer, throughTanh activated: FloatBuffer) {
+        let L = layers, B = batch, H = width
+        dRows.resize(B * L * H)
+        for b in 0..<B {
+            for l in 0..<L {
+                for j in 0..<H {
+                    let y = activated[(b * L + l) * H + j]
+                    dRows[(b * L + l) * H + j] = hidden[(l * B + b) * H + j] * (1 - y * y)
+                }
+            }
+        }
+    }
+
     /// Copies lane `from` of `other` into lane `to` of this state (all layers).
     public func copyLane(_ to: Int, from other: RecurrentState, lane from: Int) {
         for l in 0..<layers {
@@ -176,25 +199,13 @@ public final class RecurrentNetwork {
                         parameters p: ParameterArena, dropout context: DropoutContext? = nil) {
         batch = B
         steps = T
-        let H = hiddenSize, G = cellKind.gateCount * H
+        let H = hiddenSize
         droppedOut = context != nil && dropout.probability > 0 && layerCount > 1
-        for l in 0..<layerCount {
-            if l == 0 || droppedOut { layerInput[l].resize(T * B * inputWidth(l)) }
-            gates[l].resize(T * B * G)
-            hidden[l].resize((T + 1) * B * H)
-            cell[l].resize((cellKind == .lstm ? T + 1 : T) * B * H)
-            if cellKind == .lstm { tanhCell[l].resize(T * B * H) }
-            if droppedOut && l < layerCount - 1 { masks[l].resize(T * B * H) }
-        }
+        sizeBuffers(steps: T)
         copySequence(layerInput[0].pointer, .stepMajor, input, inputLayout, batch: B, steps: T, width: inputSize)
 
         for l in 0..<layerCount {
-            let h0 = hidden[l].pointer
-            if let initial { h0.update(from: initial.hidden.pointer + l * B * H, count: B * H) } else { h0.update(repeating: 0, count: B * H) }
-            if cellKind == .lstm {
-                let c0 = cell[l].pointer
-                if let initial { c0.update(from: initial.cell.pointer + l * B * H, count: B * H) } else { c0.update(repeating: 0, count: B * H) }
-            }
+            setInitialState(l, from: initial)
             if l > 0 && droppedOut {
                 let keys = context!.keys(layer: dropoutStream * 64 + l, steps: T)
                 dropout.forward(layerInput[l].pointer, mask: masks[l - 1].pointer, hidden[l - 1].pointer + B * H,
@@ -204,12 +215,37 @@ public final class RecurrentNetwork {
             case .lstm: lstmForwardLayer(l, parameters: p)
             case .gru: gruForwardLayer(l, parameters: p)
             }
-            if let final {
-                (final.hidden.pointer + l * B * H).update(from: hidden[l].pointer + T * B * H, count: B * H)
-                if cellKind == .lstm { (final.cell.pointer + l * B * H).update(from: cell[l].pointer + T * B * H, count: B * H) }
-            }
+            if let final { copyFinalState(l, into: final) }
         }
         if let output { copySequence(output, outputLayout, outputs, .stepMajor, batch: B, steps: T, width: H) }
+    }
+
+    /// Every buffer of a pass over `steps` steps of the current batch (kept contents up to there).
+    func sizeBuffers(steps T: Int) {
+        let B = batch, H = hiddenSize, G = cellKind.gateCount * H
+        for l in 0..<layerCount {
+            if l == 0 || droppedOut { layerInput[l].resize(T * B * inputWidth(l), keep: true) }
+            gates[l].resize(T * B * G, keep: true)
+            hidden[l].resize((T + 1) * B * H, keep: true)
+            cell[l].resize((cellKind == .lstm ? T + 1 : T) * B * H, keep: true)
+            if cellKind == .lstm { tanhCell[l].resize(T * B * H, keep: true) }
+            if droppedOut && l < layerCount - 1 { masks[l].resize(T * B * H, keep: true) }
+        }
+    }
+
+    /// Slot 0 of layer l's h (and c) from `initial`, or zeros.
+    func setInitialState(_ l: Int, from initial: RecurrentState?) {
+        let n = batch * hiddenSize
+        if let initial { hidden[l].pointer.update(from: initial.hidden.pointer + l * n, count: n) } else { hidden[l].pointer.update(repeating: 0, count: n) }
+        guard cellKind == .lstm else { return }
+        if let initial { cell[l].pointer.update(from: initial.cell.pointer + l * n, count: n) } else { cell[l].pointer.update(repeating: 0, count: n) }
+    }
+
+    /// Layer l's state after the last step into `final`.
+    func copyFinalState(_ l: Int, into final: RecurrentState) {
+        let n = batch * hiddenSize, T = steps
+        (final.hidden.pointer + l * n).update(from: hidden[l].pointer + T * n, count: n)
+        if cellKind == .lstm { (final.cell.pointer + l * n).update(from: cell[l].pointer + T * n, count: n) }
     }
 
     // MARK: one step at a time
@@ -229,19 +265,9 @@ public final class RecurrentNetwork {
         let H = hiddenSize, G = cellKind.gateCount * H
         droppedOut = context != nil && dropout.probability > 0 && layerCount > 1
         while packedStepWeights.count < layerCount { packedStepWeights.append((PackedMatrix(), PackedMatrix(), FloatBuffer())) }
+        sizeBuffers(steps: T)
         for l in 0..<layerCount {
-            if l == 0 || droppedOut { layerInput[l].resize(T * B * inputWidth(l)) }
-            gates[l].resize(T * B * G)
-            hidden[l].resize((T + 1) * B * H)
-            cell[l].resize((cellKind == .lstm ? T + 1 : T) * B * H)
-            if cellKind == .lstm { tanhCell[l].resize(T * B * H) }
-            if droppedOut && l < layerCount - 1 { masks[l].resize(T * B * H) }
-            let h0 = hidden[l].pointer
-            if let initial { h0.update(from: initial.hidden.pointer + l * B * H, count: B * H) } else { h0.update(repeating: 0, count: B * H) }
-            if cellKind == .lstm {
-                let c0 = cell[l].pointer
-                if let initial { c0.update(from: initial.cell.pointer + l * B * H, count: B * H) } else { c0.update(repeating: 0, count: B * H) }
-            }
+            setInitialState(l, from: initial)
             // W_ihᵀ and W_hhᵀ packed once for the pass; the bias every step starts from.
             let w = layers[l], (input, recurrent, bias) = packedStepWeights[l]
             input.pack(p.value(w.inputWeight), ldb: inputWidth(l), transposed: true, depth: inputWidth(l), columns: G)
@@ -296,21 +322,9 @@ public final class RecurrentNetwork {
 
     /// Ends a step-by-step pass: `final` receives the states after the last step taken.
     public func endSteps(final: RecurrentState?) {
-        let B = batch, H = hiddenSize, T = steps, G = cellKind.gateCount * H
-        // The buffers hold the steps taken, as after `forward` over T steps.
-        for l in 0..<layerCount {
-            if l == 0 || droppedOut { layerInput[l].resize(T * B * inputWidth(l), keep: true) }
-            gates[l].resize(T * B * G, keep: true)
-            hidden[l].resize((T + 1) * B * H, keep: true)
-            cell[l].resize((cellKind == .lstm ? T + 1 : T) * B * H, keep: true)
-            if cellKind == .lstm { tanhCell[l].resize(T * B * H, keep: true) }
-            if droppedOut && l < layerCount - 1 { masks[l].resize(T * B * H, keep: true) }
-        }
-        guard let final else { return }
-        for l in 0..<layerCount {
-            (final.hidden.pointer + l * B * H).update(from: hidden[l].pointer + T * B * H, count: B * H)
-            if cellKind == .lstm { (final.cell.pointer + l * B * H).update(from: cell[l].pointer + T * B * H, count: B * H) }
-        }
+        // The buffers hold the steps taken, as after `forward` over them.
+        sizeBuffers(steps: steps)
+        if let final { for l in 0..<layerCount { copyFinalState(l, into: final) } }
     }
 
     /// gates (T·B, G·H) ← bias + x W_ihᵀ: the input projection of all steps in one sgemm.

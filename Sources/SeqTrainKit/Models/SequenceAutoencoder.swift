@@ -116,8 +116,7 @@ public final class SequenceAutoencoder: TrainableModel {
             initialState.resize(B * L * H)
             toState!.forward(initialState.pointer, latent.pointer, rows: B, parameters: parameters)
             applyTanh(initialState.pointer, initialState.pointer, count: B * L * H)
-            let start = RecurrentState(cell: decoder.cellKind, layers: L, batch: B, width: H)
-            for b in 0..<B { for l in 0..<L { (start.hidden.pointer + (l * B + b) * H).update(from: initialState.pointer + (b * L + l) * H, count: H) } }
+            let start = RecurrentState.fromRows(initialState.pointer, cell: decoder.cellKind, layers: L, batch: B, width: H)
             decoder.beginSteps(batch: B, capacity: T, initial: start, parameters: parameters, dropout: dropout)
             fedOutputs.resize(T * B * F)
             for t in 0..<T {
@@ -165,16 +164,7 @@ public final class SequenceAutoencoder: TrainableModel {
             let dStart = RecurrentState(cell: decoder.cellKind, layers: L, batch: B, width: H)
             decoder.backward(nil, dDecoded.pointer, outputLayout: .stepMajor, dInitial: dStart, parameters: parameters,
                              afterLayer: ready(decoder))
-            // h0 = tanh(pre): d pre = dh0 (1 − h0²), laid out (B, L·H) as to_state's output.
-            dState.resize(B * L * H)
-            for b in 0..<B {
-                for l in 0..<L {
-                    for j in 0..<H {
-                        let h0 = initialState[(b * L + l) * H + j]
-                        dState[(b * L + l) * H + j] = dStart.hidden[(l * B + b) * H + j] * (1 - h0 * h0)
-                    }
-                }
-            }
+            dStart.gradientOfRows(dState, throughTanh: initialState)
             toState!.backward(dLatent.pointer, dState.pointer, latent.pointer, rows: B, parameters: parameters)
             gradientsReady?(toState!.weight.offset)
         }

@@ -137,9 +137,7 @@ public final class SequenceGenerator: TrainableModel {
         startState.resize(B * L * H)
         toState.forward(startState.pointer, latent.pointer, rows: B, parameters: parameters)
         applyTanh(startState.pointer, startState.pointer, count: B * L * H)
-        let state = RecurrentState(cell: decoder.cellKind, layers: L, batch: B, width: H)
-        for b in 0..<B { for l in 0..<L { (state.hidden.pointer + (l * B + b) * H).update(from: startState.pointer + (b * L + l) * H, count: H) } }
-        return state
+        return RecurrentState.fromRows(startState.pointer, cell: decoder.cellKind, layers: L, batch: B, width: H)
     }
 
     // MARK: decoder
@@ -220,16 +218,7 @@ public final class SequenceGenerator: TrainableModel {
         decoder.backward(dDecoderEmbedded.pointer, inputLayout: .stepMajor, dDecoded.pointer, outputLayout: .stepMajor, dInitial: dStart,
                          parameters: parameters, afterLayer: ready(decoder))
         embedding.backward(dDecoderEmbedded.pointer, decoderIds, count: T * B, parameters: parameters)
-        // h0 = tanh(pre): d pre = dh0 (1 − h0²), laid out (B, L·H) as to_state's output.
-        dState.resize(B * L * H)
-        for b in 0..<B {
-            for l in 0..<L {
-                for j in 0..<H {
-                    let h0 = startState[(b * L + l) * H + j]
-                    dState[(b * L + l) * H + j] = dStart.hidden[(l * B + b) * H + j] * (1 - h0 * h0)
-                }
-            }
-        }
+        dStart.gradientOfRows(dState, throughTanh: startState)
         dLatent.resize(B * Z)
         toState.backward(dLatent.pointer, dState.pointer, latent.pointer, rows: B, parameters: parameters)
         gradientsReady?(toState.weight.offset)

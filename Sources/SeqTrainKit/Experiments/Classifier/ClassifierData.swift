@@ -122,3 +122,8 @@ func stratifiedSplit(count n: Int, groups: [String], fraction: Double, seed: UIn
     }
     return (train.sorted(), validation.sorted())
 }
+
+/// A seeded split of unlabelled items: `stratifiedSplit` with one group.
+func seededSplit(count n: Int, fraction: Double, seed: UInt64) -> (train: [Int], validation: [Int]) {
+    stratifiedSplit(count: n, groups: [String](repeating: "", count: n), fraction: fraction, seed: seed)
+}

@@ -132,9 +132,7 @@ public final class ClassifierExperiment: Experiment {
         self.config = config
         self.rank = rank
         self.world = world
-        batchSize = config.integer("training.batch_size")
-        try requireEvenShare(batchSize: batchSize, world: world)
-        rows = shard(batchSize, rank: rank, world: world)
+        (batchSize, rows) = try batchShare(config, rank: rank, world: world)
         try Self.refuseKnownMistakes(config)
 
         let layout: SampleLayout = config.kind == "mlp_classifier" ? .vector : .sequence
@@ -404,8 +402,7 @@ public final class ClassifierExperiment: Experiment {
 
     public func validationTotals() throws -> [Double] {
         guard let validation, let validationTargets else { return [] }
-        let share = (validation.count + world - 1) / world
-        let mine = min(rank * share, validation.count)..<min((rank + 1) * share, validation.count)
+        let mine = validationShare(validation.count, rank: rank, world: world)
         let counts = try Self.count(validation, targets: validationTargets, range: mine, network: network, loss: loss,
                                     classes: classes, multiLabel: multiLabel, threshold: Float(config.number("eval.threshold")))
         return counts.totals
@@ -460,9 +457,6 @@ public final class ClassifierExperiment: Experiment {
     }
 
     public func checkpointMetadata() -> [String: String] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let json = (try? encoder.encode(preprocessing)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-        return ["seqtrain.preprocessing": json, "seqtrain.classes": "[" + classes.map(jsonString).joined(separator: ", ") + "]"]
+        ["seqtrain.preprocessing": metadataJSON(preprocessing), "seqtrain.classes": "[" + classes.map(jsonString).joined(separator: ", ") + "]"]
     }
 }
