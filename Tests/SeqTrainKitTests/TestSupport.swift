@@ -67,6 +67,46 @@ func pointer<T>(_ array: [T], _ body: (UnsafePointer<T>) throws -> Void) rethrow
 /// steps (validation at 10 and 20, a metrics line per step) and the `--set` overrides that make
 /// the case, with dropout and the paths that differ from the plain one (previous output fed back,
 /// scheduled sampling, the variational latent, stateful lanes).
+/// The classifier runs the invariance tests share: an LSTM over fixed-length curves, a GRU over
+/// variable-length ones with mean pooling, and an MLP on single labels, on one 20-step config.
+enum ClassifierCases {
+    static func write(in dir: String) throws -> [(name: String, config: String, sets: [String])] {
+        for (name, variable) in [("fixed", false), ("variable", true)] {
+            let (inputs, labels) = SyntheticSets.curves(count: 90, length: 24, seed: 6, variableLength: variable)
+            try NumpyArray(floats: inputs, shape: [90, 24]).write(to: "\(dir)/\(name)-x.npy")
+            try NumpyArray(floats: labels, shape: [90, 7]).write(to: "\(dir)/\(name)-y.npy")
+        }
+        let ids = (0..<90).map { Int64($0 % 3 == 0 ? 0 : $0 % 5 == 0 ? 2 : 1) }
+        try NumpyArray(integers: ids, shape: [90]).write(to: "\(dir)/ids.npy")
+        try """
+            [job]
+            seed = 4
+            [training]
+            batch_size = 8
+            epochs = 3
+            max_steps = 20
+            eval_every = 10
+            [optimizer]
+            lr = 0.01
+            [checkpoint]
+            interval = 0
+            [metrics]
+            log_every = 1
+            """.write(toFile: "\(dir)/classifier.toml", atomically: true, encoding: .utf8)
+        let config = "\(dir)/classifier.toml"
+        return [
+            ("lstm", config, ["model.kind=sequence_classifier", "data.inputs=\(dir)/fixed-x.npy", "data.labels=\(dir)/fixed-y.npy",
+                              "model.hidden=10", "model.layers=2", "model.dropout=0.3", "optimizer.kind=sgd", "optimizer.lr=0.5",
+                              "optimizer.momentum=0.9"]),
+            ("gru-variable", config, ["model.kind=sequence_classifier", "data.inputs=\(dir)/variable-x.npy", "data.labels=\(dir)/variable-y.npy",
+                                      "model.cell=gru", "model.hidden=10", "model.pooling=mean", "loss.pos_weight=balanced"]),
+            ("mlp", config, ["model.kind=mlp_classifier", "data.inputs=\(dir)/fixed-x.npy", "data.labels=\(dir)/ids.npy",
+                             "model.hidden_sizes=[16, 8]", "model.dropout=0.2", "data.sampler=balanced", "loss.class_weights=balanced",
+                             "loss.label_smoothing=0.1"]),
+        ]
+    }
+}
+
 enum SequenceKindCases {
     static func write(in dir: String) throws -> [(name: String, config: String, sets: [String])] {
         let (curves, _) = SyntheticSets.curves(count: 60, length: 16, seed: 3, variableLength: true)

@@ -172,37 +172,11 @@ final class WorkerTests: XCTestCase {
     }
 
     func testWorkersAndRanksLearnWhatOneWorkerLearnsTheClassifiers() throws {
-        for (name, variable) in [("fixed", false), ("variable", true)] {
-            let (inputs, labels) = SyntheticSets.curves(count: 90, length: 24, seed: 6, variableLength: variable)
-            try NumpyArray(floats: inputs, shape: [90, 24]).write(to: "\(dir)/\(name)-x.npy")
-            try NumpyArray(floats: labels, shape: [90, 7]).write(to: "\(dir)/\(name)-y.npy")
+        // Value clipping and RMSprop on top: both update by parameter slices on the workers.
+        let extra = ["gru-variable": ["training.clip_value=0.05"], "mlp": ["optimizer.kind=rmsprop"]]
+        for (name, config, sets) in try ClassifierCases.write(in: dir) {
+            try assertMixesLearnWhatOneWorkerLearns(name, config: config, sets + extra[name, default: []])
         }
-        try NumpyArray(integers: (0..<90).map { Int64($0 % 3 == 0 ? 0 : $0 % 5 == 0 ? 2 : 1) }, shape: [90]).write(to: "\(dir)/ids.npy")
-        try """
-            [job]
-            seed = 4
-            [training]
-            batch_size = 8
-            epochs = 3
-            max_steps = 20
-            eval_every = 10
-            [optimizer]
-            lr = 0.01
-            [checkpoint]
-            interval = 0
-            [metrics]
-            log_every = 1
-            """.write(toFile: "\(dir)/classifier.toml", atomically: true, encoding: .utf8)
-        let config = "\(dir)/classifier.toml"
-        try assertMixesLearnWhatOneWorkerLearns("lstm", config: config, [
-            "model.kind=sequence_classifier", "data.inputs=\(dir)/fixed-x.npy", "data.labels=\(dir)/fixed-y.npy",
-            "model.hidden=10", "model.layers=2", "model.dropout=0.3", "optimizer.kind=sgd", "optimizer.lr=0.5", "optimizer.momentum=0.9"])
-        try assertMixesLearnWhatOneWorkerLearns("gru-variable", config: config, [
-            "model.kind=sequence_classifier", "data.inputs=\(dir)/variable-x.npy", "data.labels=\(dir)/variable-y.npy",
-            "model.cell=gru", "model.hidden=10", "model.pooling=mean", "loss.pos_weight=balanced", "training.clip_value=0.05"])
-        try assertMixesLearnWhatOneWorkerLearns("mlp", config: config, [
-            "model.kind=mlp_classifier", "data.inputs=\(dir)/fixed-x.npy", "data.labels=\(dir)/ids.npy", "model.hidden_sizes=[16, 8]",
-            "model.dropout=0.2", "data.sampler=balanced", "loss.class_weights=balanced", "loss.label_smoothing=0.1", "optimizer.kind=rmsprop"])
     }
 
     func testWorkersAndRanksLearnWhatOneWorkerLearnsTheSequenceKinds() throws {
