@@ -37,10 +37,11 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         if let only, !(1...3).contains(only) { throw ValidationError("--only takes 1, 2 or 3, got \(only)") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
-        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1, got \(rounds)") }
-        if let ranks, ranks < 2 { throw ValidationError("--ranks must be at least 2, got \(ranks)") }
+        // Upper bounds far past any machine, so that a mistyped count is refused, not attempted.
+        guard (1...1_024).contains(threads) else { throw ValidationError("--threads takes 1 to 1024, got \(threads)") }
+        guard (1...100_000).contains(repeats) else { throw ValidationError("--repeats takes 1 to 100000, got \(repeats)") }
+        guard (1...1_000).contains(rounds) else { throw ValidationError("--rounds takes 1 to 1000, got \(rounds)") }
+        if let ranks, !(2...1_024).contains(ranks) { throw ValidationError("--ranks takes 2 to 1024, got \(ranks)") }
         if let workers, !(2...256).contains(workers) { throw ValidationError("--workers takes 2 to 256, got \(workers)") }
         if workers != nil && ranks != nil { throw ValidationError("--workers and --ranks are separate comparisons: give one") }
     }

@@ -48,7 +48,7 @@ struct MakeData: ParsableCommand {
         @Option(help: "Seed: the same seed writes the same files.") var seed: UInt64 = 1
 
         func validate() throws {
-            guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be 1 to 1000000, got \(count)") }
+            guard (1...200_000).contains(count) else { throw ValidationError("--count must be 1 to 200000, got \(count)") }
         }
 
         func run() throws {
@@ -59,7 +59,7 @@ struct MakeData: ParsableCommand {
                 do {
                     try (labels.joined(separator: "\n") + "\n").write(toFile: "\(out)/labels.csv", atomically: true, encoding: .utf8)
                 } catch {
-                    throw SeqTrainError("\(out)/labels.csv: cannot write: \(error.localizedDescription)")
+                    throw SeqTrainError("\(out)/labels.csv: cannot write: \(describeFileError(error))")
                 }
                 print("\(out)/images.npy (\(count), 28, 28) and \(out)/labels.csv (\(count) labels of 36 classes)")
             }
@@ -103,7 +103,7 @@ func makeDirectory(_ path: String) throws {
     do {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     } catch {
-        throw SeqTrainError("\(path): cannot create the directory: \(error.localizedDescription)")
+        throw SeqTrainError("\(path): cannot create the directory: \(describeFileError(error))")
     }
 }
 

@@ -20,7 +20,22 @@ struct SeqTrain: ParsableCommand {
         // A file-size limit (ulimit -f) then fails a write with EFBIG, reported like a full disk,
         // instead of killing the process.
         signal(SIGXFSZ, SIG_IGN)
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            // Under mpirun every rank parses the same words: help, usage and argument errors are
+            // printed once, by rank 0; the other ranks end with the same status in silence.
+            if let rank = Self.launcherRank, rank != 0 { Foundation.exit(exitCode(for: error).rawValue) }
+            exit(withError: error)
+        }
+    }
+
+    /// This process's rank when an MPI launcher (or srun) started it, read before MPI starts.
+    static var launcherRank: Int? {
+        let environment = ProcessInfo.processInfo.environment
+        let names = ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"]
+        return names.lazy.compactMap { environment[$0].flatMap { Int($0) } }.first
     }
 }
 
@@ -142,6 +157,24 @@ struct Train: ParsableCommand {
                 throw ExitCode(2)
             }
         }
+        if let readable, plan.workers > 1 {
+            // Checked before any thread starts: a count that cannot share the batch is refused at once.
+            do {
+                let batch = readable.integer("training.batch_size"), ranks = mpiCommunicator?.size ?? 1
+                let (world, overflow) = ranks.multipliedReportingOverflow(by: plan.workers)
+                guard !overflow, world <= batch else {
+                    throw SeqTrainError("""
+                        training.workers = \(plan.workers): more replicas than the \(batch) rows of the global batch \
+                        (training.batch_size) on \(ranks) rank(s); each replica needs a share of it: use "auto" \
+                        or a count that divides the batch share of \(batch / max(ranks, 1))
+                        """)
+                }
+                try requireEvenShare(batchSize: batch, world: world)
+            } catch {
+                printError("\(error)")
+                throw ExitCode(2)
+            }
+        }
         if plan.workers > 1 && WorkerPlan.blasThreads(environment) == nil { BLASThreads.set(plan.blasThreads) }
         options.workerNote = plan.note
         let timeout = readable?.number("training.collective_timeout_s") ?? 300
@@ -194,7 +227,8 @@ struct Train: ParsableCommand {
             return 2
         } catch {
             // Mid-training: this replica's error ends the job (every rank), or this process's workers.
-            printError(world > 1 ? "\(communicator.name(of: rank)): \(error)" : "\(error)")
+            // Ranks are named; the worker threads of one process share its messages unnamed.
+            printError(mpi.map { $0.size > 1 } == true ? "\(communicator.name(of: rank)): \(error)" : "\(error)")
             if let mpi, mpi.size > 1 { communicator.abort(code: 2) }
             group?.fail()
             return 2
@@ -227,8 +261,13 @@ struct Sample: ParsableCommand {
     @Option(help: "Seed of the draws: the same seed gives the same text.")
     var seed: UInt64 = 0
 
+    /// A bound that no useful sample reaches (about 4 GB of text), so a mistyped length is refused.
+    static let longestSample = 1_000_000_000
+
     func validate() throws {
-        guard length >= 0 else { throw ValidationError("--length must be 0 or more, got \(length)") }
+        guard (0...Self.longestSample).contains(length) else {
+            throw ValidationError("--length must be between 0 and \(Self.longestSample) characters, got \(length)")
+        }
         guard temperature >= 0 && temperature.isFinite else { throw ValidationError("--temperature must be 0 or more, got \(temperature)") }
         guard topK >= 0 else { throw ValidationError("--top-k must be 0 or more, got \(topK)") }
     }
@@ -236,8 +275,13 @@ struct Sample: ParsableCommand {
     func run() throws {
         try reporting {
             let loaded = try LoadedCharLM(path: checkpoint)
-            let text = try loaded.sample(prime: prime, length: length, temperature: temperature, topK: topK, seed: seed)
-            print(prime + text)
+            // Written as it is generated: a long sample shows at once and is never held whole.
+            print(prime, terminator: "")
+            try loaded.sample(prime: prime, length: length, temperature: temperature, topK: topK, seed: seed) { part in
+                print(part, terminator: "")
+                fflush(stdout)
+            }
+            print()
         }
     }
 }
@@ -339,7 +383,7 @@ struct Report: ParsableCommand {
                 do {
                     try FileManager.default.createDirectory(atPath: svg, withIntermediateDirectories: true)
                 } catch {
-                    throw SeqTrainError("--svg \(svg): cannot create the directory: \(error.localizedDescription)")
+                    throw SeqTrainError("--svg \(svg): cannot create the directory: \(describeFileError(error))")
                 }
                 for file in try RunReport.svgFiles(runs: runs) {
                     try DurableFile.write(Data(file.svg.utf8), to: "\(svg)/\(file.name)")
@@ -372,7 +416,7 @@ struct Debug: ParsableCommand {
 
     func validate() throws {
         guard (1...256).contains(n) else { throw ValidationError("-n \(n): give 1 to 256 ranks") }
-        guard (1...1_000_000).contains(steps) else { throw ValidationError("--steps \(steps): give 1 to 1000000 steps") }
+        guard (1...10_000).contains(steps) else { throw ValidationError("--steps \(steps): give 1 to 10000 steps (debug runs a few)") }
     }
 
     func run() throws {

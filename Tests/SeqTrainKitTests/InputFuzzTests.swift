@@ -45,14 +45,16 @@ final class InputFuzzTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
     /// Runs the cases on every core, each as `seqtrain …` with a time limit.
-    func run(_ cases: [Case], timeout: Double = 30) -> [Outcome] {
+    func run(_ cases: [Case], timeout: Double = 30) -> [Outcome] { Self.run(cases, binary: binary, in: dir, timeout: timeout) }
+
+    static func run(_ cases: [Case], binary: String, in dir: String, timeout: Double) -> [Outcome] {
         var outcomes = [Outcome?](repeating: nil, count: cases.count)
         let lock = NSLock()
         let workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var index = worker
             while index < cases.count {
-                let outcome = self.execute(cases[index], timeout: timeout)
+                let outcome = execute(binary, cases[index], in: dir, timeout: timeout)
                 lock.lock(); outcomes[index] = outcome; lock.unlock()
                 index += workers
             }
@@ -93,7 +95,13 @@ final class InputFuzzTests: XCTestCase {
     }
 
     /// No signal, no time-out, no exit code but 0 and 2; an exit 2 says "error:".
-    func assertNoCrash(_ outcomes: [Outcome], expectCases count: Int, file: StaticString = #filePath, line: UInt = #line) -> (ok: Int, refused: Int) {
+    func assertNoCrash(_ outcomes: [Outcome], expectCases count: Int, file: StaticString = #filePath,
+                       line: UInt = #line) -> (ok: Int, refused: Int) {
+        Self.assertNoCrash(outcomes, expectCases: count, file: file, line: line)
+    }
+
+    static func assertNoCrash(_ outcomes: [Outcome], expectCases count: Int, file: StaticString = #filePath,
+                              line: UInt = #line) -> (ok: Int, refused: Int) {
         XCTAssertEqual(outcomes.count, count, file: file, line: line)
         var ok = 0, refused = 0, reported = 0
         for outcome in outcomes {

@@ -38,7 +38,7 @@ public struct CharBatches {
     }
 
     public var batchesPerEpoch: Int {
-        stateful ? (laneLength + steps - 1) / steps : (windowCount + lanes - 1) / lanes
+        stateful ? batchCount(laneLength, batchSize: steps) : batchCount(windowCount, batchSize: lanes)
     }
 
     /// One rank's part of a batch, batch-first: inputs and targets (rows, steps), mask (rows, steps)

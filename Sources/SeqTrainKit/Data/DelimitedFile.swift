@@ -12,7 +12,7 @@ public struct DelimitedFile {
 
     public init(contentsOf path: String, header hasHeader: Bool) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw SeqTrainError("\(path): cannot read the file (does it exist?)")
+            throw SeqTrainError("\(path): cannot read the file: \(unreadableReason(path))")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw SeqTrainError("\(path): not UTF-8 text")

@@ -65,7 +65,7 @@ public struct NumpyArray {
 
     public init(contentsOf path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw SeqTrainError("\(path): cannot read the file (does it exist?)")
+            throw SeqTrainError("\(path): cannot read the file: \(unreadableReason(path))")
         }
         try self.init(data, source: path)
     }
@@ -186,7 +186,7 @@ public struct NumpyArray {
         do {
             try encoded().write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            throw SeqTrainError("\(path): cannot write: \(error.localizedDescription)")
+            throw SeqTrainError("\(path): cannot write: \(describeFileError(error))")
         }
     }
 }

@@ -65,7 +65,7 @@ public enum TextFiles {
     /// The file's characters; invalid UTF-8 is an error naming the file and the byte offset.
     public static func readUTF8(_ path: String) throws -> [Unicode.Scalar] {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw SeqTrainError("\(path): cannot read the file")
+            throw SeqTrainError("\(path): cannot read the file: \(unreadableReason(path))")
         }
         var scalars: [Unicode.Scalar] = []
         scalars.reserveCapacity(data.count)

@@ -150,7 +150,7 @@ public struct BucketedBatches {
         self.seed = seed
     }
 
-    public var batchesPerEpoch: Int { (lengths.count + batchSize - 1) / batchSize }
+    public var batchesPerEpoch: Int { batchCount(lengths.count, batchSize: batchSize) }
 
     public mutating func begin(epoch e: Int) {
         guard epoch != e else { return }

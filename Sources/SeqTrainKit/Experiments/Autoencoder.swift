@@ -198,7 +198,7 @@ public final class AutoencoderExperiment: Experiment {
     public var trainableModel: TrainableModel { model }
     public var dataMismatchHint: String { "its training data differs from rank 0's; every rank must read the same data.inputs" }
     public var unitName: String { "samples" }
-    public var batchesPerEpoch: Int { (training.count + batchSize - 1) / batchSize }
+    public var batchesPerEpoch: Int { batchCount(training.count, batchSize: batchSize) }
     public var summary: String {
         "\(config.text("job.name")): autoencoder, \(training.count) training and \(validation?.count ?? 0) validation sequences of up to \(training.steps) steps × \(training.features) feature(s), latent \(model.latentSize), decoder input \(model.decoderInput.rawValue); \(model.parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters"
     }

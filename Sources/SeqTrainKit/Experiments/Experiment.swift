@@ -104,6 +104,7 @@ extension Experiment {
 /// `training.batch_size` and the rows of every global batch replica `rank` of `world` owns.
 func batchShare(_ config: ExperimentConfig, rank: Int, world: Int) throws -> (batchSize: Int, rows: Range<Int>) {
     let batchSize = config.integer("training.batch_size")
+    try MemoryCheck.requireMatrixDimensions([(batchSize, "training.batch_size")])
     try requireEvenShare(batchSize: batchSize, world: world)
     return (batchSize, shard(batchSize, rank: rank, world: world))
 }

@@ -271,7 +271,7 @@ public final class ForecasterExperiment: Experiment {
     public var trainableModel: TrainableModel { model }
     public var dataMismatchHint: String { "its series differ from rank 0's; every rank must read the same data.inputs" }
     public var unitName: String { "steps" }
-    public var batchesPerEpoch: Int { stateful ? (laneLength + seqLen - 1) / seqLen : (windowCount + batchSize - 1) / batchSize }
+    public var batchesPerEpoch: Int { stateful ? batchCount(laneLength, batchSize: seqLen) : batchCount(windowCount, batchSize: batchSize) }
     public var summary: String {
         let target = preprocessing.targets.map { preprocessing.columns[$0] }.joined(separator: ", ")
         return "\(config.text("job.name")): forecaster, \(series.count) series of \(series.map(\.steps).min() ?? 0) to \(series.map(\.steps).max() ?? 0) steps × \(preprocessing.features) column(s), forecasting \(model.horizon) step(s) of \(target)\(preprocessing.difference ? " (as first differences)" : ""); \(stateful ? "stateful: \(batchSize) lanes of \(laneLength) steps in chunks of \(seqLen)" : "\(windowCount) windows of \(lookBack) steps"); \(model.parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters"
@@ -450,7 +450,9 @@ public final class ForecasterExperiment: Experiment {
                         totals.absolute += abs(error); totals.squared += error * error; totals.count += 1
                         totals.naiveAbsolute += abs(naive); totals.naiveSquared += naive * naive
                         if season > 0 {
-                            let back = target + o - season * ((step + season) / season)
+                            // Whole seasons back past the known end; a season longer than the series has none.
+                            let (span, overflow) = season.multipliedReportingOverflow(by: 1 + step / season)
+                            let back = overflow ? -1 : target + o - span
                             if back >= 0 {
                                 let seasonal = Double(s[back, f]) - truth
                                 totals.seasonalAbsolute += abs(seasonal); totals.seasonalSquared += seasonal * seasonal; totals.seasonalCount += 1

@@ -30,8 +30,10 @@ public enum DurableFile {
     /// flushed to the disk, renamed over `path`, and the directory flushed, so a reader (or a run
     /// after a crash) sees the old file or the whole new one.
     public static func write(_ bytes: some DataProtocol, to path: String) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
+        // Split by hand: NSString's path methods trap on a bare relative name such as "0".
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[..<$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
         let temporary = (directory.isEmpty ? "" : directory + "/") + "\(temporaryPrefix)\(name).\(getpid())"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw failure(path, "create \(temporary)") }

@@ -85,7 +85,7 @@ public struct SafetensorsFile {
 
     public init(contentsOf path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw SeqTrainError("\(path): cannot read the file (does it exist, and is it readable?)")
+            throw SeqTrainError("\(path): cannot read the file: \(unreadableReason(path))")
         }
         try self.init(data: data, source: path)
     }
@@ -229,7 +229,7 @@ public struct SafetensorsFile {
         do {
             bytes = try serialized()
         } catch {
-            throw SeqTrainError("\(path): cannot encode the safetensors header: \(error.localizedDescription)")
+            throw SeqTrainError("\(path): cannot encode the safetensors header: \(describeFileError(error))")
         }
         try DurableFile.write(bytes, to: path)
     }

@@ -13,7 +13,7 @@ public final class TensorBoardWriter {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw SeqTrainError("\(directory): cannot create the TensorBoard directory: \(error.localizedDescription)")
+            throw SeqTrainError("\(directory): cannot create the TensorBoard directory: \(describeFileError(error))")
         }
         var host = [CChar](repeating: 0, count: 256)
         gethostname(&host, host.count - 1)

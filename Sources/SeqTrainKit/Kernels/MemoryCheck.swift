@@ -68,3 +68,8 @@ public enum MemoryCheck {
         throw SeqTrainError("its seqtrain.config describes a model of about \(estimate) parameters but its tensors hold \(stored) values: config and weights disagree, the checkpoint is damaged")
     }
 }
+
+/// Batches of `batchSize` that cover `count` items, the last one partial (no overflow for any size).
+func batchCount(_ count: Int, batchSize: Int) -> Int {
+    count / batchSize + (count % batchSize == 0 ? 0 : 1)
+}

@@ -81,7 +81,7 @@ public enum Checkpoint {
         }
         func read(_ file: String) throws -> SafetensorsFile {
             guard let data = FileManager.default.contents(atPath: file) else {
-                throw SeqTrainError("\(file): cannot read the file (it is missing or unreadable)")
+                throw SeqTrainError("\(file): cannot read the file: \(unreadableReason(file))")
             }
             if let want = expected[(file as NSString).lastPathComponent] {
                 guard data.count == want.bytes else {

@@ -50,7 +50,7 @@ public struct ExperimentConfig: Equatable {
 
     public static func load(path: String, overrides: [String] = []) throws -> ExperimentConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw SeqTrainError("\(path): cannot read the config file (does it exist?)")
+            throw SeqTrainError("\(path): cannot read the config file: \(unreadableReason(path))")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw SeqTrainError("\(path): the config file is not UTF-8 text")
@@ -120,9 +120,16 @@ public struct ExperimentConfig: Equatable {
             let belongs = others.isEmpty ? "" : " for model.kind = \"\(kind)\" (it is a key of \(others.map { "\"\($0)\"" }.joined(separator: ", ")))"
             throw SeqTrainError("--set \(text): unknown key \(path)\(belongs)\(suggestion(path, among: ConfigSchema.keys(for: kind).map(\.path)))")
         }
-        if let table = try? TOMLTable(string: "v = \(valueText)"), let value = table["v"],
-           let raw = try? configValue(value, at: "", expected: key.type) {
-            return (key, raw)
+        if let table = try? TOMLTable(string: "v = \(valueText)"), table.count == 1, let value = table["v"] {
+            return (key, try configValue(value, at: "--set \(text): \(key.path)", expected: key.type))
+        }
+        // A bare word is a string; what starts like a TOML string, list or table must be one.
+        if let first = valueText.first, "\"'[{".contains(first) {
+            throw SeqTrainError("""
+                --set \(text): \(key.path): \(valueText.prefix(80)) is not a valid TOML value \
+                (an unterminated string, list or table?); write it as in the config file, \
+                e.g. --set '\(key.path)="a value"' or --set '\(key.path)=[1, 2]'
+                """)
         }
         return (key, .text(valueText))
     }

@@ -32,6 +32,15 @@ extension LoadedCharLM {
     /// `length` characters after `prime`. Temperature 0 is argmax; `topK` > 0 keeps only the k most
     /// likely characters; draws come from (seed, position), so a seed gives the same text anywhere.
     public func sample(prime: String, length: Int, temperature: Double, topK: Int, seed: UInt64) throws -> String {
+        var text = ""
+        try sample(prime: prime, length: length, temperature: temperature, topK: topK, seed: seed) { text += $0 }
+        return text
+    }
+
+    /// Generates `length` characters after `prime`, handing them to `emit` a few thousand at a
+    /// time as they are made, so a long sample is written as it goes instead of held whole.
+    public func sample(prime: String, length: Int, temperature: Double, topK: Int, seed: UInt64,
+                       emit: (String) -> Void) throws {
         let strict = config.text("data.unknown") == "error"
         var primeIds = try vocabulary.encode(Array(prime.unicodeScalars), strict: strict, source: "--prime").ids
         if primeIds.isEmpty { primeIds = [vocabulary.id("\n") ?? 0] }
@@ -48,10 +57,14 @@ extension LoadedCharLM {
             let next = TokenSampling.choose(logits: lastRow, count: V, temperature: temperature, topK: topK,
                                    uniform: Double(random.uniform(stream: 0, index: UInt64(i))))
             out.append(next)
+            if out.count == 4_096 {
+                emit(vocabulary.decode(out))
+                out.removeAll(keepingCapacity: true)
+            }
             try model.forward(ids: [next], batch: 1, steps: 1, state: state)
             lastRow = model.logits.pointer
         }
-        return vocabulary.decode(out)
+        emit(vocabulary.decode(out))
     }
 
     public struct Evaluation {

@@ -103,7 +103,9 @@ public final class Trainer {
         let parameters = experiment.trainableModel.parameters
         parameters.initialize(seed: UInt64(config.integer("job.seed")))
         optimizer = Optimizer(config.optimizerSettings, parameterCount: parameters.count)
-        var steps = config.integer("training.epochs") * experiment.batchesPerEpoch
+        // Epochs × batches saturates: a huge epoch count means "until max_steps", never a trap.
+        let (epochSteps, overflow) = config.integer("training.epochs").multipliedReportingOverflow(by: experiment.batchesPerEpoch)
+        var steps = overflow ? Int.max : epochSteps
         if config.integer("training.max_steps") > 0 { steps = min(steps, config.integer("training.max_steps")) }
         totalSteps = steps
         schedule = LearningRateSchedule(config: config, totalSteps: steps)

@@ -224,6 +224,12 @@ public final class ClassifierExperiment: Experiment {
                                                     layers: config.integer("model.layers"),
                                                     what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
                                                     fix: "lower training.batch_size or model.hidden, or use data.features = \"rfft\"")
+        } else {
+            // A vector model's activations and their gradients: a few of every layer's width per row.
+            let hidden = config.key("model.hidden_sizes") != nil ? config.integers("model.hidden_sizes") : [config.integer("model.hidden")]
+            let widths = try MemoryCheck.sum([settings.inputFeatures, classCount] + hidden, what: "the layer widths")
+            try MemoryCheck.require(floats: try MemoryCheck.product([rows.count, widths, 4], what: "training.batch_size × the layer widths"),
+                                    what: "the activations of a batch of \(rows.count) samples", fix: "lower training.batch_size")
         }
         network = try ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
         diagnoses = Self.diagnose(config, preprocessing: settings, counts: counts, samples: trainPart.count,
@@ -235,13 +241,13 @@ public final class ClassifierExperiment: Experiment {
     static func diagnose(_ config: ExperimentConfig, preprocessing: ClassifierPreprocessing, counts: [Double], samples: Int, steps: Int) -> [String] {
         var found: [String] = []
         let classes = preprocessing.classes
-        if preprocessing.task == .singleLabel, config.text("loss.class_weights") == "none", config.text("data.sampler") == "shuffle",
+        if preprocessing.task == .singleLabel, config.value("loss.class_weights") == .text("none"), config.text("data.sampler") == "shuffle",
            let most = counts.indices.max(by: { counts[$0] < counts[$1] }), let least = counts.indices.min(by: { counts[$0] < counts[$1] }),
            counts[least] > 0, counts[most] >= 10 * counts[least] {
             found.append(String(format: "the classes are badly unbalanced: \"%@\" has %.0f training samples, \"%@\" %.0f (%.0f to 1), and nothing weights them; the model can score well by ignoring the rare classes. Set loss.class_weights = \"balanced\" or data.sampler = \"balanced\", and judge it by macro F1",
                                 classes[most], counts[most], classes[least], counts[least], counts[most] / counts[least]))
         }
-        if preprocessing.task == .multiLabel, config.text("loss.pos_weight") == "none", samples > 0,
+        if preprocessing.task == .multiLabel, config.value("loss.pos_weight") == .text("none"), samples > 0,
            let rare = counts.indices.min(by: { counts[$0] < counts[$1] }), counts[rare] > 0, counts[rare] * 20 <= Double(samples) {
             found.append(String(format: "label \"%@\" is positive in %.0f of %d training samples (%.1f%%) and loss.pos_weight is \"none\": predicting it never costs little. Set loss.pos_weight = \"balanced\"",
                                 classes[rare], counts[rare], samples, 100 * counts[rare] / Double(samples)))
@@ -313,7 +319,7 @@ public final class ClassifierExperiment: Experiment {
 
     public var dataMismatchHint: String { "its training data differs from rank 0's; every rank must read the same data.inputs and data.labels" }
     public var unitName: String { "samples" }
-    public var batchesPerEpoch: Int { (training.count + batchSize - 1) / batchSize }
+    public var batchesPerEpoch: Int { batchCount(training.count, batchSize: batchSize) }
 
     public var summary: String {
         let shape = preprocessing.sampleLayout == .sequence && preprocessing.features == "raw"

@@ -213,7 +213,7 @@ public struct LoadedClassifier {
         do {
             try text.write(toFile: out, atomically: true, encoding: .utf8)
         } catch {
-            throw SeqTrainError("--out \(out): cannot write: \(error.localizedDescription)")
+            throw SeqTrainError("--out \(out): cannot write: \(describeFileError(error))")
         }
         return "\(samples.count) samples: predicted classes and probabilities in \(out)"
     }
