@@ -118,6 +118,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try reporting {
+            try OutputFiles.refuseRunFile(out)
             let (predict, path) = try kindCommand("predict", checkpoint: input.checkpoint) { $0.predict }
             print(try predict(path, input.data, out))
         }

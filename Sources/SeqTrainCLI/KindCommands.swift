@@ -37,6 +37,7 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         try reporting {
+            try OutputFiles.refuseRunFile(out)
             let (encode, path) = try kindCommand("encode", checkpoint: input.checkpoint) { $0.encode }
             print(try encode(path, input.data, out))
         }
@@ -54,6 +55,7 @@ struct Score: ParsableCommand {
 
     func run() throws {
         try reporting {
+            try OutputFiles.refuseRunFile(out)
             let (score, path) = try kindCommand("score", checkpoint: input.checkpoint) { $0.score }
             print(try score(path, input.data, out))
         }
@@ -123,6 +125,7 @@ struct Forecast: ParsableCommand {
 
     func run() throws {
         try reporting {
+            if let out { try OutputFiles.refuseRunFile(out) }
             let (forecast, path) = try kindCommand("forecast", checkpoint: input.checkpoint) { $0.forecast }
             print(try forecast(path, input.data, steps, out))
         }

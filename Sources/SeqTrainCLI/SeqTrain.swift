@@ -75,7 +75,9 @@ struct Train: ParsableCommand {
     @Flag(help: "Continue the run in the config's run directory from its newest checkpoint.")
     var resume = false
 
-    @Flag(help: "Start over in a run directory that already holds a run (deletes its checkpoints and metrics).")
+    @Flag(help: ArgumentHelp("Start over in a run directory that already holds a run (deletes only the files"
+                             + " seqtrain wrote there: checkpoints, metrics, timeline, TensorBoard events,"
+                             + " its config.toml, reports)."))
     var overwrite = false
 
     @Option(help: ArgumentHelp("auto: a redrawn bar for one process on a terminal, plain lines under mpirun, Slurm or into a file; bar; lines; none. Overrides metrics.progress.", valueName: "auto|bar|lines|none"))
@@ -376,9 +378,8 @@ struct Report: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let html = try RunReport.html(runs: runs)
-            try DurableFile.write(Data(html.utf8), to: out)
-            print("report: \(out) (\(runs.count) run(s))")
+            try OutputFiles.refuseRunFile(out)
+            var files = [(path: out, bytes: Data(try RunReport.html(runs: runs).utf8))]
             if let svg {
                 do {
                     try FileManager.default.createDirectory(atPath: svg, withIntermediateDirectories: true)
@@ -386,10 +387,14 @@ struct Report: ParsableCommand {
                     throw SeqTrainError("--svg \(svg): cannot create the directory: \(describeFileError(error))")
                 }
                 for file in try RunReport.svgFiles(runs: runs) {
-                    try DurableFile.write(Data(file.svg.utf8), to: "\(svg)/\(file.name)")
-                    print("chart: \(svg)/\(file.name)")
+                    try OutputFiles.refuseRunFile("\(svg)/\(file.name)", option: "--svg")
+                    files.append(("\(svg)/\(file.name)", Data(file.svg.utf8)))
                 }
             }
+            // The page and its charts together, or none of them.
+            try OutputFiles.write(files)
+            print("report: \(out) (\(runs.count) run(s))")
+            for file in files.dropFirst() { print("chart: \(file.path)") }
         }
     }
 }

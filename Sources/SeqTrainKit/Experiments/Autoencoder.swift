@@ -360,7 +360,8 @@ public struct LoadedAutoencoder {
 func writeTable(_ values: [Float], rows: Int, columns: [String], to out: String) throws {
     let lower = out.lowercased()
     if lower.hasSuffix(".npy") {
-        try NumpyArray(floats: values, shape: columns.count == 1 ? [rows] : [rows, columns.count]).write(to: out)
+        let array = NumpyArray(floats: values, shape: columns.count == 1 ? [rows] : [rows, columns.count])
+        try OutputFiles.write([(out, array.encoded())])
         return
     }
     guard lower.hasSuffix(".csv") else { throw SeqTrainError("--out \(out): give a .npy or .csv file name") }
@@ -369,5 +370,5 @@ func writeTable(_ values: [Float], rows: Int, columns: [String], to out: String)
     for r in 0..<rows {
         text += "\(r)," + (0..<c).map { String(values[r * c + $0]) }.joined(separator: ",") + "\n"
     }
-    try DurableFile.write(Data(text.utf8), to: out)
+    try OutputFiles.write(text, to: out)
 }

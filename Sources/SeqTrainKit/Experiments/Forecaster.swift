@@ -576,7 +576,9 @@ public struct LoadedForecaster {
         }
         let names = preprocessing.columns
         if let out, out.lowercased().hasSuffix(".npy") {
-            try NumpyArray(floats: rows.flatMap { $0.values.map(Float.init) }, shape: series.count == 1 ? [n, F] : [series.count, n, F]).write(to: out)
+            let shape = series.count == 1 ? [n, F] : [series.count, n, F]
+            let array = NumpyArray(floats: rows.flatMap { $0.values.map(Float.init) }, shape: shape)
+            try OutputFiles.write([(out, array.encoded())])
             return "\(n) forecast step(s) of \(names.joined(separator: ", ")) for \(series.count) series in \(out)"
         }
         var text = (series.count > 1 ? "series," : "") + "step," + names.map(csvCell).joined(separator: ",") + "\n"
@@ -584,7 +586,7 @@ public struct LoadedForecaster {
             text += (series.count > 1 ? csvCell(row.series) + "," : "") + "\(row.step)," + row.values.map { String(Float($0)) }.joined(separator: ",") + "\n"
         }
         guard let out else { return String(text.dropLast()) }
-        try DurableFile.write(Data(text.utf8), to: out)
+        try OutputFiles.write(text, to: out)
         return "\(n) forecast step(s) of \(names.joined(separator: ", ")) for \(series.count) series in \(out)"
     }
 }

@@ -30,11 +30,36 @@ public enum DurableFile {
     /// flushed to the disk, renamed over `path`, and the directory flushed, so a reader (or a run
     /// after a crash) sees the old file or the whole new one.
     public static func write(_ bytes: some DataProtocol, to path: String) throws {
-        // Split by hand: NSString's path methods trap on a bare relative name such as "0".
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[..<$0]) } ?? ""
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        let temporary = (directory.isEmpty ? "" : directory + "/") + "\(temporaryPrefix)\(name).\(getpid())"
+        let temporary = temporaryPath(for: path)
+        try writeFlushed(bytes, to: temporary, for: path)
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw failure(path, "rename \(temporary) into place", code)
+        }
+        try syncDirectory(directoryOf(path))
+    }
+
+    static func directoryOf(_ path: String) -> String {
+        let directory = split(path).directory
+        return directory.isEmpty ? "." : directory
+    }
+
+    /// The folder part and the name of `path`, split by hand: NSString's path methods trap on a
+    /// bare relative name such as "0".
+    static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+        return (slash == path.startIndex ? "/" : String(path[..<slash]), String(path[path.index(after: slash)...]))
+    }
+
+    /// `.tmp-NAME.PID[.suffix]` beside `path`: removed at a run's start when an interrupted write left it.
+    static func temporaryPath(for path: String, suffix: String = "") -> String {
+        let (directory, name) = split(path)
+        return (directory.isEmpty ? "" : directory == "/" ? "/" : directory + "/") + "\(temporaryPrefix)\(name).\(getpid())\(suffix)"
+    }
+
+    /// Writes `bytes` to a new file `temporary` and flushes it to the disk; errors name `path`.
+    static func writeFlushed(_ bytes: some DataProtocol, to temporary: String, for path: String) throws {
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw failure(path, "create \(temporary)") }
         do {
@@ -47,12 +72,65 @@ public enum DurableFile {
             unlink(temporary)
             throw error
         }
-        guard rename(temporary, path) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw failure(path, "rename \(temporary) into place", code)
+    }
+
+    /// Replaces several files as one unit (the outputs of one command): every new file is written
+    /// to a temporary name and flushed before any is renamed into place, and the old files are kept
+    /// under a second name until the last rename, so a failure at any point leaves every old file
+    /// as it was. `beforeRenames` runs between the two phases (a test hook).
+    public static func replace(_ files: [(path: String, bytes: Data)], beforeRenames: () -> Void = {}) throws {
+        guard Set(files.map(\.path)).count == files.count else {
+            let paths = files.map(\.path).joined(separator: ", ")
+            throw SeqTrainError("\(paths): one output path is given twice; give each output its own name")
         }
-        try syncDirectory(directory.isEmpty ? "." : directory)
+        // A rename over a directory fails: find that before any file is replaced.
+        for file in files {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: file.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                throw SeqTrainError("\(file.path): is a directory, so the output cannot be written there;"
+                    + " give another file name, or move the directory")
+            }
+        }
+        var temporaries: [String] = [], backups: [String?] = []
+        func removeTemporaries() {
+            for path in temporaries { unlink(path) }
+            for case let path? in backups { unlink(path) }
+        }
+        do {
+            for file in files {
+                let temporary = temporaryPath(for: file.path)
+                try writeFlushed(file.bytes, to: temporary, for: file.path)
+                temporaries.append(temporary)
+            }
+            for file in files {
+                guard FileManager.default.fileExists(atPath: file.path) else { backups.append(nil); continue }
+                let backup = temporaryPath(for: file.path, suffix: ".old")
+                unlink(backup)
+                // A second hard link costs nothing; a file system without them gets a copy.
+                if link(file.path, backup) != 0 {
+                    guard let old = FileManager.default.contents(atPath: file.path) else {
+                        throw failure(file.path, "keep a copy of the old file while replacing it")
+                    }
+                    try writeFlushed(old, to: backup, for: file.path)
+                }
+                backups.append(backup)
+            }
+        } catch {
+            removeTemporaries()
+            throw error
+        }
+        beforeRenames()
+        for (k, file) in files.enumerated() where rename(temporaries[k], file.path) != 0 {
+            let code = errno
+            // Put back what the earlier renames replaced: the old file, or no file where there was none.
+            for (done, earlier) in files.prefix(k).enumerated() {
+                if let backup = backups[done] { rename(backup, earlier.path) } else { unlink(earlier.path) }
+            }
+            removeTemporaries()
+            throw failure(file.path, "rename \(temporaries[k]) into place (no output was replaced)", code)
+        }
+        for case let backup? in backups { unlink(backup) }
+        for directory in Set(files.map { directoryOf($0.path) }).sorted() { try syncDirectory(directory) }
     }
 
     /// Flushes a directory's entries (a rename is durable only once its directory is).

@@ -1,7 +1,7 @@
 import Foundation
 
 public struct TrainerOptions {
-    /// Start over in a run directory that already holds a run (its checkpoints and metrics are deleted).
+    /// Start over in a run directory that already holds a run (its files seqtrain wrote are deleted: RunFiles).
     public var overwrite = false
     /// Continue from the newest checkpoint of the run directory.
     public var resume = false
@@ -178,17 +178,32 @@ public final class Trainer {
     // MARK: run directory
 
     /// Checks (before anything is written) that the run directory may be used, locks it for this
-    /// run, removes what interrupted writes left, and writes the resolved config.
+    /// run, removes what interrupted writes left (and with --overwrite the previous run's files),
+    /// and writes the resolved config.
     func prepareRunDirectory() throws {
         guard isLeader else { return }
         let fm = FileManager.default
+        // Before the lock file is made in it: a folder holding the user's own config.toml is no run directory.
+        try RunFiles.refuseForeignConfig(in: runDirectory)
         do {
             try fm.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         } catch {
             throw SeqTrainError("\(runDirectory): cannot create the run directory: \(error.localizedDescription)")
         }
         lock = try RunDirectoryLock(directory: runDirectory)
-        let metrics = "\(runDirectory)/metrics.jsonl"
+        do {
+            try prepareLockedRunDirectory()
+        } catch {
+            lock?.release()
+            lock = nil
+            throw error
+        }
+    }
+
+    /// prepareRunDirectory's part under the lock.
+    func prepareLockedRunDirectory() throws {
+        let fm = FileManager.default
+        let metrics = "\(runDirectory)/\(RunFiles.metricsName)"
         let removed = Checkpoint.removeLeftovers(runDirectory)
         let incomplete = Set(removed.filter { $0.hasPrefix("step-") }.map { String($0.prefix("step-00000000".count)) })
         for stem in incomplete.sorted() {
@@ -196,21 +211,20 @@ public final class Trainer {
         }
         let occupied = fm.fileExists(atPath: metrics) || !Checkpoint.list(runDirectory).isEmpty
         if occupied && !options.overwrite && !options.resume {
-            lock?.release()
-            lock = nil
             throw SeqTrainError("\(runDirectory) already holds a run (metrics.jsonl or checkpoints); pass --resume to continue it, --overwrite to start over, or choose another job.run_dir")
         }
         if options.overwrite && !options.resume {
-            try? fm.removeItem(atPath: metrics)
-            try? fm.removeItem(atPath: "\(runDirectory)/checkpoints")
+            try RunFiles.refuseNestedRuns(below: runDirectory)
+            // Only seqtrain's own files go, so the new run's events are not mixed with the old run's.
+            print(try RunFiles.removeOwnFiles(runDirectory).line(runDirectory))
         }
         do {
             try fm.createDirectory(atPath: "\(runDirectory)/checkpoints", withIntermediateDirectories: true)
         } catch {
             throw SeqTrainError("\(runDirectory)/checkpoints: cannot create the directory: \(error.localizedDescription)")
         }
-        let header = "# \(BLASKernelSelection.summary)\n# \(participantsLine)\n"
-        try DurableFile.write(Data((header + config.resolvedTOML).utf8), to: "\(runDirectory)/config.toml")
+        let header = "\(RunFiles.configMarker)\n# \(BLASKernelSelection.summary)\n# \(participantsLine)\n"
+        try DurableFile.write(Data((header + config.resolvedTOML).utf8), to: "\(runDirectory)/\(RunFiles.configName)")
     }
 
     // MARK: the loop
@@ -608,14 +622,14 @@ public final class Trainer {
     /// Metrics lines of steps after the resumed checkpoint were written by the run that died; the
     /// resumed run writes them again.
     func dropMetrics(after resumedStep: Int) throws {
-        let path = "\(runDirectory)/metrics.jsonl"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
-        // A line cut short by a crash or a full disk does not parse: it goes too.
-        let kept = text.split(separator: "\n").filter { line in
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let step = object["step"] as? Int else { return false }
-            return step <= resumedStep
+        let path = "\(runDirectory)/\(RunFiles.metricsName)"
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw SeqTrainError("\(path): cannot read it to resume (is it a directory, or unreadable?);"
+                + " fix its permissions or move it away")
         }
+        // Lines it cannot parse are refused, not dropped: only a last line cut short by a crash goes.
+        let kept = try RunFiles.metricsLines(data, path: path, throughStep: resumedStep)
         try DurableFile.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
     }
 

@@ -194,15 +194,18 @@ public struct LoadedClassifier {
             return [p.indices.max { p[$0] < p[$1] || (p[$0] == p[$1] && $0 > $1) }! - s * c]
         }
         if out.lowercased().hasSuffix(".npy") {
-            try NumpyArray(floats: probabilities, shape: [samples.count, c]).write(to: out)
             let labelsPath = String(out.dropLast(4)) + ".labels.npy"
+            let labels: NumpyArray
             if multi {
                 var matrix = [Int64](repeating: 0, count: samples.count * c)
                 for (s, ks) in predicted.enumerated() { for k in ks { matrix[s * c + k] = 1 } }
-                try NumpyArray(integers: matrix, shape: [samples.count, c]).write(to: labelsPath)
+                labels = NumpyArray(integers: matrix, shape: [samples.count, c])
             } else {
-                try NumpyArray(integers: predicted.map { Int64($0[0]) }, shape: [samples.count]).write(to: labelsPath)
+                labels = NumpyArray(integers: predicted.map { Int64($0[0]) }, shape: [samples.count])
             }
+            // Both files or neither: a failure on the labels leaves the old probabilities too.
+            try OutputFiles.write([(out, NumpyArray(floats: probabilities, shape: [samples.count, c]).encoded()),
+                                   (labelsPath, labels.encoded())])
             return "\(samples.count) samples: probabilities (N, \(c)) in \(out), predicted \(multi ? "labels (N, C) of 0/1" : "class indices (N,)") in \(labelsPath); classes in order: \(preprocessing.classes.joined(separator: ", "))"
         }
         var text = "sample,predicted," + preprocessing.classes.map { csvCell("p_" + $0) }.joined(separator: ",") + "\n"
@@ -210,11 +213,7 @@ public struct LoadedClassifier {
             let names = predicted[s].map { preprocessing.classes[$0] }.joined(separator: "|")
             text += "\(s),\(csvCell(names))," + (0..<c).map { String(probabilities[s * c + $0]) }.joined(separator: ",") + "\n"
         }
-        do {
-            try text.write(toFile: out, atomically: true, encoding: .utf8)
-        } catch {
-            throw SeqTrainError("--out \(out): cannot write: \(describeFileError(error))")
-        }
+        try OutputFiles.write(text, to: out)
         return "\(samples.count) samples: predicted classes and probabilities in \(out)"
     }
 }
