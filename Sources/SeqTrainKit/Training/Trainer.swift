@@ -34,6 +34,11 @@ public struct TrainerOptions {
     public var traceDirectory: String?
     /// Why the run has the workers it has ("training.workers = \"auto\": 2 usable CPUs"), for its first line.
     public var workerNote: String?
+    /// Asks the run to stop after the current step (the train command's signal handlers): every
+    /// replica stops after the same step, with a checkpoint there.
+    public var stopRequest: StopRequest?
+    /// Rank 0's clock for `checkpoint.every_seconds`, in seconds.
+    public var clock: () -> Double = { Benchmark.now() }
     public init() {}
 }
 
@@ -45,6 +50,31 @@ public struct TrainingSummary {
     public var losses: [Double] = []  // every step's global training loss
     /// The last validation's loss, metrics and report.
     public var validation: ValidationResult?
+    /// The signal that stopped the run before its last step (a checkpoint was written there).
+    public var stopSignal: Int32?
+}
+
+/// What every replica must decide alike after a step, carried as extra elements of the step's
+/// loss-totals all-reduce rather than in a collective of its own: a stop (one count per signal,
+/// so every replica names the same one, whichever replicas received it) and a checkpoint that
+/// `checkpoint.every_seconds` asks for (rank 0's clock: wall time differs across ranks).
+struct StepVotes {
+    static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+
+    /// This replica's votes, to append to its totals.
+    static func local(signal: Int32, checkpointDue: Bool) -> [Double] {
+        signals.map { $0 == signal ? 1 : 0 } + [checkpointDue ? 1 : 0]
+    }
+
+    let stopSignal: Int32?
+    let checkpointDue: Bool
+
+    /// From the summed votes (the all-reduced totals after the loss figures).
+    init(summed: ArraySlice<Double>) {
+        let votes = Array(summed)
+        stopSignal = zip(Self.signals, votes).first { $0.1 > 0 }?.0
+        checkpointDue = votes.count == Self.signals.count + 1 && votes[Self.signals.count] > 0
+    }
 }
 
 /// The training loop, written once: data shard, forward/backward, gradient all-reduce, scaling by
@@ -240,7 +270,10 @@ public final class Trainer {
         }
         var summary = TrainingSummary()
         let logEvery = config.integer("metrics.log_every"), evalEvery = config.integer("training.eval_every")
-        let interval = config.integer("checkpoint.interval")
+        let interval = config.integer("checkpoint.interval"), everySeconds = config.number("checkpoint.every_seconds")
+        // Only rank 0's clock decides; the others' never reads it.
+        let timesCheckpoints = isLeader && everySeconds > 0
+        var lastCheckpointTime = timesCheckpoints ? options.clock() : 0
         let clipNorm = Float(config.number("training.clip_norm")), clipValue = Float(config.number("training.clip_value"))
         let skipNonFinite = config.text("training.on_nonfinite") == "skip", maxSkipped = config.integer("training.max_skipped_steps")
         var window = LossTotal(), windowTokens = 0.0, windowStart = Benchmark.now()
@@ -299,11 +332,14 @@ public final class Trainer {
             if let dir = options.traceDirectory {
                 try append(experiment.traceLines(step: step), to: "\(dir)/trace-rank\(communicator.rank).txt")
             }
+            let checkpointDue = timesCheckpoints && options.clock() - lastCheckpointTime >= everySeconds
             var totals = [local.sum, local.count, Double(tokens)]
+                + StepVotes.local(signal: options.stopRequest?.signal ?? 0, checkpointDue: checkpointDue)
             if let failure = options.failure, failure.mode == .nonFinite, failure.rank == communicator.rank, failure.step == step { totals[0] = .nan }
             try communicator.allReduceSum(&totals)
             timeline?.lap("loss_totals", step: stepNumber)
             let global = LossTotal(sum: totals[0], count: totals[1])
+            let votes = StepVotes(summed: totals[3...])
             // The arena holds the gradient of the loss sum: 1/count normalizes it and the clipping
             // coefficient scales it, both applied inside the optimizer's pass.
             let normalization: Float = global.count > 0 ? Float(1 / global.count) : 1
@@ -370,12 +406,23 @@ public final class Trainer {
                 window = LossTotal(); windowTokens = 0; windowStart = Benchmark.now()
             }
             timeline?.lap("metrics", step: stepNumber)
-            if (interval > 0 && step % interval == 0) || step == totalSteps {
+            // A stop at the last step is simply the end of the run.
+            let stopping = votes.stopSignal != nil && step < totalSteps
+            if stopping {
+                // Agreed: no rank ends (and has its launcher end the job) while rank 0 still writes.
+                try communicator.agree { summary.lastCheckpoint = try writeCheckpoint() }
+                timeline?.lap("checkpoint", step: stepNumber)
+            } else if (interval > 0 && step % interval == 0) || step == totalSteps || votes.checkpointDue {
                 summary.lastCheckpoint = try writeCheckpoint()
+                if timesCheckpoints { lastCheckpointTime = options.clock() }
                 timeline?.lap("checkpoint", step: stepNumber)
             }
             try timeline?.flush(step: stepNumber, note: options.debug && communicator.size > 1 ? "; parameters agree with rank 0" : "")
             summary.finalLoss = global.mean
+            if stopping {
+                summary.stopSignal = votes.stopSignal
+                break
+            }
         }
         progress?.finish()
         summary.steps = step
