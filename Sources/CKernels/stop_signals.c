@@ -44,7 +44,9 @@ static int install(int signo, void (*handler)(int)) {
 int st_stop_signals_install(void) {
     int status = 0;
     const int stops[] = {SIGINT, SIGTERM, SIGHUP};
-    for (unsigned k = 0; k < sizeof stops / sizeof stops[0] && status == 0; k++) status = install(stops[k], on_stop_signal);
+    for (unsigned k = 0; k < sizeof stops / sizeof stops[0] && status == 0; k++) {
+        status = install(stops[k], on_stop_signal);
+    }
     return status == 0 ? install(SIGQUIT, on_quit) : status;
 }
 

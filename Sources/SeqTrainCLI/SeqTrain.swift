@@ -193,7 +193,10 @@ struct Train: ParsableCommand {
             let summary = try trainer.run()
             if let signal = summary.stopSignal {
                 // Printed even with --quiet: the run did not end where its config says.
-                if rank == 0 { writeStandardError("stopped at step \(summary.steps) (signal \(StopSignal.name(signal))); continue with --resume\n") }
+                if rank == 0 {
+                    let name = StopSignal.name(signal)
+                    writeStandardError("stopped at step \(summary.steps) (signal \(name)); continue with --resume\n")
+                }
                 return StopSignal.exitStatus(signal)
             }
             if trainer.progressStyle != .none && rank == 0, let v = summary.validation {

@@ -207,13 +207,17 @@ final class SlurmTests: XCTestCase {
     /// whose second start resumes from that checkpoint and ends as the uninterrupted run, bit for bit.
     func testTimeLimitWarningStopsWithACheckpointAndTheJobRequeuesItself() throws {
         let workers = try nodeCPUs()
-        let uninterrupted = try MultiRankTests.train(ranks: 1, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/uninterrupted",
-                                                                                      "--set", "training.workers=\(workers)"])
+        let uninterrupted = try MultiRankTests.train(ranks: 1, "\(dir)/config.toml",
+                                                     ["--set", "job.run_dir=\(dir)/uninterrupted",
+                                                      "--set", "training.workers=\(workers)"])
         XCTAssertEqual(uninterrupted.status, 0, uninterrupted.errors)
 
         let run = "\(dir)/warned", id = try submit(run: run)
         let start = Date()
-        while ((try? String(contentsOfFile: "\(run)/metrics.jsonl", encoding: .utf8)) ?? "").filter({ $0 == "\n" }).count < 3 {
+        func logged() -> Int {
+            ((try? String(contentsOfFile: "\(run)/metrics.jsonl", encoding: .utf8)) ?? "").filter { $0 == "\n" }.count
+        }
+        while logged() < 3 {
             guard Date().timeIntervalSince(start) < 120 else { throw SeqTrainError("job \(id) never logged 3 steps: \(try job(id))") }
             usleep(20_000)
         }
@@ -226,7 +230,9 @@ final class SlurmTests: XCTestCase {
         let log = "\(dir)/job-\(id).out"
         let warned = Date()
         while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("asking seqtrain to stop") {
-            guard Date().timeIntervalSince(warned) < 60 else { throw SeqTrainError("the batch script never took the warning: \(try job(id))") }
+            guard Date().timeIntervalSince(warned) < 60 else {
+                throw SeqTrainError("the batch script never took the warning: \(try job(id))")
+            }
             usleep(50_000)
         }
         usleep(1_000_000)
@@ -238,14 +244,18 @@ final class SlurmTests: XCTestCase {
         XCTAssertEqual(fields["JobState"], "COMPLETED", text + controllerLog())
         XCTAssertEqual(fields["ExitCode"], "0:0", text)
         XCTAssertEqual(fields["Restarts"], "1", text)
-        let stopped = text.split(separator: "\n").first { $0.hasPrefix("stopped at step ") && $0.hasSuffix("(signal SIGTERM); continue with --resume") }
+        let stopped = text.split(separator: "\n").first {
+            $0.hasPrefix("stopped at step ") && $0.hasSuffix("(signal SIGTERM); continue with --resume")
+        }
         guard let stopped, let step = Int(stopped.dropFirst("stopped at step ".count).prefix { $0.isNumber }) else {
             return XCTFail("no stopped line in the job's log: \(text)")
         }
         XCTAssertTrue(step >= 3 && step < 20, text)
-        XCTAssertTrue(text.contains("slurm.sbatch: job \(id) stopped with a checkpoint before its time limit; requeued"), text)
+        let requeueLine = "slurm.sbatch: job \(id) stopped with a checkpoint before its time limit; requeued"
+        XCTAssertTrue(text.contains(requeueLine), text)
         XCTAssertTrue(text.contains("job \(id) start 1:") && text.contains("job \(id) start 2:"), text)
-        XCTAssertTrue(text.contains("resumed from \(run)/checkpoints/" + String(format: "step-%08d", step) + ".safetensors at step \(step) of 20"), text)
+        let checkpoint = Checkpoint.weightsPath(run, step: step)
+        XCTAssertTrue(text.contains("resumed from \(checkpoint) at step \(step) of 20"), text)
         assertPlainText(text)
 
         let lines = try metrics(run), reference = try metrics("\(dir)/uninterrupted")
@@ -253,6 +263,8 @@ final class SlurmTests: XCTestCase {
         XCTAssertEqual(lines.map { $0["loss"] as! Double }, reference.map { $0["loss"] as! Double })
         XCTAssertEqual(try LoadedCharLM(path: run).model.parameters.values.array,
                        try LoadedCharLM(path: "\(dir)/uninterrupted").model.parameters.values.array)
-        print("slurm test: job \(id) warned of its time limit (1 rank × \(workers) workers): stopped at step \(step) with a checkpoint, exit 143, requeued itself (Restarts=\(fields["Restarts"] ?? "?")), resumed there; its 20 losses and final weights equal the uninterrupted run's bit for bit")
+        print("slurm test: job \(id) warned of its time limit (1 rank × \(workers) workers): stopped at step \(step)"
+              + " with a checkpoint, exit 143, requeued itself (Restarts=\(fields["Restarts"] ?? "?")), resumed there;"
+              + " its 20 losses and final weights equal the uninterrupted run's bit for bit")
     }
 }
