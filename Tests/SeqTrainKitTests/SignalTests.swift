@@ -13,7 +13,8 @@ final class SignalTests: XCTestCase {
 
     override func setUpWithError() throws {
         dir = try temporaryDirectory()
-        try TrainingTests.grammarText(sentences: 300, seed: 3).write(toFile: "\(dir)/corpus.txt", atomically: true, encoding: .utf8)
+        let corpus = TrainingTests.grammarText(sentences: 300, seed: 3)
+        try corpus.write(toFile: "\(dir)/corpus.txt", atomically: true, encoding: .utf8)
         // checkpoint.interval far beyond the run: a checkpoint before the end is the signal's.
         try """
             [job]
@@ -45,7 +46,8 @@ final class SignalTests: XCTestCase {
 
     func command(_ run: String, _ args: [String] = [], ranks: Int = 1, mpirun extra: [String] = []) -> [String] {
         (ranks > 1 ? MultiRankTests.mpirunPrefix(ranks, extra) : [])
-            + [binary, "train", "\(dir)/config.toml", "--progress", "lines", "--set", "job.run_dir=\(dir)/\(run)"] + args
+            + [binary, "train", "\(dir)/config.toml", "--progress", "lines", "--set", "job.run_dir=\(dir)/\(run)"]
+            + args
     }
 
     func train(_ run: String, _ args: [String] = [], ranks: Int = 1) throws -> MultiRankTests.Run {
@@ -53,7 +55,8 @@ final class SignalTests: XCTestCase {
     }
 
     func metricsLines(_ run: String) -> [String] {
-        ((try? String(contentsOfFile: "\(dir)/\(run)/metrics.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        let text = (try? String(contentsOfFile: "\(dir)/\(run)/metrics.jsonl", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map(String.init)
     }
 
     func metrics(_ run: String) throws -> [[String: Any]] {
@@ -103,7 +106,9 @@ final class SignalTests: XCTestCase {
             group.enter()
             DispatchQueue.global().async { sink.data = pipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
         }
-        while process.isRunning && metricsLines(run).count < logged && Date().timeIntervalSince(start) < timeout { usleep(2_000) }
+        while process.isRunning && metricsLines(run).count < logged && Date().timeIntervalSince(start) < timeout {
+            usleep(2_000)
+        }
         var receiver = process.processIdentifier
         if target == .oneRank { receiver = try XCTUnwrap(children(of: receiver).last, "mpirun has no rank processes") }
         XCTAssertTrue(process.isRunning, "the run ended before \(logged) steps were logged")
@@ -115,20 +120,25 @@ final class SignalTests: XCTestCase {
         }
         process.waitUntilExit()
         group.wait()
-        return MultiRankTests.Run(status: process.terminationStatus, output: String(decoding: output.data, as: UTF8.self),
-                                  errors: String(decoding: errors.data, as: UTF8.self), seconds: Date().timeIntervalSince(start))
+        return MultiRankTests.Run(status: process.terminationStatus,
+                                  output: String(decoding: output.data, as: UTF8.self),
+                                  errors: String(decoding: errors.data, as: UTF8.self),
+                                  seconds: Date().timeIntervalSince(start))
     }
 
     /// The processes `pid` started (mpirun's ranks), from /proc: any of its threads may have forked them.
     func children(of pid: pid_t) throws -> [pid_t] {
         let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
-        let text = threads.compactMap { try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/children", encoding: .utf8) }.joined(separator: " ")
+        let text = threads.compactMap { thread in
+            try? String(contentsOfFile: "/proc/\(pid)/task/\(thread)/children", encoding: .utf8)
+        }.joined(separator: " ")
         return text.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }.sorted()
     }
 
     /// The step of the "stopped at step N (signal NAME); continue with --resume" line, which must be
     /// printed once (by rank 0 only).
-    func stoppedStep(_ stopped: MultiRankTests.Run, signal name: String, file: StaticString = #filePath, line: UInt = #line) -> Int? {
+    func stoppedStep(_ stopped: MultiRankTests.Run, signal name: String,
+                     file: StaticString = #filePath, line: UInt = #line) -> Int? {
         let lines = stopped.errors.split(separator: "\n").filter { $0.hasPrefix("stopped at step ") }
         XCTAssertEqual(lines.count, 1, "one stopped line: \(stopped.errors)", file: file, line: line)
         guard let text = lines.first, text.hasSuffix(" (signal \(name)); continue with --resume"),
@@ -141,16 +151,16 @@ final class SignalTests: XCTestCase {
 
     /// The stopped run's checkpoint is the step it names (the only one: the interval is far off), its
     /// metrics end there, and `--resume` ends as the uninterrupted run, bit for bit.
-    func assertStoppedAndResumed(_ run: String, at step: Int, like reference: String, args: [String] = [], ranks: Int = 1,
-                                 file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertStoppedAndResumed(_ run: String, at step: Int, like reference: String, args: [String] = [],
+                                 ranks: Int = 1, file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertTrue(step >= 5 && step < Self.steps, "stopped at step \(step)", file: file, line: line)
         XCTAssertEqual(checkpointSteps(run), [step], file: file, line: line)
         XCTAssertEqual(metricsLines(run).count, step, "metrics lines up to the stop", file: file, line: line)
         let resumed = try train(run, ["--resume"] + args, ranks: ranks)
         XCTAssertEqual(resumed.status, 0, resumed.errors, file: file, line: line)
         let checkpoint = Checkpoint.weightsPath("\(dir)/\(run)", step: step)
-        XCTAssertTrue(resumed.output.contains("resumed from \(checkpoint) at step \(step) of \(Self.steps)"), resumed.output,
-                      file: file, line: line)
+        XCTAssertTrue(resumed.output.contains("resumed from \(checkpoint) at step \(step) of \(Self.steps)"),
+                      resumed.output, file: file, line: line)
         let (losses, weights) = try outcome(run), expected = try outcome(reference)
         XCTAssertEqual(losses.count, Self.steps, file: file, line: line)
         XCTAssertEqual(losses, expected.losses, "per-step losses after the resume", file: file, line: line)
@@ -165,9 +175,11 @@ final class SignalTests: XCTestCase {
         let stopped = try interrupt(command("stopped"), run: "stopped", with: [SIGINT])
         XCTAssertEqual(stopped.status, 130, stopped.errors)
         guard let step = stoppedStep(stopped, signal: "SIGINT") else { return }
-        XCTAssertTrue(stopped.output.contains("checkpoint: \(Checkpoint.weightsPath("\(dir)/stopped", step: step))"), stopped.output)
+        let checkpoint = Checkpoint.weightsPath("\(dir)/stopped", step: step)
+        XCTAssertTrue(stopped.output.contains("checkpoint: \(checkpoint)"), stopped.output)
         try assertStoppedAndResumed("stopped", at: step, like: "whole")
-        print("signal test: SIGINT at step \(step) of \(Self.steps): exit 130, a checkpoint at \(step); --resume ends bit for bit as the uninterrupted run")
+        print("signal test: SIGINT at step \(step) of \(Self.steps): exit 130, a checkpoint at \(step);"
+              + " --resume ends bit for bit as the uninterrupted run")
     }
 
     func testSIGTERMStopsBothWorkerThreadsAtOneStep() throws {
@@ -180,7 +192,8 @@ final class SignalTests: XCTestCase {
                       "the run had 2 worker threads")
         guard let step = stoppedStep(stopped, signal: "SIGTERM") else { return }
         try assertStoppedAndResumed("stopped", at: step, like: "whole", args: workers)
-        print("signal test: SIGTERM at step \(step), 1 rank × 2 workers: exit 143, one checkpoint; --resume bit for bit")
+        print("signal test: SIGTERM at step \(step), 1 rank × 2 workers: exit 143, one checkpoint;"
+              + " --resume bit for bit")
     }
 
     /// SIGTERM to one rank only: the other stops at the same step (the stop travels in the step's
@@ -199,12 +212,14 @@ final class SignalTests: XCTestCase {
         // machine), SIGKILL as long after that. mpirun's own status is then 1, whatever the ranks
         // return. The run is long enough that only the signal ends it.
         let long = ["--set", "training.max_steps=100000"]
-        let forwarded = try interrupt(command("forwarded", long, ranks: 2, mpirun: ["--mca", "odls_base_sigkill_timeout", "3"]),
-                                      run: "forwarded", with: [SIGTERM])
+        let patient = ["--mca", "odls_base_sigkill_timeout", "3"]
+        let forwarded = try interrupt(command("forwarded", long, ranks: 2, mpirun: patient), run: "forwarded",
+                                      with: [SIGTERM])
         XCTAssertNotEqual(forwarded.status, 0, forwarded.errors)
         guard let forwardedStep = stoppedStep(forwarded, signal: "SIGTERM") else { return }
         XCTAssertEqual(checkpointSteps("forwarded"), [forwardedStep])
-        print("signal test: SIGTERM to one of 2 ranks: both stopped at step \(step), mpirun exit 143, --resume bit for bit; SIGTERM to mpirun: stopped at step \(forwardedStep) with its checkpoint")
+        print("signal test: SIGTERM to one of 2 ranks: both stopped at step \(step), mpirun exit 143,"
+              + " --resume bit for bit; SIGTERM to mpirun: stopped at step \(forwardedStep) with its checkpoint")
     }
 
     func testSIGHUPStopsLikeSIGTERM() throws {
@@ -221,7 +236,8 @@ final class SignalTests: XCTestCase {
     func testASecondSignalExitsAtOnceWithoutACheckpoint() throws {
         let stopped = try interrupt(command("stopped"), run: "stopped", with: [SIGTERM, SIGINT])
         XCTAssertEqual(stopped.status, 130, stopped.errors)
-        XCTAssertTrue(stopped.errors.contains("seqtrain: a second signal: exiting at once, without a checkpoint"), stopped.errors)
+        XCTAssertTrue(stopped.errors.contains("seqtrain: a second signal: exiting at once, without a checkpoint"),
+                      stopped.errors)
         XCTAssertFalse(stopped.errors.contains("stopped at step"), stopped.errors)
         XCTAssertEqual(checkpointSteps("stopped"), [])
     }
@@ -229,7 +245,8 @@ final class SignalTests: XCTestCase {
     func testSIGQUITExitsAtOnceWithoutABacktrace() throws {
         let quit = try interrupt(command("quit"), run: "quit", with: [SIGQUIT], timeout: 30)
         XCTAssertEqual(quit.status, 131, quit.errors)
-        XCTAssertTrue(quit.errors.contains("seqtrain: SIGQUIT: exiting at once, without writing a checkpoint"), quit.errors)
+        XCTAssertTrue(quit.errors.contains("seqtrain: SIGQUIT: exiting at once, without writing a checkpoint"),
+                      quit.errors)
         for crash in ["crashed", "Backtrac", "Thread 0", "Fatal error"] {
             XCTAssertFalse(quit.errors.contains(crash) || quit.output.contains(crash), "\(crash): \(quit.errors)")
         }
@@ -240,10 +257,13 @@ final class SignalTests: XCTestCase {
     // MARK: checkpoint.every_seconds
 
     /// Two worker threads in this process, a clock that advances one second per reading: rank 0
-    /// decides, both workers write (the lane states are gathered) at steps 3, 6 and 9, and at the end.
+    /// decides, both workers write (the lane states are gathered) at steps 3, 6 and 9, and at the
+    /// end. A resume from step 6, between two metrics lines (every 4 steps), logs the same means.
     func testEverySecondsWritesACheckpointOnRankZerosClockOnEveryReplica() throws {
         let run = "\(dir)/timed"
-        let overrides = ["job.run_dir=\(run)", "training.max_steps=10", "checkpoint.interval=0", "checkpoint.every_seconds=3"]
+        let overrides = ["job.run_dir=\(run)", "training.max_steps=10", "checkpoint.interval=0", "metrics.log_every=4",
+                         "checkpoint.every_seconds=3"]
+        let config = "\(dir)/config.toml"
         final class Clock: @unchecked Sendable {
             var seconds = 0.0
             var readers = Set<Int>()
@@ -251,35 +271,50 @@ final class SignalTests: XCTestCase {
         let clock = Clock()
         var options = TrainerOptions()
         options.quiet = true
-        options.clock = {
-            clock.seconds += 1
-            return clock.seconds
-        }
-        final class Steps: @unchecked Sendable { var done = [Int](repeating: 0, count: 2) }
-        let steps = Steps()
-        let group = try WorkerGroup(size: 2)
-        let errors = group.run(inner: nil, timeout: 60) { worker in
-            var mine = options
-            let reader = worker.worker
-            let read = options.clock
-            mine.clock = {
-                clock.readers.insert(reader)
-                return read()
+        func trainOnTwoWorkers(_ options: TrainerOptions) throws {
+            final class Steps: @unchecked Sendable { var done = [Int](repeating: 0, count: 2) }
+            let steps = Steps()
+            let group = try WorkerGroup(size: 2)
+            let errors = group.run(inner: nil, timeout: 60) { worker in
+                var mine = options
+                let reader = worker.worker
+                mine.clock = {
+                    clock.readers.insert(reader)
+                    clock.seconds += 1
+                    return clock.seconds
+                }
+                let trainer = try Trainer.start(config: { try ExperimentConfig.load(path: config, overrides: overrides) },
+                                                communicator: worker, options: mine)
+                steps.done[worker.worker] = try trainer.run().steps
             }
-            let trainer = try Trainer.start(config: { try ExperimentConfig.load(path: "\(self.dir)/config.toml", overrides: overrides) },
-                                            communicator: worker, options: mine)
-            steps.done[worker.worker] = try trainer.run().steps
+            XCTAssertTrue(errors.allSatisfy { $0 == nil }, "\(errors)")
+            XCTAssertEqual(steps.done, [10, 10])
         }
-        XCTAssertTrue(errors.allSatisfy { $0 == nil }, "\(errors)")
-        XCTAssertEqual(steps.done, [10, 10])
+        try trainOnTwoWorkers(options)
         XCTAssertEqual(clock.readers, [0], "only rank 0's clock decides")
         XCTAssertEqual(checkpointSteps("timed"), [3, 6, 9, 10])
+        let whole = metricsLines("timed")
+        XCTAssertEqual(whole.count, 3, "metrics lines at 4, 8 and 10")
+
+        for step in [9, 10] {
+            let weights = Checkpoint.weightsPath(run, step: step)
+            for path in [weights, Checkpoint.statePath(forWeights: weights), Checkpoint.manifestPath(forWeights: weights)] {
+                try FileManager.default.removeItem(atPath: path)
+            }
+        }
+        var resume = options
+        resume.resume = true
+        try trainOnTwoWorkers(resume)
+        XCTAssertEqual(metricsLines("timed").map { $0.components(separatedBy: ", \"lr\"")[0] },
+                       whole.map { $0.components(separatedBy: ", \"lr\"")[0] },
+                       "the resumed run's metrics lines up to their timings (step 8: the mean of steps 5 to 8)")
 
         // 0 turns it off: only the end's checkpoint.
         var off = options
         off.overwrite = true
-        _ = try Trainer(config: ExperimentConfig.load(path: "\(dir)/config.toml", overrides: overrides.dropLast() + ["checkpoint.every_seconds=0"]),
-                        options: off).run()
+        let untimed = try ExperimentConfig.load(path: config,
+                                                overrides: overrides.dropLast() + ["checkpoint.every_seconds=0"])
+        _ = try Trainer(config: untimed, options: off).run()
         XCTAssertEqual(checkpointSteps("timed"), [10])
     }
 }

@@ -109,6 +109,9 @@ public final class Trainer {
     var timeline: Timeline?
     /// Steps whose update was skipped (training.on_nonfinite = "skip"): in all, and in a row.
     var skippedSteps = 0, skippedInARow = 0
+    /// The training loss since the last metrics line. In the checkpoint's state: a checkpoint
+    /// between two lines (a signal, checkpoint.every_seconds) resumes to the same logged mean.
+    var lossWindow = LossTotal()
     /// The training doctor's findings: before training, and the frozen-learning detector's.
     public private(set) var diagnoses: [String] = []
     var frozen = FrozenLearningDetector()
@@ -276,7 +279,7 @@ public final class Trainer {
         var lastCheckpointTime = timesCheckpoints ? options.clock() : 0
         let clipNorm = Float(config.number("training.clip_norm")), clipValue = Float(config.number("training.clip_value"))
         let skipNonFinite = config.text("training.on_nonfinite") == "skip", maxSkipped = config.integer("training.max_skipped_steps")
-        var window = LossTotal(), windowTokens = 0.0, windowStart = Benchmark.now()
+        var windowTokens = 0.0, windowStart = Benchmark.now()
         let runStart = Benchmark.now()
         if batchInEpoch == 0 { experiment.beginEpoch(epoch) }
 
@@ -376,7 +379,7 @@ public final class Trainer {
             }
             step += 1
             summary.losses.append(global.mean)
-            if finite { window = window + global }
+            if finite { lossWindow = lossWindow + global }
             if let finding = frozen.observe(step: step, loss: global.mean, parameters: parameters) {
                 diagnoses.append(finding)
                 if isLeader && options.doctor { printWarning("doctor: \(finding)") }
@@ -399,11 +402,11 @@ public final class Trainer {
                 let seconds = Benchmark.now() - windowStart
                 let tokensPerSecond = windowTokens / max(seconds, 1e-9)
                 if isLeader {
-                    try appendMetrics(loss: window.mean, validationLoss: validated, lr: lr, gradientNorm: Double(gradientNorm),
+                    try appendMetrics(loss: lossWindow.mean, validationLoss: validated, lr: lr, gradientNorm: Double(gradientNorm),
                                       tokensPerSecond: tokensPerSecond, seconds: Benchmark.now() - runStart)
                 }
-                progress?.update(step: step, loss: window.mean, unitsPerSecond: tokensPerSecond, validation: validated)
-                window = LossTotal(); windowTokens = 0; windowStart = Benchmark.now()
+                progress?.update(step: step, loss: lossWindow.mean, unitsPerSecond: tokensPerSecond, validation: validated)
+                lossWindow = LossTotal(); windowTokens = 0; windowStart = Benchmark.now()
             }
             timeline?.lap("metrics", step: stepNumber)
             // A stop at the last step is simply the end of the run.
@@ -546,6 +549,7 @@ public final class Trainer {
             "seqtrain.optimizer_steps": "\(optimizer.stepCount)",
             "seqtrain.plateau": "\(schedule.plateauScale) \(schedule.bestValidation) \(schedule.badValidations)",
             "seqtrain.skipped": "\(skippedSteps) \(skippedInARow)",
+            "seqtrain.loss_window": "\(lossWindow.sum) \(lossWindow.count)",
             "seqtrain.data_fingerprint": "\(experiment.dataFingerprint)",
             "seqtrain.layout": parameters.layout.signature,
         ]
@@ -617,6 +621,9 @@ public final class Trainer {
         optimizer.stepCount = try integer("seqtrain.optimizer_steps")
         let skipped = (state.metadata["seqtrain.skipped"] ?? "").split(separator: " ").compactMap { Int($0) }
         if skipped.count == 2 { skippedSteps = skipped[0]; skippedInARow = skipped[1] }
+        // Checkpoints from before it have none: the window then starts empty, as it did.
+        let window = (state.metadata["seqtrain.loss_window"] ?? "").split(separator: " ").compactMap { Double($0) }
+        lossWindow = window.count == 2 ? LossTotal(sum: window[0], count: window[1]) : LossTotal()
         let plateau = (state.metadata["seqtrain.plateau"] ?? "").split(separator: " ").compactMap { Double($0) }
         if plateau.count == 3 {
             schedule.plateauScale = plateau[0]; schedule.bestValidation = plateau[1]; schedule.badValidations = Int(plateau[2])
