@@ -49,7 +49,11 @@ func reporting<T>(_ body: () throws -> T) throws -> T {
 }
 
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train the experiment a TOML config describes.")
+    static let configuration = CommandConfiguration(
+        abstract: "Train the experiment a TOML config describes.",
+        discussion: "Ctrl-C (SIGINT), SIGTERM or SIGHUP: every replica finishes its step, a checkpoint is written there "
+            + "and train exits with 130, 143 or 129 (continue with --resume); a second signal exits at once. "
+            + "SIGQUIT exits at once (131) without a checkpoint.")
 
     @Argument(help: "The experiment config, e.g. configs/charlm.toml.")
     var config: String
