@@ -201,6 +201,30 @@ final class SlurmTests: XCTestCase {
         print("slurm test: job \(id) requeued at step 12 (1 rank × \(workers) workers), restarted (Restarts=\(fields["Restarts"] ?? "?")), resumed from its step-10 checkpoint; its 20 losses and final weights equal the uninterrupted run's bit for bit")
     }
 
+    /// The seqtrain process of this test cluster's job (its environment names the cluster's slurm.conf).
+    func jobProcess() -> pid_t? {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid_t($0) }.first { pid in
+            guard let command = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                  let environment = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return arguments.first == MultiRankTests.binary && arguments.dropFirst().first == "train"
+                && environment.split(separator: 0).contains {
+                    String(decoding: $0, as: UTF8.self) == "SLURM_CONF=\(cluster)/slurm.conf"
+                }
+        }
+    }
+
+    /// The signals pending for the whole process `pid` (ShdPnd in /proc/PID/status).
+    func pendingSignals(of pid: pid_t) -> Set<Int32> {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("ShdPnd:") }),
+              let mask = UInt64(line.dropFirst("ShdPnd:".count).trimmingCharacters(in: .whitespaces), radix: 16) else {
+            return []
+        }
+        return Set((1...64).filter { mask & (1 << UInt64($0 - 1)) != 0 }.map { Int32($0) })
+    }
+
     /// Slurm's warning before the time limit (`#SBATCH --signal=B:USR1@120`, sent here at once with
     /// `scancel --signal=USR1 --batch`): the script passes SIGTERM on to seqtrain, which stops every
     /// worker after one step with a checkpoint there and exits 143; the script requeues the job,
@@ -217,27 +241,30 @@ final class SlurmTests: XCTestCase {
         func logged() -> Int {
             ((try? String(contentsOfFile: "\(run)/metrics.jsonl", encoding: .utf8)) ?? "").filter { $0 == "\n" }.count
         }
-        while logged() < 3 {
-            guard Date().timeIntervalSince(start) < 120 else { throw SeqTrainError("job \(id) never logged 3 steps: \(try job(id))") }
-            usleep(20_000)
+        var seqtrain: pid_t?
+        while seqtrain == nil || logged() < 3 {
+            guard Date().timeIntervalSince(start) < 120 else {
+                throw SeqTrainError("job \(id) never logged 3 steps: \(try job(id))")
+            }
+            if seqtrain == nil { seqtrain = jobProcess() }
+            usleep(1_000)
         }
-        // seqtrain is paused while the warning travels (batch shell, then scancel to the step), so a
-        // 20-step run cannot finish first; the SIGTERM waits for it, pending.
-        let pause = try slurmCommand(["scancel", "--signal=STOP", "\(id).0"])
-        XCTAssertEqual(pause.status, 0, pause.errors)
+        // seqtrain is paused (at once, by its PID) while the warning travels through Slurm to the batch
+        // shell and back to the step, so a 20-step run cannot finish first; the SIGTERM waits, pending.
+        guard let seqtrain else { return }
+        kill(seqtrain, SIGSTOP)
         let warning = try slurmCommand(["scancel", "--signal=USR1", "--batch", id])
         XCTAssertEqual(warning.status, 0, warning.errors)
         let log = "\(dir)/job-\(id).out"
         let warned = Date()
-        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("asking seqtrain to stop") {
+        while !pendingSignals(of: seqtrain).contains(SIGTERM) {
             guard Date().timeIntervalSince(warned) < 60 else {
-                throw SeqTrainError("the batch script never took the warning: \(try job(id))")
+                kill(seqtrain, SIGCONT)
+                throw SeqTrainError("no SIGTERM reached seqtrain after the warning: \(try job(id))")
             }
-            usleep(50_000)
+            usleep(20_000)
         }
-        usleep(1_000_000)
-        let resume = try slurmCommand(["scancel", "--signal=CONT", "\(id).0"])
-        XCTAssertEqual(resume.status, 0, resume.errors)
+        kill(seqtrain, SIGCONT)
 
         let fields = try releaseRequeued(id)
         let text = try String(contentsOfFile: log, encoding: .utf8)
