@@ -44,9 +44,10 @@ final class SignalTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
-    func command(_ run: String, _ args: [String] = [], ranks: Int = 1, mpirun extra: [String] = []) -> [String] {
+    func command(_ run: String, _ args: [String] = [], ranks: Int = 1, mpirun extra: [String] = [],
+                 progress: String = "lines") -> [String] {
         (ranks > 1 ? MultiRankTests.mpirunPrefix(ranks, extra) : [])
-            + [binary, "train", "\(dir)/config.toml", "--progress", "lines", "--set", "job.run_dir=\(dir)/\(run)"]
+            + [binary, "train", "\(dir)/config.toml", "--progress", progress, "--set", "job.run_dir=\(dir)/\(run)"]
             + args
     }
 
@@ -210,11 +211,13 @@ final class SignalTests: XCTestCase {
         // What Open MPI 4.1's mpirun does with a SIGTERM (or a Ctrl-C) of its own: SIGCONT to every
         // rank, SIGTERM odls_base_sigkill_timeout seconds later (1 by default; 3 here, for a loaded
         // machine), SIGKILL as long after that. mpirun's own status is then 1, whatever the ranks
-        // return. The run is long enough that only the signal ends it.
+        // return. The run is long enough that only the signal ends it. No progress lines: mpirun stops
+        // reading the ranks' output once signalled, and thousands of lines a second (a release
+        // build's) fill the pipe, so rank 0 would block in a write until the SIGKILL.
         let long = ["--set", "training.max_steps=100000"]
         let patient = ["--mca", "odls_base_sigkill_timeout", "3"]
-        let forwarded = try interrupt(command("forwarded", long, ranks: 2, mpirun: patient), run: "forwarded",
-                                      with: [SIGTERM])
+        let forwarded = try interrupt(command("forwarded", long, ranks: 2, mpirun: patient, progress: "none"),
+                                      run: "forwarded", with: [SIGTERM])
         XCTAssertNotEqual(forwarded.status, 0, forwarded.errors)
         guard let forwardedStep = stoppedStep(forwarded, signal: "SIGTERM") else { return }
         XCTAssertEqual(checkpointSteps("forwarded"), [forwardedStep])
