@@ -64,7 +64,11 @@ func reporting<T>(_ body: () throws -> T) throws -> T {
 }
 
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train the experiment a TOML config describes.")
+    static let configuration = CommandConfiguration(
+        abstract: "Train the experiment a TOML config describes.",
+        discussion: "Ctrl-C (SIGINT), SIGTERM or SIGHUP: every replica finishes its step, a checkpoint is written there "
+            + "and train exits with 130, 143 or 129 (continue with --resume); a second signal exits at once. "
+            + "SIGQUIT exits at once (131) without a checkpoint.")
 
     @Argument(help: "The experiment config, e.g. configs/charlm.toml.")
     var config: String
@@ -179,6 +183,12 @@ struct Train: ParsableCommand {
         }
         if plan.workers > 1 && WorkerPlan.blasThreads(environment) == nil { BLASThreads.set(plan.blasThreads) }
         options.workerNote = plan.note
+        // After MPI's start-up, so these handlers are the ones in place: SIGINT, SIGTERM and SIGHUP
+        // stop the run after the current step, with a checkpoint (mpirun forwards them to the ranks).
+        do { options.stopRequest = try SignalStopRequest.install() } catch {
+            printError("\(error)")
+            throw ExitCode(2)
+        }
         let timeout = readable?.number("training.collective_timeout_s") ?? 300
         guard plan.workers > 1 else {
             let plain: Communicator = mpiCommunicator ?? SingleProcess()
@@ -220,6 +230,14 @@ struct Train: ParsableCommand {
         if communicator.writesSharedState { mpi?.activity = "training" }
         do {
             let summary = try trainer.run()
+            if let signal = summary.stopSignal {
+                // Printed even with --quiet: the run did not end where its config says.
+                if rank == 0 {
+                    let name = StopSignal.name(signal)
+                    writeStandardError("stopped at step \(summary.steps) (signal \(name)); continue with --resume\n")
+                }
+                return StopSignal.exitStatus(signal)
+            }
             if trainer.progressStyle != .none && rank == 0, let v = summary.validation {
                 let metrics = v.metrics.map { String(format: ", %@ %.4f", String($0.name.dropFirst($0.name.hasPrefix("val_") ? 4 : 0)), $0.value) }.joined()
                 print(String(format: "done: %d steps, validation loss %.4f", summary.steps, v.loss) + metrics)

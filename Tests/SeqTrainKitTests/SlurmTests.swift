@@ -109,6 +109,24 @@ final class SlurmTests: XCTestCase {
         return cpus
     }
 
+    /// Waits for the requeued job `id` to be pending, starts it again at once and waits for its end.
+    func releaseRequeued(_ id: String) throws -> [String: String] {
+        try waitForJob(id, in: ["PENDING"], timeout: 60)
+        // Slurm holds a requeued job back for two minutes (Reason=BeginTime); the test does not wait
+        // for that. It waits until the node is idle and a few seconds have passed: slurmd revokes the
+        // first start's credential with a time stamp in whole seconds, and a restart within the same
+        // second is killed as "Job credential revoked".
+        let requeued = Date()
+        while try slurmCommand(["sinfo", "-h", "-o", "%T"]).output.trimmingCharacters(in: .whitespacesAndNewlines) != "idle"
+                || Date().timeIntervalSince(requeued) < 3 {
+            guard Date().timeIntervalSince(requeued) < 60 else { throw SeqTrainError("the node never became idle after the requeue") }
+            usleep(200_000)
+        }
+        let release = try slurmCommand(["scontrol", "update", "JobId=\(id)", "StartTime=now"])
+        XCTAssertEqual(release.status, 0, release.errors)
+        return try waitForJob(id, in: Self.finished)
+    }
+
     func testBatchJobOnTwoOrMoreRanksLearnsWhatOneProcessLearns() throws {
         let single = try MultiRankTests.train(ranks: 1, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/single", "--set", "training.workers=1"])
         XCTAssertEqual(single.status, 0, single.errors)
@@ -164,20 +182,7 @@ final class SlurmTests: XCTestCase {
         XCTAssertEqual(try job(id)["JobState"], "RUNNING")
         let requeue = try slurmCommand(["scontrol", "requeue", id])
         XCTAssertEqual(requeue.status, 0, requeue.errors)
-        try waitForJob(id, in: ["PENDING"], timeout: 60)
-        // Slurm holds a requeued job back for two minutes (Reason=BeginTime); the test does not wait
-        // for that. It waits until the node is idle and a few seconds have passed: slurmd revokes the
-        // first start's credential with a time stamp in whole seconds, and a restart within the same
-        // second is killed as "Job credential revoked".
-        let requeued = Date()
-        while try slurmCommand(["sinfo", "-h", "-o", "%T"]).output.trimmingCharacters(in: .whitespacesAndNewlines) != "idle"
-                || Date().timeIntervalSince(requeued) < 3 {
-            guard Date().timeIntervalSince(requeued) < 60 else { throw SeqTrainError("the node never became idle after the requeue") }
-            usleep(200_000)
-        }
-        let release = try slurmCommand(["scontrol", "update", "JobId=\(id)", "StartTime=now"])
-        XCTAssertEqual(release.status, 0, release.errors)
-        let fields = try waitForJob(id, in: Self.finished)
+        let fields = try releaseRequeued(id)
         let log = try String(contentsOfFile: "\(dir)/job-\(id).out", encoding: .utf8)
         XCTAssertEqual(fields["JobState"], "COMPLETED", log + controllerLog())
         XCTAssertEqual(fields["ExitCode"], "0:0", log)
@@ -194,5 +199,99 @@ final class SlurmTests: XCTestCase {
         XCTAssertEqual(try LoadedCharLM(path: "\(dir)/requeued").model.parameters.values.array,
                        try LoadedCharLM(path: "\(dir)/uninterrupted").model.parameters.values.array)
         print("slurm test: job \(id) requeued at step 12 (1 rank × \(workers) workers), restarted (Restarts=\(fields["Restarts"] ?? "?")), resumed from its step-10 checkpoint; its 20 losses and final weights equal the uninterrupted run's bit for bit")
+    }
+
+    /// The seqtrain process of this test cluster's job (its environment names the cluster's slurm.conf).
+    func jobProcess() -> pid_t? {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid_t($0) }.first { pid in
+            guard let command = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                  let environment = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return arguments.first == MultiRankTests.binary && arguments.dropFirst().first == "train"
+                && environment.split(separator: 0).contains {
+                    String(decoding: $0, as: UTF8.self) == "SLURM_CONF=\(cluster)/slurm.conf"
+                }
+        }
+    }
+
+    /// The signals pending for the whole process `pid` (ShdPnd in /proc/PID/status).
+    func pendingSignals(of pid: pid_t) -> Set<Int32> {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("ShdPnd:") }),
+              let mask = UInt64(line.dropFirst("ShdPnd:".count).trimmingCharacters(in: .whitespaces), radix: 16) else {
+            return []
+        }
+        return Set((1...64).filter { mask & (1 << UInt64($0 - 1)) != 0 }.map { Int32($0) })
+    }
+
+    /// Slurm's warning before the time limit (`#SBATCH --signal=B:USR1@120`, sent here at once with
+    /// `scancel --signal=USR1 --batch`): the script passes SIGTERM on to seqtrain, which stops every
+    /// worker after one step with a checkpoint there and exits 143; the script requeues the job,
+    /// whose second start resumes from that checkpoint and ends as the uninterrupted run, bit for bit.
+    func testTimeLimitWarningStopsWithACheckpointAndTheJobRequeuesItself() throws {
+        let workers = try nodeCPUs()
+        let uninterrupted = try MultiRankTests.train(ranks: 1, "\(dir)/config.toml",
+                                                     ["--set", "job.run_dir=\(dir)/uninterrupted",
+                                                      "--set", "training.workers=\(workers)"])
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.errors)
+
+        let run = "\(dir)/warned", id = try submit(run: run)
+        let start = Date()
+        func logged() -> Int {
+            ((try? String(contentsOfFile: "\(run)/metrics.jsonl", encoding: .utf8)) ?? "").filter { $0 == "\n" }.count
+        }
+        var seqtrain: pid_t?
+        while seqtrain == nil || logged() < 3 {
+            guard Date().timeIntervalSince(start) < 120 else {
+                throw SeqTrainError("job \(id) never logged 3 steps: \(try job(id))")
+            }
+            if seqtrain == nil { seqtrain = jobProcess() }
+            usleep(1_000)
+        }
+        // seqtrain is paused (at once, by its PID) while the warning travels through Slurm to the batch
+        // shell and back to the step, so a 20-step run cannot finish first; the SIGTERM waits, pending.
+        guard let seqtrain else { return }
+        kill(seqtrain, SIGSTOP)
+        let warning = try slurmCommand(["scancel", "--signal=USR1", "--batch", id])
+        XCTAssertEqual(warning.status, 0, warning.errors)
+        let log = "\(dir)/job-\(id).out"
+        let warned = Date()
+        while !pendingSignals(of: seqtrain).contains(SIGTERM) {
+            guard Date().timeIntervalSince(warned) < 60 else {
+                kill(seqtrain, SIGCONT)
+                throw SeqTrainError("no SIGTERM reached seqtrain after the warning: \(try job(id))")
+            }
+            usleep(20_000)
+        }
+        kill(seqtrain, SIGCONT)
+
+        let fields = try releaseRequeued(id)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertEqual(fields["JobState"], "COMPLETED", text + controllerLog())
+        XCTAssertEqual(fields["ExitCode"], "0:0", text)
+        XCTAssertEqual(fields["Restarts"], "1", text)
+        let stopped = text.split(separator: "\n").first {
+            $0.hasPrefix("stopped at step ") && $0.hasSuffix("(signal SIGTERM); continue with --resume")
+        }
+        guard let stopped, let step = Int(stopped.dropFirst("stopped at step ".count).prefix { $0.isNumber }) else {
+            return XCTFail("no stopped line in the job's log: \(text)")
+        }
+        XCTAssertTrue(step >= 3 && step < 20, text)
+        let requeueLine = "slurm.sbatch: job \(id) stopped with a checkpoint before its time limit; requeued"
+        XCTAssertTrue(text.contains(requeueLine), text)
+        XCTAssertTrue(text.contains("job \(id) start 1:") && text.contains("job \(id) start 2:"), text)
+        let checkpoint = Checkpoint.weightsPath(run, step: step)
+        XCTAssertTrue(text.contains("resumed from \(checkpoint) at step \(step) of 20"), text)
+        assertPlainText(text)
+
+        let lines = try metrics(run), reference = try metrics("\(dir)/uninterrupted")
+        XCTAssertEqual(lines.map { $0["step"] as! Int }, Array(1...20))
+        XCTAssertEqual(lines.map { $0["loss"] as! Double }, reference.map { $0["loss"] as! Double })
+        XCTAssertEqual(try LoadedCharLM(path: run).model.parameters.values.array,
+                       try LoadedCharLM(path: "\(dir)/uninterrupted").model.parameters.values.array)
+        print("slurm test: job \(id) warned of its time limit (1 rank × \(workers) workers): stopped at step \(step)"
+              + " with a checkpoint, exit 143, requeued itself (Restarts=\(fields["Restarts"] ?? "?")), resumed there;"
+              + " its 20 losses and final weights equal the uninterrupted run's bit for bit")
     }
 }

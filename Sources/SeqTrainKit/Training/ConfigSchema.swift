@@ -210,6 +210,9 @@ public enum ConfigSchema {
 
         ConfigKey(section: "checkpoint", name: "interval", type: .nonNegativeInteger, defaultValue: .integer(500),
                   help: "Write a checkpoint every this many steps (and at the end); 0: only at the end."),
+        ConfigKey(section: "checkpoint", name: "every_seconds", type: .nonNegativeNumber, defaultValue: .number(600),
+                  help: "Also write a checkpoint once this many seconds passed since the last one (rank 0's clock), "
+                      + "whatever `checkpoint.interval` says; 0: off."),
         ConfigKey(section: "checkpoint", name: "keep_last", type: .positiveInteger, defaultValue: .integer(3), help: "Checkpoints kept; older ones are deleted."),
 
         ConfigKey(section: "metrics", name: "log_every", type: .positiveInteger, defaultValue: .integer(10),

@@ -34,6 +34,11 @@ public struct TrainerOptions {
     public var traceDirectory: String?
     /// Why the run has the workers it has ("training.workers = \"auto\": 2 usable CPUs"), for its first line.
     public var workerNote: String?
+    /// Asks the run to stop after the current step (the train command's signal handlers): every
+    /// replica stops after the same step, with a checkpoint there.
+    public var stopRequest: StopRequest?
+    /// Rank 0's clock for `checkpoint.every_seconds`, in seconds.
+    public var clock: () -> Double = { Benchmark.now() }
     public init() {}
 }
 
@@ -45,6 +50,31 @@ public struct TrainingSummary {
     public var losses: [Double] = []  // every step's global training loss
     /// The last validation's loss, metrics and report.
     public var validation: ValidationResult?
+    /// The signal that stopped the run before its last step (a checkpoint was written there).
+    public var stopSignal: Int32?
+}
+
+/// What every replica must decide alike after a step, carried as extra elements of the step's
+/// loss-totals all-reduce rather than in a collective of its own: a stop (one count per signal,
+/// so every replica names the same one, whichever replicas received it) and a checkpoint that
+/// `checkpoint.every_seconds` asks for (rank 0's clock: wall time differs across ranks).
+struct StepVotes {
+    static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+
+    /// This replica's votes, to append to its totals.
+    static func local(signal: Int32, checkpointDue: Bool) -> [Double] {
+        signals.map { $0 == signal ? 1 : 0 } + [checkpointDue ? 1 : 0]
+    }
+
+    let stopSignal: Int32?
+    let checkpointDue: Bool
+
+    /// From the summed votes (the all-reduced totals after the loss figures).
+    init(summed: ArraySlice<Double>) {
+        let votes = Array(summed)
+        stopSignal = zip(Self.signals, votes).first { $0.1 > 0 }?.0
+        checkpointDue = votes.count == Self.signals.count + 1 && votes[Self.signals.count] > 0
+    }
 }
 
 /// The training loop, written once: data shard, forward/backward, gradient all-reduce, scaling by
@@ -79,6 +109,9 @@ public final class Trainer {
     var timeline: Timeline?
     /// Steps whose update was skipped (training.on_nonfinite = "skip"): in all, and in a row.
     var skippedSteps = 0, skippedInARow = 0
+    /// The training loss since the last metrics line. In the checkpoint's state: a checkpoint
+    /// between two lines (a signal, checkpoint.every_seconds) resumes to the same logged mean.
+    var lossWindow = LossTotal()
     /// The training doctor's findings: before training, and the frozen-learning detector's.
     public private(set) var diagnoses: [String] = []
     var frozen = FrozenLearningDetector()
@@ -256,10 +289,13 @@ public final class Trainer {
         }
         var summary = TrainingSummary()
         let logEvery = config.integer("metrics.log_every"), evalEvery = config.integer("training.eval_every")
-        let interval = config.integer("checkpoint.interval")
+        let interval = config.integer("checkpoint.interval"), everySeconds = config.number("checkpoint.every_seconds")
+        // Only rank 0's clock decides; the others' never reads it.
+        let timesCheckpoints = isLeader && everySeconds > 0
+        var lastCheckpointTime = timesCheckpoints ? options.clock() : 0
         let clipNorm = Float(config.number("training.clip_norm")), clipValue = Float(config.number("training.clip_value"))
         let skipNonFinite = config.text("training.on_nonfinite") == "skip", maxSkipped = config.integer("training.max_skipped_steps")
-        var window = LossTotal(), windowTokens = 0.0, windowStart = Benchmark.now()
+        var windowTokens = 0.0, windowStart = Benchmark.now()
         let runStart = Benchmark.now()
         if batchInEpoch == 0 { experiment.beginEpoch(epoch) }
 
@@ -315,11 +351,14 @@ public final class Trainer {
             if let dir = options.traceDirectory {
                 try append(experiment.traceLines(step: step), to: "\(dir)/trace-rank\(communicator.rank).txt")
             }
+            let checkpointDue = timesCheckpoints && options.clock() - lastCheckpointTime >= everySeconds
             var totals = [local.sum, local.count, Double(tokens)]
+                + StepVotes.local(signal: options.stopRequest?.signal ?? 0, checkpointDue: checkpointDue)
             if let failure = options.failure, failure.mode == .nonFinite, failure.rank == communicator.rank, failure.step == step { totals[0] = .nan }
             try communicator.allReduceSum(&totals)
             timeline?.lap("loss_totals", step: stepNumber)
             let global = LossTotal(sum: totals[0], count: totals[1])
+            let votes = StepVotes(summed: totals[3...])
             // The arena holds the gradient of the loss sum: 1/count normalizes it and the clipping
             // coefficient scales it, both applied inside the optimizer's pass.
             let normalization: Float = global.count > 0 ? Float(1 / global.count) : 1
@@ -356,7 +395,7 @@ public final class Trainer {
             }
             step += 1
             summary.losses.append(global.mean)
-            if finite { window = window + global }
+            if finite { lossWindow = lossWindow + global }
             if let finding = frozen.observe(step: step, loss: global.mean, parameters: parameters) {
                 diagnoses.append(finding)
                 if isLeader && options.doctor { printWarning("doctor: \(finding)") }
@@ -379,19 +418,30 @@ public final class Trainer {
                 let seconds = Benchmark.now() - windowStart
                 let tokensPerSecond = windowTokens / max(seconds, 1e-9)
                 if isLeader {
-                    try appendMetrics(loss: window.mean, validationLoss: validated, lr: lr, gradientNorm: Double(gradientNorm),
+                    try appendMetrics(loss: lossWindow.mean, validationLoss: validated, lr: lr, gradientNorm: Double(gradientNorm),
                                       tokensPerSecond: tokensPerSecond, seconds: Benchmark.now() - runStart)
                 }
-                progress?.update(step: step, loss: window.mean, unitsPerSecond: tokensPerSecond, validation: validated)
-                window = LossTotal(); windowTokens = 0; windowStart = Benchmark.now()
+                progress?.update(step: step, loss: lossWindow.mean, unitsPerSecond: tokensPerSecond, validation: validated)
+                lossWindow = LossTotal(); windowTokens = 0; windowStart = Benchmark.now()
             }
             timeline?.lap("metrics", step: stepNumber)
-            if (interval > 0 && step % interval == 0) || step == totalSteps {
+            // A stop at the last step is simply the end of the run.
+            let stopping = votes.stopSignal != nil && step < totalSteps
+            if stopping {
+                // Agreed: no rank ends (and has its launcher end the job) while rank 0 still writes.
+                try communicator.agree { summary.lastCheckpoint = try writeCheckpoint() }
+                timeline?.lap("checkpoint", step: stepNumber)
+            } else if (interval > 0 && step % interval == 0) || step == totalSteps || votes.checkpointDue {
                 summary.lastCheckpoint = try writeCheckpoint()
+                if timesCheckpoints { lastCheckpointTime = options.clock() }
                 timeline?.lap("checkpoint", step: stepNumber)
             }
             try timeline?.flush(step: stepNumber, note: options.debug && communicator.size > 1 ? "; parameters agree with rank 0" : "")
             summary.finalLoss = global.mean
+            if stopping {
+                summary.stopSignal = votes.stopSignal
+                break
+            }
         }
         progress?.finish()
         summary.steps = step
@@ -515,6 +565,7 @@ public final class Trainer {
             "seqtrain.optimizer_steps": "\(optimizer.stepCount)",
             "seqtrain.plateau": "\(schedule.plateauScale) \(schedule.bestValidation) \(schedule.badValidations)",
             "seqtrain.skipped": "\(skippedSteps) \(skippedInARow)",
+            "seqtrain.loss_window": "\(lossWindow.sum) \(lossWindow.count)",
             "seqtrain.data_fingerprint": "\(experiment.dataFingerprint)",
             "seqtrain.layout": parameters.layout.signature,
         ]
@@ -586,6 +637,9 @@ public final class Trainer {
         optimizer.stepCount = try integer("seqtrain.optimizer_steps")
         let skipped = (state.metadata["seqtrain.skipped"] ?? "").split(separator: " ").compactMap { Int($0) }
         if skipped.count == 2 { skippedSteps = skipped[0]; skippedInARow = skipped[1] }
+        // Checkpoints from before it have none: the window then starts empty, as it did.
+        let window = (state.metadata["seqtrain.loss_window"] ?? "").split(separator: " ").compactMap { Double($0) }
+        lossWindow = window.count == 2 ? LossTotal(sum: window[0], count: window[1]) : LossTotal()
         let plateau = (state.metadata["seqtrain.plateau"] ?? "").split(separator: " ").compactMap { Double($0) }
         if plateau.count == 3 {
             schedule.plateauScale = plateau[0]; schedule.bestValidation = plateau[1]; schedule.badValidations = Int(plateau[2])
