@@ -311,7 +311,7 @@ final class MultiRankTests: XCTestCase {
         let mismatch = try debug(["--test-fail-at", "1:2:extra-collective"])
         XCTAssertEqual(mismatch.status, 2)
         XCTAssertLessThan(mismatch.seconds, 60)
-        XCTAssertTrue(mismatch.output.contains("collective mismatch: rank 0 called all-reduce of doubles of 3 element(s) as collective #"), mismatch.output)
+        XCTAssertTrue(mismatch.output.contains("collective mismatch: rank 0 called all-reduce of doubles of 7 element(s) as collective #"), mismatch.output)
         XCTAssertTrue(mismatch.output.contains("rank 1 called broadcast of 8 element(s)"), mismatch.output)
 
         // A NaN weight in rank 1's second LSTM layer: rank 1 names that layer's output, the first

@@ -238,7 +238,7 @@ final class WorkerTests: XCTestCase {
         let run = "failing"
         let result = try train(run, ["--set", "training.workers=2", "--set", "checkpoint.interval=2", "--test-fail-at", "1:5:raise"], timeout: 60)
         XCTAssertEqual(result.status, 2)
-        XCTAssertTrue(result.errors.contains("error: worker 1: test hook: worker 1 fails at step 5"), result.errors)
+        XCTAssertTrue(result.errors.contains("error: test hook: worker 1 fails at step 5"), result.errors)
         XCTAssertFalse(result.errors.contains("stopped"), "the other worker adds no error of its own: \(result.errors)")
         let files = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/\(run)/checkpoints").sorted()
         XCTAssertEqual(files, ["step-00000002.manifest.json", "step-00000002.safetensors", "step-00000002.state.safetensors",

@@ -224,12 +224,7 @@ public final class ClassifierExperiment: Experiment {
                                                     layers: config.integer("model.layers"),
                                                     what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
                                                     fix: "lower training.batch_size or model.hidden, or use data.features = \"rfft\"")
-        } else {
-            // A vector model's activations and their gradients: a few of every layer's width per row.
-            let hidden = config.key("model.hidden_sizes") != nil ? config.integers("model.hidden_sizes") : [config.integer("model.hidden")]
-            let widths = try MemoryCheck.sum([settings.inputFeatures, classCount] + hidden, what: "the layer widths")
-            try MemoryCheck.require(floats: try MemoryCheck.product([rows.count, widths, 4], what: "training.batch_size × the layer widths"),
-                                    what: "the activations of a batch of \(rows.count) samples", fix: "lower training.batch_size")
+
         }
         network = try ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
         diagnoses = Self.diagnose(config, preprocessing: settings, counts: counts, samples: trainPart.count,
