@@ -40,6 +40,8 @@ public struct LabelledData {
     public var labels: RawLabels?
     /// Where the samples came from, for messages.
     public var source: String
+    /// The header names of the value columns, in the order read (nil without a header or for .npy).
+    public var columns: [String]?
 
     public init(inputs: [Float], count: Int, steps: Int, features: Int, lengths: [Int], labels: RawLabels?, source: String) {
         self.inputs = inputs
@@ -57,8 +59,10 @@ public struct LabelledData {
         var values = [Float]()
         values.reserveCapacity(indices.count * width)
         for i in indices { values += inputs[(i * width)..<((i + 1) * width)] }
-        return LabelledData(inputs: values, count: indices.count, steps: steps, features: features,
-                            lengths: indices.map { lengths[$0] }, labels: labels?.subset(indices), source: source)
+        var part = LabelledData(inputs: values, count: indices.count, steps: steps, features: features,
+                                lengths: indices.map { lengths[$0] }, labels: labels?.subset(indices), source: source)
+        part.columns = columns
+        return part
     }
 
     /// The samples at `indices` (−1: an empty row, length 1 of zeros) as one batch-first block
@@ -115,6 +119,9 @@ public struct NumericReader {
     public var ignoredColumnsKey = "data.ignore_columns"
     /// Names of multi-label columns given by the user (for .npy labels, which have none).
     public var labelNames: [String] = []
+    /// The value columns by header name, in this order (what a checkpoint was trained on): other
+    /// columns are not read, and a missing one is an error. nil: every column not a label or ignored.
+    public var inputColumns: [String]?
     public var layout: SampleLayout = .sequence
     /// Keys named in messages.
     public var inputsKey = "data.inputs", labelsKey = "data.labels"
@@ -127,13 +134,20 @@ public struct NumericReader {
         var shape: [Int]
         var labels: RawLabels?
         var path: String
+        /// Header names of the value columns (CSV/TSV with a header).
+        var columns: [String]? = nil
     }
 
     public func read(inputs patterns: [String], labels labelPatterns: [String]) throws -> LabelledData {
         let files = try TextFiles.expand(patterns, key: inputsKey)
         guard !files.isEmpty else { throw SeqTrainError("\(inputsKey): no input files given") }
         var parts: [Part] = []
-        for file in files { parts.append(try readInputs(file)) }
+        // With a header, every later file is read by the first file's column names, in its order.
+        var columns = inputColumns
+        for file in files {
+            parts.append(try readInputs(file, columns: columns))
+            columns = columns ?? parts[0].columns
+        }
         let first = parts[0]
         for part in parts.dropFirst() where Array(part.shape.dropFirst()) != Array(first.shape.dropFirst()) {
             throw SeqTrainError("\(inputsKey): \(part.path) has samples of shape \(Array(part.shape.dropFirst())), \(first.path) of \(Array(first.shape.dropFirst())); every file must hold samples of one shape")
@@ -181,7 +195,10 @@ public struct NumericReader {
         if let labels, labels.count != count {
             throw SeqTrainError("\(labelsKey): \(labels.count) labels for \(count) samples in \(inputsKey) (\(source)); give one label (row) per sample")
         }
-        return LabelledData(inputs: values, count: count, steps: steps, features: features, lengths: lengths, labels: labels, source: source)
+        var data = LabelledData(inputs: values, count: count, steps: steps, features: features, lengths: lengths,
+                                labels: labels, source: source)
+        data.columns = first.columns
+        return data
     }
 
     static func concatenate(_ parts: [RawLabels], key: String) throws -> RawLabels {
@@ -255,7 +272,7 @@ public struct NumericReader {
         }
     }
 
-    func readInputs(_ path: String) throws -> Part {
+    func readInputs(_ path: String, columns wanted: [String]?) throws -> Part {
         if path.lowercased().hasSuffix(".npy") {
             let array = try NumpyArray(contentsOf: path)
             guard array.shape.count >= 2 && array.shape.count <= 3 else {
@@ -273,7 +290,10 @@ public struct NumericReader {
         guard let width = table.rows.first?.cells.count else { throw SeqTrainError("\(inputsKey): \(path) has no rows") }
         let labelIndices = try table.columnIndices(labelColumns, width: width, key: "data.label_columns")
         let ignored = try table.columnIndices(ignoredColumns, width: width, key: ignoredColumnsKey)
-        let valueColumns = (0..<width).filter { !labelIndices.contains($0) && !ignored.contains($0) }
+        var valueColumns = (0..<width).filter { !labelIndices.contains($0) && !ignored.contains($0) }
+        if let wanted, let names = table.header {
+            valueColumns = try Self.indices(of: wanted, in: names, path: path, key: inputsKey)
+        }
         guard !valueColumns.isEmpty else { throw SeqTrainError("\(inputsKey): \(path) has only label or ignored columns") }
         var values = [Float]()
         values.reserveCapacity(table.rows.count * valueColumns.count)
@@ -297,7 +317,20 @@ public struct NumericReader {
         var labels: RawLabels?
         if labelIndices.count == 1 { labels = .names(names) }
         if labelIndices.count > 1 { labels = .matrix(matrix, columns: labelIndices.map { table.name(of: $0) ?? String($0) }) }
-        return Part(values: values, shape: [table.rows.count, valueColumns.count], labels: labels, path: path)
+        return Part(values: values, shape: [table.rows.count, valueColumns.count], labels: labels, path: path,
+                    columns: table.header.map { names in valueColumns.map { names[$0] } })
+    }
+
+    /// The positions of `wanted` among a header's `names`; every name must be there.
+    static func indices(of wanted: [String], in names: [String], path: String, key: String) throws -> [Int] {
+        let missing = wanted.filter { !names.contains($0) }
+        guard missing.isEmpty else {
+            let listed = missing.prefix(8).joined(separator: ", ") + (missing.count > 8 ? ", ..." : "")
+            throw SeqTrainError("\(key): \(path) has no column \(listed); the model reads the columns "
+                + "\(wanted.prefix(12).joined(separator: ", "))\(wanted.count > 12 ? ", ..." : "") by header name, "
+                + "and \(path)'s header is \(names.prefix(12).joined(separator: ", "))\(names.count > 12 ? ", ..." : "")")
+        }
+        return wanted.compactMap { names.firstIndex(of: $0) }
     }
 
     static func zeroOne(_ cell: String, at place: String) throws -> Float {

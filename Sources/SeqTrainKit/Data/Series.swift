@@ -6,13 +6,16 @@ public struct TimeSeries {
     public var steps: Int
     public var columns: [String]
     public var source: String
+    /// Every column of the file, read or not (names with a header, else 0-based indices).
+    public var fileColumns: [String]
     public var features: Int { columns.count }
 
-    public init(values: [Float], steps: Int, columns: [String], source: String) {
+    public init(values: [Float], steps: Int, columns: [String], source: String, fileColumns: [String]? = nil) {
         self.values = values
         self.steps = steps
         self.columns = columns
         self.source = source
+        self.fileColumns = fileColumns ?? columns
     }
 
     public subscript(t: Int, f: Int) -> Float { values[t * features + f] }
@@ -33,7 +36,14 @@ public struct SeriesReader {
         guard !files.isEmpty else { throw SeqTrainError("\(key): no series files given") }
         let series = try files.map(readOne)
         for s in series.dropFirst() where s.columns != series[0].columns {
-            throw SeqTrainError("\(key): \(s.source) has the columns \(s.columns), \(series[0].source) \(series[0].columns); every series needs the same columns")
+            throw SeqTrainError("\(key): \(s.source) has the columns \(s.columns), \(series[0].source) \(series[0].columns); "
+                + "every series needs the same columns")
+        }
+        // Without a header a column is known by its position only, so every file needs as many.
+        for s in series.dropFirst() where !header && s.fileColumns.count != series[0].fileColumns.count {
+            throw SeqTrainError("\(key): \(s.source) has \(s.fileColumns.count) columns, \(series[0].source) "
+                + "\(series[0].fileColumns.count); without a header (data.header = false) columns are read by position, "
+                + "so every file needs the same columns in the same order")
         }
         return series
     }
@@ -81,7 +91,7 @@ public struct SeriesReader {
                 out.append(v)
             }
         }
-        return TimeSeries(values: out, steps: steps, columns: picked.map { names[$0] }, source: path)
+        return TimeSeries(values: out, steps: steps, columns: picked.map { names[$0] }, source: path, fileColumns: names)
     }
 
     /// The indices of `columns` among `names` (by name, or by 0-based index).

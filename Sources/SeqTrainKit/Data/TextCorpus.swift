@@ -7,40 +7,78 @@ public enum TextFiles {
     /// A pattern that matches nothing is an error naming it.
     public static func expand(_ patterns: [String], key: String = "data.paths") throws -> [String] {
         var found: [String] = []
+        var seen = Set<String>()
         for pattern in patterns {
-            let matches = try glob(pattern)
+            let matches = try glob(pattern, key: key)
             guard !matches.isEmpty else {
                 throw SeqTrainError("\(key): \"\(pattern)\" matches no file (paths are relative to \(FileManager.default.currentDirectoryPath))")
             }
-            for m in matches where !found.contains(m) { found.append(m) }
+            for m in matches where seen.insert(m).inserted { found.append(m) }
         }
         return found
     }
 
-    static func glob(_ pattern: String) throws -> [String] {
+    static func glob(_ pattern: String, key: String = "data.paths") throws -> [String] {
         let fm = FileManager.default
         guard pattern.contains(where: { "*?[".contains($0) }) else {
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: pattern, isDirectory: &isDirectory) else { return [] }
-            if isDirectory.boolValue { throw SeqTrainError("data.paths: \"\(pattern)\" is a directory; name files or a glob like \"\(pattern)/**/*.txt\"") }
+            if isDirectory.boolValue {
+                throw SeqTrainError("\(key): \"\(pattern)\" is a directory; name files or a glob like \"\(pattern)/**/*.txt\"")
+            }
             return [pattern]
         }
         // The fixed directory before the first wildcard is walked; the rest is matched as a regex.
         let parts = pattern.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        let fixedCount = parts.firstIndex { $0.contains(where: { "*?[".contains($0) }) }!
+        guard let fixedCount = parts.firstIndex(where: { $0.contains(where: { "*?[".contains($0) }) }) else { return [] }
         let root = parts[..<fixedCount].joined(separator: "/")
         let base = root.isEmpty ? (pattern.hasPrefix("/") ? "/" : ".") : root
         let regex = try NSRegularExpression(pattern: "^" + globRegex(parts[fixedCount...].joined(separator: "/")) + "$")
-        guard let walker = fm.enumerator(atPath: base) else { return [] }
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: base, isDirectory: &isDirectory), isDirectory.boolValue else { return [] }
+        let prefix = root.isEmpty ? (pattern.hasPrefix("/") ? "/" : "") : root + "/"
         var out: [String] = []
-        while let relative = walker.nextObject() as? String {
+        try walk(base, relative: "") { relative in
             let range = NSRange(relative.startIndex..., in: relative)
-            guard regex.firstMatch(in: relative, range: range) != nil else { continue }
-            let full = root.isEmpty ? relative : root + "/" + relative
-            var isDirectory: ObjCBool = false
-            if fm.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue { out.append(full) }
+            guard regex.firstMatch(in: relative, range: range) != nil else { return }
+            out.append(prefix + relative)
+        } unreadable: { folder, reason in
+            throw SeqTrainError("\(key): \"\(pattern)\" searches \(folder), which cannot be read (\(reason)); "
+                + "make it readable (chmod) or narrow the pattern so it does not reach that folder")
         }
         return out.sorted()
+    }
+
+    /// Calls `file` with the path (relative to `base`) of every regular file or link to one below
+    /// `base`; does not follow links to folders. A folder it cannot list goes to `unreadable`,
+    /// where FileManager's enumerator would skip it without a word.
+    static func walk(_ base: String, relative: String, file: (String) throws -> Void,
+                     unreadable: (String, String) throws -> Void) throws {
+        let folder = relative.isEmpty ? base : (base == "/" ? "/" : base + "/") + relative
+        guard let directory = opendir(folder) else {
+            try unreadable(folder, String(cString: strerror(errno)))
+            return
+        }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(directory)
+        for name in names.sorted() {
+            let child = relative.isEmpty ? name : relative + "/" + name
+            let full = (folder == "/" ? "" : folder) + "/" + name
+            var status = stat()
+            guard lstat(full, &status) == 0 else { continue }
+            switch status.st_mode & S_IFMT {
+            case S_IFDIR: try walk(base, relative: child, file: file, unreadable: unreadable)
+            case S_IFREG: try file(child)
+            case S_IFLNK:
+                var target = stat()
+                if stat(full, &target) == 0, target.st_mode & S_IFMT == S_IFREG { try file(child) }
+            default: continue
+            }
+        }
     }
 
     static func globRegex(_ glob: String) -> String {
@@ -132,6 +170,13 @@ public struct Vocabulary: Equatable {
             throw SeqTrainError("\(source): \(unknown.values.reduce(0, +)) characters are not in the model's vocabulary (\(shown.joined(separator: ", "))); set data.unknown = \"skip\" to leave them out")
         }
         return (ids, unknown.values.reduce(0, +))
+    }
+
+    /// The warning for the `skipped` characters of `source` that `encode` left out, or nil for none.
+    public static func skippedWarning(_ skipped: Int, source: String) -> String? {
+        guard skipped > 0 else { return nil }
+        return "\(source): \(skipped) character(s) not in the model's vocabulary were skipped "
+            + "(data.unknown = \"skip\"); set data.unknown = \"error\" to refuse them instead"
     }
 
     public func decode(_ ids: [Int32]) -> String {

@@ -9,12 +9,16 @@ public struct SequencePreprocessing: Codable, Equatable {
     public var ignoreColumns: [String]
     public var mean: [Float]?
     public var std: [Float]?
+    /// The feature columns by header name, in training order (nil: no header, .npy, or an older
+    /// checkpoint). New files are read by these names.
+    public var inputColumns: [String]?
 
     /// The reader for files of this experiment (`inputsKey` names them in messages).
     func reader(inputsKey: String = "data.inputs") -> NumericReader {
         var reader = NumericReader()
         reader.header = header
         reader.ignoredColumns = ignoreColumns
+        reader.inputColumns = inputColumns
         reader.layout = .sequence
         reader.inputsKey = inputsKey
         return reader
@@ -135,6 +139,7 @@ public final class AutoencoderExperiment: Experiment {
                                              ignoreColumns: config.texts("data.ignore_columns"), mean: nil, std: nil)
         let all = try settings.reader().read(inputs: config.texts("data.inputs"), labels: [])
         dataFingerprint = all.fingerprint
+        settings.inputColumns = all.columns
         var trainPart = all, heldPart: LabelledData?
         let validationInputs = config.texts("data.validation_inputs")
         if !validationInputs.isEmpty {

@@ -75,8 +75,15 @@ public final class CharLMTask: Experiment {
             throw SeqTrainError("data.paths: the training text has \(vocabulary.count) distinct characters; a language model needs at least 2")
         }
         let strict = config.text("data.unknown") == "error"
-        let trainIds = try vocabulary.encode(trainText, strict: strict, source: "training text (data.paths)").ids
-        validationIds = try vocabulary.encode(validationText, strict: strict, source: "validation text (the last data.validation_fraction of data.paths)").ids
+        let trained = try vocabulary.encode(trainText, strict: strict, source: "training text (data.paths)")
+        let trainIds = trained.ids
+        if rank == 0, let warning = Vocabulary.skippedWarning(trained.skipped, source: "training text (data.paths)") {
+            printWarning(warning)
+        }
+        let validationSource = "validation text (the last data.validation_fraction of data.paths)"
+        let heldOut = try vocabulary.encode(validationText, strict: strict, source: validationSource)
+        validationIds = heldOut.ids
+        if rank == 0, let warning = Vocabulary.skippedWarning(heldOut.skipped, source: validationSource) { printWarning(warning) }
         let steps = config.integer("training.seq_len")
         if fraction > 0 && validationIds.count < 2 {
             throw SeqTrainError("data.validation_fraction = \(fraction) leaves \(validationIds.count) characters for validation; raise it or give more text")

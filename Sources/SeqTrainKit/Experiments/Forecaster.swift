@@ -12,6 +12,9 @@ public struct SeriesPreprocessing: Codable, Equatable {
     /// Per column, of the (differenced) training values.
     public var mean: [Float]?
     public var std: [Float]?
+    /// Every column of the training files (nil in checkpoints written before it was kept): without
+    /// a header, new files must have as many, since columns are known by position.
+    public var fileColumns: [String]?
 
     public init(columns: [String], targets: [Int], header: Bool, difference: Bool, mean: [Float]?, std: [Float]?) {
         self.columns = columns
@@ -196,6 +199,7 @@ public final class ForecasterExperiment: Experiment {
         }
         var settings = SeriesPreprocessing(columns: columns, targets: targets, header: config.boolean("data.header"),
                                            difference: config.boolean("data.difference"), mean: nil, std: nil)
+        settings.fileColumns = read[0].fileColumns
         let fraction = config.number("data.validation_fraction")
         let offset = settings.offset
         trainingSteps = read.map { s in max(0, s.steps - Int((Double(s.steps) * fraction).rounded()) - offset) }
@@ -498,7 +502,18 @@ public struct LoadedForecaster {
     func read(_ data: [String]) throws -> [TimeSeries] {
         let series = try preprocessing.reader(key: "--data").read(data)
         guard series[0].columns == preprocessing.columns else {
-            throw SeqTrainError("--data: the series have the columns \(series[0].columns), the model was trained on \(preprocessing.columns)")
+            throw SeqTrainError("--data: the series have the columns \(series[0].columns), "
+                + "the model was trained on \(preprocessing.columns)")
+        }
+        // Older checkpoints did not keep the file's columns; all-columns training read them all.
+        let allColumns = preprocessing.columns == preprocessing.columns.indices.map(String.init)
+        let width = preprocessing.fileColumns?.count ?? (allColumns ? preprocessing.features : nil)
+        if !preprocessing.header, let width {
+            for s in series where s.fileColumns.count != width {
+                throw SeqTrainError("--data: \(s.source) has \(s.fileColumns.count) column(s), the model was trained on files of "
+                    + "\(width) (data.header = false, so columns are known by position only); give a file with the training "
+                    + "files' columns in their order")
+            }
         }
         return series
     }

@@ -42,7 +42,9 @@ extension LoadedCharLM {
     public func sample(prime: String, length: Int, temperature: Double, topK: Int, seed: UInt64,
                        emit: (String) -> Void) throws {
         let strict = config.text("data.unknown") == "error"
-        var primeIds = try vocabulary.encode(Array(prime.unicodeScalars), strict: strict, source: "--prime").ids
+        let encoded = try vocabulary.encode(Array(prime.unicodeScalars), strict: strict, source: "--prime")
+        if let warning = Vocabulary.skippedWarning(encoded.skipped, source: "--prime") { printWarning(warning) }
+        var primeIds = encoded.ids
         if primeIds.isEmpty { primeIds = [vocabulary.id("\n") ?? 0] }
         let state = model.makeState(batch: 1)
         try model.forward(ids: primeIds, batch: 1, steps: primeIds.count, state: state)

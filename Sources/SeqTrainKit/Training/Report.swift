@@ -101,7 +101,8 @@ public enum RunReport {
             for s in series {
                 let points = run.metrics.compactMap { m -> (Double, Double)? in
                     guard let step = m["step"] as? Int, let value = m[s.metric] as? Double, value.isFinite else { return nil }
-                    return (Double(step), value)
+                    // A diverged run's 1e308 would make the axis span infinite: clamp it to the chart's limit.
+                    return (Double(step), min(max(value, -Self.largestPlotted), Self.largestPlotted))
                 }
                 guard !points.isEmpty else { continue }
                 let name = [runs.count > 1 ? run.name : "", s.label].filter { !$0.isEmpty }.joined(separator: ": ")
@@ -134,7 +135,7 @@ public enum RunReport {
         let y0 = min(yTicks.first ?? yMinRaw, yMinRaw), y1 = max(yTicks.last ?? yMaxRaw, yMaxRaw)
         func px(_ x: Double) -> Double { left + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * plotWidth }
         func py(_ y: Double) -> Double { top + plotHeight - (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * plotHeight }
-        func f(_ v: Double) -> String { String(format: "%.1f", v) }
+        func f(_ v: Double) -> String { v.isFinite ? String(format: "%.1f", v) : "0" }
         // Grid, ticks and their labels.
         for t in yTicks {
             svg += "<line x1=\"\(f(left))\" x2=\"\(f(left + plotWidth))\" y1=\"\(f(py(t)))\" y2=\"\(f(py(t)))\" stroke=\"#e8e8e8\" />\n"
@@ -171,9 +172,12 @@ public enum RunReport {
         return svg + "</svg>"
     }
 
+    /// The largest magnitude a chart plots; larger values are drawn at it.
+    static let largestPlotted = 1e100
+
     /// Round tick values (1, 2 or 5 × 10^k apart) covering [low, high], about five of them.
     static func niceTicks(_ low: Double, _ high: Double) -> [Double] {
-        guard high > low else { return [low] }
+        guard high > low, (high - low).isFinite else { return [low] }
         let rough = (high - low) / 5
         let magnitude = pow(10, floor(log10(rough)))
         let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= rough } ?? 10 * magnitude
@@ -188,6 +192,7 @@ public enum RunReport {
 
     static func label(_ v: Double) -> String {
         if v == 0 { return "0" }
+        if abs(v) >= 1e9 { return String(format: "%.1e", v) }
         if abs(v) >= 1e6 { return String(format: "%gM", (v / 1e5).rounded() / 10) }
         if abs(v) >= 1e4 { return String(format: "%gk", (v / 1e2).rounded() / 10) }
         if abs(v) < 1e-3 { return String(format: "%.1e", v) }
@@ -235,12 +240,12 @@ public enum RunReport {
     static func csvTable(_ text: String, shade: Bool) -> String {
         let rows = text.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
         guard let header = rows.first else { return "" }
-        let numbers = rows.dropFirst().flatMap { $0.dropFirst().compactMap(Double.init) }
+        let numbers = rows.dropFirst().flatMap { $0.dropFirst().compactMap(Double.init) }.filter(\.isFinite)
         let largest = max(numbers.max() ?? 1, 1)
         var out = "<table>\n<tr>" + header.map { "<th>\(escape($0))</th>" }.joined() + "</tr>\n"
         for row in rows.dropFirst() {
             out += "<tr>" + row.enumerated().map { k, cell in
-                guard shade, k > 0, let v = Double(cell) else { return "<td>\(escape(cell))</td>" }
+                guard shade, k > 0, let v = Double(cell), v.isFinite else { return "<td>\(escape(cell))</td>" }
                 return "<td style=\"background: rgba(0, 114, 178, \(String(format: "%.2f", 0.08 + 0.6 * v / largest)))\">\(escape(cell))</td>"
             }.joined() + "</tr>\n"
         }

@@ -21,6 +21,9 @@ public struct ClassifierPreprocessing: Codable, Equatable {
     public var labelNames: [String]
     public var mean: [Float]?
     public var std: [Float]?
+    /// The value columns by header name, in training order (nil: no header, or .npy inputs; and in
+    /// checkpoints written before names were kept). New files are read by these names.
+    public var inputColumns: [String]?
 
     var sampleLayout: SampleLayout { SampleLayout(rawValue: layout) ?? .sequence }
 
@@ -30,6 +33,7 @@ public struct ClassifierPreprocessing: Codable, Equatable {
         reader.header = header
         reader.labelColumns = labelColumns
         reader.labelNames = labelNames
+        reader.inputColumns = inputColumns
         reader.layout = features == "rfft" ? .sequence : sampleLayout
         reader.inputsKey = inputsKey
         reader.labelsKey = labelsKey

@@ -152,6 +152,7 @@ public final class ClassifierExperiment: Experiment {
         }
         let all = try settings.reader().read(inputs: config.texts("data.inputs"), labels: labelFiles)
         dataFingerprint = all.fingerprint
+        settings.inputColumns = all.columns
         guard let rawLabels = all.labels else { throw SeqTrainError("data.labels: no labels were read") }
 
         // The task: from the labels' shape unless the config says it.
