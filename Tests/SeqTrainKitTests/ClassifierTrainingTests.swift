@@ -230,8 +230,19 @@ final class ClassifierTrainingTests: XCTestCase {
         }
         try "label,a,b,c\ncat,1,2,3\n".write(toFile: "\(dir)/narrow.csv", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try LoadedClassifier(path: "\(dir)/run").evaluate(data: ["\(dir)/narrow.csv"], labels: [])) { error in
-            XCTAssertTrue("\(error)".contains("--data: samples have 3 features, the model was trained on 6"), "\(error)")
+            XCTAssertTrue("\(error)".contains("narrow.csv has no column d, e, f; the model reads the columns a, b, c, d, e, f"),
+                          "\(error)")
         }
+        // Columns are found by their header names: the same rows with the columns reversed and an
+        // extra column give the same loss.
+        let rows = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",") }
+        let reordered = rows.enumerated().map { k, row in ([k == 0 ? "id" : "x"] + row.reversed()).joined(separator: ",") }
+        try (reordered.joined(separator: "\n") + "\n").write(toFile: "\(dir)/reordered.csv", atomically: true, encoding: .utf8)
+        let loaded = try LoadedClassifier(path: "\(dir)/run")
+        func loss(_ path: String) throws -> Double {
+            try XCTUnwrap(loaded.evaluate(data: [path], labels: []).fields.first { $0.name == "loss" }?.value as? Double)
+        }
+        XCTAssertEqual(try loss("\(dir)/reordered.csv"), try loss(csv), accuracy: 1e-9)
     }
 
     func testCertainMistakesAreRefusedWithTheReason() throws {

@@ -161,5 +161,16 @@ final class ForecasterTests: XCTestCase {
         XCTAssertTrue(refused.errors.contains("the model reads y1, which it does not forecast"), refused.errors)
         let wrong = try seqtrain(["forecast", "\(dir)/run", "--data", "\(dir)/gap.csv", "--steps", "3"])
         XCTAssertTrue(wrong.errors.contains("missing (NaN)") || wrong.errors.contains("does not forecast"), wrong.errors)
+        // Without a header columns are known by position: a file with another column count is refused.
+        let lines = try String(contentsOfFile: "\(dir)/series/series.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+        try (lines.map { $0 + "\n" }.joined()).write(toFile: "\(dir)/bare.csv", atomically: true, encoding: .utf8)
+        try (lines.map { $0 + ",7\n" }.joined()).write(toFile: "\(dir)/wider.csv", atomically: true, encoding: .utf8)
+        let bare = try seqtrain(["train", path, "--quiet", "--overwrite", "--set", "data.inputs=\(dir)/bare.csv", "--set", "data.header=false",
+                                 "--set", "training.epochs=1"])
+        XCTAssertEqual(bare.status, 0, bare.errors)
+        let wider = try seqtrain(["eval", "\(dir)/run", "--data", "\(dir)/wider.csv"])
+        XCTAssertEqual(wider.status, 2, wider.output)
+        XCTAssertTrue(wider.errors.contains("wider.csv has 3 column(s), the model was trained on files of 2"), wider.errors)
+        XCTAssertEqual(try seqtrain(["eval", "\(dir)/run", "--data", "\(dir)/bare.csv"]).status, 0)
     }
 }

@@ -287,6 +287,10 @@ final class InputFuzzTests: XCTestCase {
 
     func testCheckpointsNeverCrashEvalSampleOrPredict() throws {
         let (charPath, corpus) = try charCheckpoint()
+        // Characters of --prime outside the vocabulary are skipped and counted.
+        let primed = try MultiRankTests.execute([binary, "sample", charPath, "--length", "5", "--prime", "a\u{2603}\u{2603}"])
+        XCTAssertEqual(primed.status, 0, primed.errors)
+        XCTAssertTrue(primed.errors.contains("--prime: 2 character(s) not in the model's vocabulary were skipped"), primed.errors)
         let (mlpPath, inputs, labels) = try classifierCheckpoint()
         var draws = Draws(state: 303)
         var cases: [Case] = []

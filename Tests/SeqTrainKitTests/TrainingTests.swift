@@ -434,6 +434,13 @@ extension TrainingTests {
             XCTAssertTrue(chart.parse(), name)
             XCTAssertEqual(svgCounter.paths, paths, name)
         }
+        // A diverged run's huge losses are drawn at the chart's edge, never as NaN coordinates.
+        let metrics = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(dir)/fast/metrics.jsonl"))
+        metrics.seekToEndOfFile()
+        metrics.write(Data("{\"step\": 31, \"loss\": 1e308, \"val_loss\": -1e308}\n".utf8))
+        try metrics.close()
+        let diverged = try RunReport.html(runs: ["\(dir)/slow", "\(dir)/fast"])
+        for bad in ["NaN", "nan", "inf"] { XCTAssertFalse(diverged.contains(bad), bad) }
         // A missing run directory is an error naming it.
         let missing = try MultiRankTests.execute([MultiRankTests.binary, "report", "\(dir)/nowhere", "--out", "\(dir)/r.html"])
         XCTAssertEqual(missing.status, 2)
