@@ -175,6 +175,7 @@ final class InputFuzzTests: XCTestCase {
             [training]
             batch_size = 8
             max_steps = 2
+            epochs = 1
             eval_every = 0
             """.write(toFile: "\(dir)/mlp.toml", atomically: true, encoding: .utf8)
         let trained = execute(Case(name: "train", command: ["train", "\(dir)/mlp.toml", "--quiet"]), timeout: 120)
@@ -220,7 +221,8 @@ final class InputFuzzTests: XCTestCase {
                      ("model.layers", "4294967296"), ("training.seq_len", "4611686018427387904"), ("training.batch_size", "9223372036854775807")]
         for k in 0..<300 {
             let (key, value) = k < known.count ? known[k] : (draws.pick(keys), draws.pick(values))
-            cases.append(Case(name: "--set \(key)=\(value)", command: ["train", "\(dir)/base.toml", "--quiet", "--set", "job.run_dir=\(dir)/runs/set\(k)", "--set", "\(key)=\(value)"]))
+            cases.append(Case(name: "--set \(key)=\(value)", command: ["train", "\(dir)/base.toml", "--quiet", "--set", "job.run_dir=\(dir)/runs/set\(k)",
+                                                                      "--set", "training.epochs=1", "--set", "\(key)=\(value)"]))
         }
         try String(decoding: valid, as: UTF8.self).replacingOccurrences(of: "RUN", with: "\(dir)/runs/base").write(toFile: "\(dir)/base.toml", atomically: true, encoding: .utf8)
         // Mutated config files (TOML syntax, structure, values).

@@ -293,6 +293,10 @@ public struct NumericReader {
         var valueColumns = (0..<width).filter { !labelIndices.contains($0) && !ignored.contains($0) }
         if let wanted, let names = table.header {
             valueColumns = try Self.indices(of: wanted, in: names, path: path, key: inputsKey)
+            if let beyond = valueColumns.first(where: { $0 >= width }) {
+                throw SeqTrainError("\(path): the header names column \(names[beyond]) at position \(beyond), "
+                    + "but the first row has \(width) cells; every row needs a cell for every header name")
+            }
         }
         guard !valueColumns.isEmpty else { throw SeqTrainError("\(inputsKey): \(path) has only label or ignored columns") }
         var values = [Float]()
@@ -318,7 +322,7 @@ public struct NumericReader {
         if labelIndices.count == 1 { labels = .names(names) }
         if labelIndices.count > 1 { labels = .matrix(matrix, columns: labelIndices.map { table.name(of: $0) ?? String($0) }) }
         return Part(values: values, shape: [table.rows.count, valueColumns.count], labels: labels, path: path,
-                    columns: table.header.map { names in valueColumns.map { names[$0] } })
+                    columns: table.header.map { _ in valueColumns.map { table.name(of: $0) ?? String($0) } })
     }
 
     /// The positions of `wanted` among a header's `names`; every name must be there.
