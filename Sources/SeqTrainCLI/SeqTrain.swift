@@ -263,7 +263,8 @@ func printError(_ message: String) {
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a char-LM checkpoint.")
 
-    @OptionGroup var source: CheckpointSource
+    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
+    var checkpoint: String
 
     @Option(help: "Text to start from.")
     var prime = ""
@@ -293,7 +294,7 @@ struct Sample: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let loaded = try LoadedCharLM(path: source.resolved())
+            let loaded = try LoadedCharLM(path: checkpoint)
             // Written as it is generated: a long sample shows at once and is never held whole.
             print(prime, terminator: "")
             try loaded.sample(prime: prime, length: length, temperature: temperature, topK: topK, seed: seed) { part in
@@ -310,7 +311,8 @@ struct Evaluate: ParsableCommand {
         commandName: "eval",
         abstract: "Evaluate a checkpoint on data read as its training read it (char LM: loss and perplexity; classifiers: loss, accuracy, F1 ...).")
 
-    @OptionGroup var source: CheckpointSource
+    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
+    var checkpoint: String
 
     @Option(help: "Data files or globs to evaluate on (repeatable): text for a char LM, .npy/.csv/.tsv inputs for classifiers.")
     var data: [String] = []
@@ -327,7 +329,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let (kind, path) = try ExperimentRegistry.kind(ofCheckpoint: source.resolved())
+            let (kind, path) = try ExperimentRegistry.kind(ofCheckpoint: checkpoint)
             let report = try kind.evaluate(path, data, labels)
             print(json ? report.json : report.text)
         }

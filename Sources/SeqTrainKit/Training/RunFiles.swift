@@ -10,7 +10,6 @@ import Foundation
 ///     RUN/timeline-rank-R.json, rank-R.log   metrics.timeline and --debug (Timeline)
 ///     RUN/report.txt, per_class.csv, confusion_matrix.csv   the final validation's report
 ///     RUN/checkpoints/step-NNNNNNNN.{safetensors,state.safetensors,manifest.json}
-///     RUN/checkpoints/best.json              which checkpoint is the best (checkpoint.keep_best)
 ///     RUN/tensorboard/events.out.tfevents.*
 public enum RunFiles {
     public enum Kind: String, CaseIterable {
@@ -32,7 +31,7 @@ public enum RunFiles {
     public static func kind(of name: String, in folder: String) -> Kind? {
         switch folder {
         case checkpointsFolder:
-            return isCheckpointName(name) || name == BestCheckpointRecord.fileName ? .checkpoint : nil
+            return isCheckpointName(name) ? .checkpoint : nil
         case tensorboardFolder:
             return name.hasPrefix("events.out.tfevents.") ? .tensorboard : nil
         case "":
