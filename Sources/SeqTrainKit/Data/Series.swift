@@ -36,7 +36,8 @@ public struct SeriesReader {
         guard !files.isEmpty else { throw SeqTrainError("\(key): no series files given") }
         let series = try files.map(readOne)
         for s in series.dropFirst() where s.columns != series[0].columns {
-            throw SeqTrainError("\(key): \(s.source) has the columns \(s.columns), \(series[0].source) \(series[0].columns); "
+            throw SeqTrainError("\(key): \(s.source) has the columns \(s.columns), "
+                + "\(series[0].source) \(series[0].columns); "
                 + "every series needs the same columns")
         }
         // Without a header a column is known by its position only, so every file needs as many.
@@ -91,7 +92,8 @@ public struct SeriesReader {
                 out.append(v)
             }
         }
-        return TimeSeries(values: out, steps: steps, columns: picked.map { names[$0] }, source: path, fileColumns: names)
+        return TimeSeries(values: out, steps: steps, columns: picked.map { names[$0] }, source: path,
+                          fileColumns: names)
     }
 
     /// The indices of `columns` among `names` (by name, or by 0-based index).

@@ -24,13 +24,15 @@ public enum TextFiles {
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: pattern, isDirectory: &isDirectory) else { return [] }
             if isDirectory.boolValue {
-                throw SeqTrainError("\(key): \"\(pattern)\" is a directory; name files or a glob like \"\(pattern)/**/*.txt\"")
+                throw SeqTrainError("\(key): \"\(pattern)\" is a directory; "
+                    + "name files or a glob like \"\(pattern)/**/*.txt\"")
             }
             return [pattern]
         }
         // The fixed directory before the first wildcard is walked; the rest is matched as a regex.
         let parts = pattern.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        guard let fixedCount = parts.firstIndex(where: { $0.contains(where: { "*?[".contains($0) }) }) else { return [] }
+        let isWild = { (part: String) in part.contains(where: { "*?[".contains($0) }) }
+        guard let fixedCount = parts.firstIndex(where: isWild) else { return [] }
         let root = parts[..<fixedCount].joined(separator: "/")
         let base = root.isEmpty ? (pattern.hasPrefix("/") ? "/" : ".") : root
         let regex = try NSRegularExpression(pattern: "^" + globRegex(parts[fixedCount...].joined(separator: "/")) + "$")
@@ -61,7 +63,9 @@ public enum TextFiles {
         }
         var names: [String] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+            }
             if name != "." && name != ".." { names.append(name) }
         }
         closedir(directory)

@@ -83,7 +83,9 @@ public final class CharLMTask: Experiment {
         let validationSource = "validation text (the last data.validation_fraction of data.paths)"
         let heldOut = try vocabulary.encode(validationText, strict: strict, source: validationSource)
         validationIds = heldOut.ids
-        if rank == 0, let warning = Vocabulary.skippedWarning(heldOut.skipped, source: validationSource) { printWarning(warning) }
+        if rank == 0, let warning = Vocabulary.skippedWarning(heldOut.skipped, source: validationSource) {
+            printWarning(warning)
+        }
         let steps = config.integer("training.seq_len")
         if fraction > 0 && validationIds.count < 2 {
             throw SeqTrainError("data.validation_fraction = \(fraction) leaves \(validationIds.count) characters for validation; raise it or give more text")

@@ -510,9 +510,9 @@ public struct LoadedForecaster {
         let width = preprocessing.fileColumns?.count ?? (allColumns ? preprocessing.features : nil)
         if !preprocessing.header, let width {
             for s in series where s.fileColumns.count != width {
-                throw SeqTrainError("--data: \(s.source) has \(s.fileColumns.count) column(s), the model was trained on files of "
-                    + "\(width) (data.header = false, so columns are known by position only); give a file with the training "
-                    + "files' columns in their order")
+                throw SeqTrainError("--data: \(s.source) has \(s.fileColumns.count) column(s), "
+                    + "the model was trained on files of \(width) (data.header = false, "
+                    + "so columns are known by position only); give a file with the training files' columns in their order")
             }
         }
         return series

@@ -77,7 +77,9 @@ public enum GradientCheck {
                 let scale = max(abs(a), abs(numeric), 1e-3 * Double(largest), 1e-12)
                 let error = max(0, abs(a - numeric) - uncertainty) / scale
                 errors.append(error)
-                if error > worst.error || i == chosen[0] && worst.error == 0 { worst = (error, i, a, numeric, uncertainty) }
+                if error > worst.error || i == chosen[0] && worst.error == 0 {
+                    worst = (error, i, a, numeric, uncertainty)
+                }
             }
             let judged = errors.count >= 4 ? errors.sorted(by: >)[1] : worst.error
             results.append(TensorResult(name: ref.name, shape: ref.shape, checked: chosen.count, worstError: worst.error,
