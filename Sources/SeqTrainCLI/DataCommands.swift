@@ -119,7 +119,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         try reporting {
             try OutputFiles.refuseRunFile(out)
-            let (predict, path) = try kindCommand("predict", checkpoint: input.checkpoint) { $0.predict }
+            let (predict, path) = try kindCommand("predict", checkpoint: input.source.resolved()) { $0.predict }
             print(try predict(path, input.data, out))
         }
     }

@@ -13,10 +13,28 @@ func kindCommand<T>(_ command: String, checkpoint: String, _ pick: (ExperimentKi
     return (action, path)
 }
 
+/// The checkpoint an inference command uses: a file, or a run directory and `--checkpoint`.
+struct CheckpointSource: ParsableArguments {
+    @Argument(help: "A checkpoint (.safetensors) or a run directory (its best checkpoint, else its newest).")
+    var checkpoint: String
+
+    @Option(name: .customLong("checkpoint"),
+            help: ArgumentHelp("Which checkpoint of a run directory: best (the default: the best validation, "
+                + "checkpoint.keep_best; the newest when there is none), last (the newest), or a checkpoint file, "
+                + "its name in RUN/checkpoints, or its step.", valueName: "last|best|PATH"))
+    var choice: String?
+
+    /// The checkpoint file to use; says on standard error which one a run directory gave.
+    func resolved() throws -> String {
+        let selected = try Checkpoint.select(checkpoint, choice: choice.map(CheckpointChoice.init))
+        if let note = selected.note { writeStandardError("seqtrain: \(note)\n") }
+        return selected.path
+    }
+}
+
 /// The checkpoint a command uses and the data it reads, as the training read its data.
 struct CheckpointAndData: ParsableArguments {
-    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
-    var checkpoint: String
+    @OptionGroup var source: CheckpointSource
 
     @Option(help: "Input files or globs (repeatable), in the format of the training inputs.")
     var data: [String] = []
@@ -38,7 +56,7 @@ struct Encode: ParsableCommand {
     func run() throws {
         try reporting {
             try OutputFiles.refuseRunFile(out)
-            let (encode, path) = try kindCommand("encode", checkpoint: input.checkpoint) { $0.encode }
+            let (encode, path) = try kindCommand("encode", checkpoint: input.source.resolved()) { $0.encode }
             print(try encode(path, input.data, out))
         }
     }
@@ -56,7 +74,7 @@ struct Score: ParsableCommand {
     func run() throws {
         try reporting {
             try OutputFiles.refuseRunFile(out)
-            let (score, path) = try kindCommand("score", checkpoint: input.checkpoint) { $0.score }
+            let (score, path) = try kindCommand("score", checkpoint: input.source.resolved()) { $0.score }
             print(try score(path, input.data, out))
         }
     }
@@ -67,8 +85,7 @@ struct Generate: ParsableCommand {
         abstract: "Sequences from a seq2seq checkpoint: reconstructions of given text, decodings of given latent vectors, or samples from the prior.",
         discussion: "Exactly one of --from, --latent and --prior. Temperature 0 takes the most likely token at every step; the same --seed gives the same sequences on any machine.")
 
-    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
-    var checkpoint: String
+    @OptionGroup var source: CheckpointSource
 
     @Option(help: "Text whose sequences (cut as the training text was) are encoded and generated again.")
     var from: String?
@@ -99,7 +116,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let (generate, path) = try kindCommand("generate", checkpoint: checkpoint) { $0.generate }
+            let (generate, path) = try kindCommand("generate", checkpoint: source.resolved()) { $0.generate }
             let source: GenerationRequest.Source = from.map { .text([$0]) } ?? latent.map { .latents($0) } ?? .prior(prior ?? 1)
             print(try generate(path, GenerationRequest(source: source, temperature: temperature, maxLength: maxLength, seed: seed)))
         }
@@ -126,7 +143,7 @@ struct Forecast: ParsableCommand {
     func run() throws {
         try reporting {
             if let out { try OutputFiles.refuseRunFile(out) }
-            let (forecast, path) = try kindCommand("forecast", checkpoint: input.checkpoint) { $0.forecast }
+            let (forecast, path) = try kindCommand("forecast", checkpoint: input.source.resolved()) { $0.forecast }
             print(try forecast(path, input.data, steps, out))
         }
     }

@@ -263,8 +263,7 @@ func printError(_ message: String) {
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a char-LM checkpoint.")
 
-    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
-    var checkpoint: String
+    @OptionGroup var source: CheckpointSource
 
     @Option(help: "Text to start from.")
     var prime = ""
@@ -294,7 +293,7 @@ struct Sample: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let loaded = try LoadedCharLM(path: checkpoint)
+            let loaded = try LoadedCharLM(path: source.resolved())
             // Written as it is generated: a long sample shows at once and is never held whole.
             print(prime, terminator: "")
             try loaded.sample(prime: prime, length: length, temperature: temperature, topK: topK, seed: seed) { part in
@@ -311,8 +310,7 @@ struct Evaluate: ParsableCommand {
         commandName: "eval",
         abstract: "Evaluate a checkpoint on data read as its training read it (char LM: loss and perplexity; classifiers: loss, accuracy, F1 ...).")
 
-    @Argument(help: "A checkpoint (.safetensors) or a run directory (its newest checkpoint).")
-    var checkpoint: String
+    @OptionGroup var source: CheckpointSource
 
     @Option(help: "Data files or globs to evaluate on (repeatable): text for a char LM, .npy/.csv/.tsv inputs for classifiers.")
     var data: [String] = []
@@ -329,7 +327,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let (kind, path) = try ExperimentRegistry.kind(ofCheckpoint: checkpoint)
+            let (kind, path) = try ExperimentRegistry.kind(ofCheckpoint: source.resolved())
             let report = try kind.evaluate(path, data, labels)
             print(json ? report.json : report.text)
         }

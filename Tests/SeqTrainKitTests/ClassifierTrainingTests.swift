@@ -184,6 +184,7 @@ final class ClassifierTrainingTests: XCTestCase {
                 [lr_scheduler]
                 kind = "plateau"
                 [checkpoint]
+                keep_best = false
                 interval = 25
                 """
             let whole = try Trainer(config: try config(text), options: quiet { $0.overwrite = true })

@@ -68,9 +68,9 @@ final class ConfigTests: XCTestCase {
         assertConfigError("[model]\nhiden = 3\n",
                           "configs/x.toml:2: model.hiden: unknown key; [model] accepts kind, cell, embedding, hidden, layers, dropout (did you mean hidden?)")
         assertConfigError("[modle]\nhidden = 3\n",
-                          "configs/x.toml:1: unknown section [modle]; the sections are [job], [data], [model], [training], [optimizer], [lr_scheduler], [checkpoint], [metrics] (did you mean model?)")
+                          "configs/x.toml:1: unknown section [modle]; the sections are [job], [data], [model], [training], [training.early_stopping], [optimizer], [lr_scheduler], [checkpoint], [metrics] (did you mean model?)")
         assertConfigError("seed = 3\n",
-                          "configs/x.toml:1: seed: a key outside any section; every key belongs under one of [job], [data], [model], [training], [optimizer], [lr_scheduler], [checkpoint], [metrics]")
+                          "configs/x.toml:1: seed: a key outside any section; every key belongs under one of [job], [data], [model], [training], [training.early_stopping], [optimizer], [lr_scheduler], [checkpoint], [metrics]")
         assertConfigError("[model]\ndropout = 1.5\n", "configs/x.toml:2: model.dropout: expected a number in [0, 1), got 1.5")
         assertConfigError("[optimizer]\nlr = -0.1\n", "configs/x.toml:2: optimizer.lr: expected a non-negative number, got -0.1")
         assertConfigError("[optimizer]\nkind = \"adamax\"\n",
@@ -84,6 +84,39 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try ExperimentConfig.parse("[model\nhidden = 3\n", source: "configs/x.toml")) { error in
             XCTAssertTrue("\(error)".hasPrefix("configs/x.toml:1: not valid TOML"), "\(error)")
         }
+    }
+
+    /// toml++ stops on an `assert` (SIGABRT) for these shapes instead of returning a parse error; the config
+    /// must get an error naming the line, and TOML that only looks alike must still parse.
+    func testMalformedTOMLThatWouldAbortTheParserGetsAnErrorNamingTheLine() throws {
+        let traps = [
+            ("[model]\nhidden = 8\n[.early_stopping]\n", 3), ("[ =]\n", 1), ("\n\n[[#]]\n", 3), ("[\n]\n", 1),
+            ("[data]\npaths = [}]\n", 2), ("[data]\npaths = [\"a\", }]\n", 2), ("[data]\npaths = [ # c\n}]\n", 3),
+            ("[job]\nseed = 1979-05-27 1\n", 2), ("[job]\nseed = [1979-05-27 9, 1]\n", 2),
+        ]
+        for (text, line) in traps {
+            XCTAssertThrowsError(try ExperimentConfig.parse(text, source: "configs/x.toml"), text) { error in
+                XCTAssertTrue("\(error)".hasPrefix("configs/x.toml:\(line): not valid TOML: "), "\(text) -> \(error)")
+            }
+        }
+        XCTAssertThrowsError(try ExperimentConfig.parse("", source: "x.toml", overrides: ["data.paths=[}]"])) { error in
+            XCTAssertTrue("\(error)".hasPrefix("--set data.paths=[}]: data.paths: not a valid TOML value"), "\(error)")
+        }
+        // Brackets, braces and dates inside strings and comments, multi-line strings, a quoted header.
+        let valid = #"""
+            # [.not a header] [}]
+            [ "model" ]
+            hidden = 8 # 1979-05-27 1
+            [data]
+            paths = [ "a[}].txt", 'b }', """c
+            [.x] ]""" ]
+            vocabulary = "\" ] }"
+            [job]
+            run_dir = '''r [}]'''
+            """#
+        let config = try ExperimentConfig.parse(valid, source: "x.toml")
+        XCTAssertEqual(config.integer("model.hidden"), 8)
+        XCTAssertEqual(config.text("job.run_dir"), "r [}]")
     }
 
     func testNothingIsWrittenBeforeTheConfigAndDataAreValid() throws {

@@ -32,6 +32,7 @@ final class FileSafetyTests: XCTestCase {
             max_steps = 6
             eval_every = 3
             [checkpoint]
+            keep_best = false
             interval = 3
             keep_last = 5
             [metrics]

@@ -143,6 +143,7 @@ final class InputFuzzTests: XCTestCase {
         batch_size = 4
         seq_len = 8
         max_steps = 2
+        epochs = 1
         eval_every = 0
         [checkpoint]
         interval = 0

@@ -85,6 +85,7 @@ final class MultiRankTests: XCTestCase {
             [optimizer]
             lr = 0.005
             [checkpoint]
+            keep_best = false
             interval = \(checkpointInterval)
             [metrics]
             log_every = 1

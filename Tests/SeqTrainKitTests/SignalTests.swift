@@ -35,6 +35,7 @@ final class SignalTests: XCTestCase {
             max_steps = \(Self.steps)
             eval_every = 20
             [checkpoint]
+            keep_best = false
             interval = 100000
             keep_last = 100
             [metrics]

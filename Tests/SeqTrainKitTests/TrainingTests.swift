@@ -37,6 +37,7 @@ final class TrainingTests: XCTestCase {
             [optimizer]
             lr = 0.01
             [checkpoint]
+            keep_best = false
             interval = 50
             keep_last = 2
             [metrics]

@@ -121,24 +121,17 @@ public enum Checkpoint {
         return nil
     }
 
-    /// A checkpoint file, or the newest valid one when `path` is a run directory; loaded and checked.
+    /// A checkpoint file, or a run directory's best checkpoint (the newest valid one when it has no
+    /// best; `select` chooses otherwise and says which); loaded and checked.
     public static func resolve(_ path: String) throws -> (path: String, weights: SafetensorsFile) {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw SeqTrainError("\(path): no such checkpoint file or run directory")
-        }
-        guard isDirectory.boolValue else { return (path, try load(path, state: false).weights) }
-        let warn = printWarning
-        guard let newest = try newestValid(path, state: false, warn: warn) else {
-            throw SeqTrainError("\(path): the run directory has no checkpoints yet (looked in \(path)/checkpoints)")
-        }
-        return (newest.path, newest.weights)
+        let selected = try select(path, choice: nil)
+        return (selected.path, selected.weights)
     }
 
-    /// Deletes all but the newest `keep` checkpoints, the manifest first (so a checkpoint is never
-    /// listed with a file missing).
-    public static func prune(_ runDirectory: String, keep: Int) {
-        for old in list(runDirectory).dropLast(keep) {
+    /// Deletes all but the newest `keep` checkpoints, and never those of `protecting` (the best
+    /// checkpoint), the manifest first (so a checkpoint is never listed with a file missing).
+    public static func prune(_ runDirectory: String, keep: Int, protecting: Set<String> = []) {
+        for old in list(runDirectory).dropLast(keep) where !protecting.contains(old) {
             unlink(manifestPath(forWeights: old))
             unlink(statePath(forWeights: old))
             unlink(old)

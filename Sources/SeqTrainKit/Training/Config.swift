@@ -61,6 +61,9 @@ public struct ExperimentConfig: Equatable {
     public static func parse(_ text: String, source: String, overrides: [String] = []) throws -> ExperimentConfig {
         var explicit = Set<String>()
         let table: TOMLTable
+        if let trap = TOMLGuard.firstTrap(in: text) {
+            throw SeqTrainError("\(source):\(trap.line): not valid TOML: \(trap.problem)")
+        }
         do {
             table = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
@@ -80,18 +83,33 @@ public struct ExperimentConfig: Equatable {
                 let elsewhere = ConfigSchema.allSections.contains(section) ? " for model.kind = \"\(kind)\"" : ""
                 throw SeqTrainError("\(source):\(line): unknown section [\(section)]\(elsewhere); the sections are \(sectionList)\(suggestion(section, among: sections))")
             }
-            for name in entries.keys.sorted() {
-                let path = "\(section).\(name)"
-                let where_ = "\(source):\(lineOf(section: section, key: name, in: lines))"
-                guard let key = config.key(path) else {
-                    let known = config.keys.filter { $0.section == section }.map(\.name)
-                    let others = ConfigSchema.kindsAccepting(path, other: kind)
-                    let belongs = others.isEmpty ? "" : " for model.kind = \"\(kind)\" (it is a key of \(others.map { "\"\($0)\"" }.joined(separator: ", ")))"
-                    throw SeqTrainError("\(where_): \(path): unknown key\(belongs); [\(section)] accepts \(known.joined(separator: ", "))\(suggestion(name, among: known))")
+            // A table inside a section ([training.early_stopping]) is a section of its own.
+            var pending: [(section: String, entries: TOMLTable)] = [(section, entries)]
+            while !pending.isEmpty {
+                let (section, entries) = pending.removeFirst()
+                for name in entries.keys.sorted() {
+                    let path = "\(section).\(name)"
+                    let where_ = "\(source):\(lineOf(section: section, key: name, in: lines))"
+                    if let inner = entries[name]?.table, sections.contains(path) {
+                        pending.append((path, inner))
+                        continue
+                    }
+                    if sections.contains(path) {
+                        let first = config.keys.first { $0.section == path }?.name ?? "patience"
+                        throw SeqTrainError("\(where_): \(path) is a section, not a key; set its keys under [\(path)],"
+                            + " e.g. \(path).\(first) = ...")
+                    }
+                    guard let key = config.key(path) else {
+                        let known = config.keys.filter { $0.section == section }.map(\.name)
+                        let others = ConfigSchema.kindsAccepting(path, other: kind)
+                        let belongs = others.isEmpty ? "" : " for model.kind = \"\(kind)\" (it is a key of \(others.map { "\"\($0)\"" }.joined(separator: ", ")))"
+                        throw SeqTrainError("\(where_): \(path): unknown key\(belongs); [\(section)] accepts \(known.joined(separator: ", "))\(suggestion(name, among: known))")
+                    }
+                    guard let entry = entries[name] else { continue }
+                    let raw = try configValue(entry, at: "\(where_): \(path)", expected: key.type)
+                    try config.set(key, raw, at: where_)
+                    explicit.insert(path)
                 }
-                let raw = try configValue(entries[name]!, at: "\(where_): \(path)", expected: key.type)
-                try config.set(key, raw, at: where_)
-                explicit.insert(path)
             }
         }
         for override in overrides {
@@ -116,9 +134,16 @@ public struct ExperimentConfig: Equatable {
         let path = text[..<equals].trimmingCharacters(in: .whitespaces)
         let valueText = text[text.index(after: equals)...].trimmingCharacters(in: .whitespaces)
         guard let key = ConfigSchema.key(path, kind: kind) else {
+            if ConfigSchema.sections(for: kind).contains(path) {
+                let first = ConfigSchema.keys(for: kind).first { $0.section == path }?.name ?? "patience"
+                throw SeqTrainError("--set \(text): \(path) is a section, not a key; set one of its keys, e.g. --set \(path).\(first)=...")
+            }
             let others = ConfigSchema.kindsAccepting(path, other: kind)
             let belongs = others.isEmpty ? "" : " for model.kind = \"\(kind)\" (it is a key of \(others.map { "\"\($0)\"" }.joined(separator: ", ")))"
             throw SeqTrainError("--set \(text): unknown key \(path)\(belongs)\(suggestion(path, among: ConfigSchema.keys(for: kind).map(\.path)))")
+        }
+        if let trap = TOMLGuard.firstTrap(in: "v = \(valueText)") {
+            throw SeqTrainError("--set \(text): \(key.path): not a valid TOML value: \(trap.problem)")
         }
         if let table = try? TOMLTable(string: "v = \(valueText)"), table.count == 1, let value = table["v"] {
             return (key, try configValue(value, at: "--set \(text): \(key.path)", expected: key.type))

@@ -145,7 +145,7 @@ public struct ConfigKey {
 /// `[model]` and the other sections accept the common keys and the chosen kind's.
 public enum ConfigSchema {
     /// Every section a config may have, in the order the resolved config writes them.
-    public static let allSections = ["job", "data", "model", "training", "loss", "optimizer", "lr_scheduler", "checkpoint", "metrics", "eval"]
+    public static let allSections = ["job", "data", "model", "training", "training.early_stopping", "loss", "optimizer", "lr_scheduler", "checkpoint", "metrics", "eval"]
 
     /// The kind of a config that does not name one.
     public static let defaultKind = "char_lm"
@@ -162,7 +162,9 @@ public enum ConfigSchema {
 
         ConfigKey(section: "training", name: "batch_size", type: .positiveInteger, defaultValue: .integer(32),
                   help: "Global batch: lanes (stateful) or samples per step, shared out over the ranks."),
-        ConfigKey(section: "training", name: "epochs", type: .positiveInteger, defaultValue: .integer(1), help: "Passes over the training data."),
+        ConfigKey(section: "training", name: "epochs", type: .autoOrPositiveInteger, defaultValue: .text("auto"),
+                  help: "Passes over the training data; auto: 1, or no limit when training.max_steps is set. "
+                      + "With both set, the first limit reached ends the run."),
         ConfigKey(section: "training", name: "max_steps", type: .nonNegativeInteger, defaultValue: .integer(0),
                   help: "Stop after this many optimizer steps; 0 means no limit."),
         ConfigKey(section: "training", name: "eval_every", type: .nonNegativeInteger, defaultValue: .integer(100),
@@ -179,6 +181,20 @@ public enum ConfigSchema {
                   help: "Multi-rank runs: end the job when a collective waits longer than this."),
         ConfigKey(section: "training", name: "workers", type: .autoOrPositiveInteger, defaultValue: .text("auto"),
                   help: "Model replicas on threads of each process, each with its share of the batch; auto: one per core this process may use (affinity, cgroup quota, ranks on the node, BLAS threads per worker), a divisor of the batch share."),
+
+        ConfigKey(section: "training.early_stopping", name: "patience", type: .nonNegativeInteger, defaultValue: .integer(0),
+                  help: "Stop after this many validations without improvement of `monitor` (Keras EarlyStopping); "
+                      + "0: early stopping is off."),
+        ConfigKey(section: "training.early_stopping", name: "monitor", type: .text, defaultValue: .text("val_loss"),
+                  help: "The validation figure watched, as metrics.jsonl names it: val_loss or one of the kind's "
+                      + "(val_accuracy, val_macro_f1, val_rmse, ...); it also picks the best checkpoint."),
+        ConfigKey(section: "training.early_stopping", name: "mode", type: .choice(["auto", "min", "max"]), defaultValue: .text("auto"),
+                  help: "Whether lower or higher is better; auto: higher for accuracy, F1 and match rates, lower for losses and errors."),
+        ConfigKey(section: "training.early_stopping", name: "min_delta", type: .nonNegativeNumber, defaultValue: .number(0),
+                  help: "A change of `monitor` smaller than this is no improvement."),
+        ConfigKey(section: "training.early_stopping", name: "restore_best", type: .boolean, defaultValue: .boolean(true),
+                  help: "The run ends with the weights of the best validation (the last checkpoint holds them; "
+                      + "metrics.jsonl says so), also when it reaches its step limit first."),
 
         ConfigKey(section: "optimizer", name: "kind", type: .choice(OptimizerKind.allCases.map(\.rawValue)), defaultValue: .text("adam"),
                   help: "torch.optim's SGD, Adam, AdamW, RMSprop or Adagrad."),
@@ -214,6 +230,9 @@ public enum ConfigSchema {
                   help: "Also write a checkpoint once this many seconds passed since the last one (rank 0's clock), "
                       + "whatever `checkpoint.interval` says; 0: off."),
         ConfigKey(section: "checkpoint", name: "keep_last", type: .positiveInteger, defaultValue: .integer(3), help: "Checkpoints kept; older ones are deleted."),
+        ConfigKey(section: "checkpoint", name: "keep_best", type: .boolean, defaultValue: .boolean(true),
+                  help: "Also write a checkpoint at every validation that improves training.early_stopping.monitor and keep "
+                      + "the best one beside the last ones (RUN_DIR/best_checkpoint.json names it); eval, predict, ... use it."),
 
         ConfigKey(section: "metrics", name: "log_every", type: .positiveInteger, defaultValue: .integer(10),
                   help: "Write a metrics line (and a progress line) every this many steps."),

@@ -10,6 +10,7 @@ import Foundation
 ///     RUN/timeline-rank-R.json, rank-R.log   metrics.timeline and --debug (Timeline)
 ///     RUN/report.txt, per_class.csv, confusion_matrix.csv   the final validation's report
 ///     RUN/checkpoints/step-NNNNNNNN.{safetensors,state.safetensors,manifest.json}
+///     RUN/best_checkpoint.json               which checkpoint is the best (checkpoint.keep_best)
 ///     RUN/tensorboard/events.out.tfevents.*
 public enum RunFiles {
     public enum Kind: String, CaseIterable {
@@ -38,6 +39,7 @@ public enum RunFiles {
             if name == metricsName { return .metrics }
             if name == configName { return .config }
             if name == lockName { return .lock }
+            if name == BestCheckpointRecord.fileName { return .checkpoint }
             if reportNames.contains(name) { return .report }
             let trace = isRankFile(name, prefix: "timeline-rank-", suffix: ".json")
             return trace || isRankFile(name, prefix: "rank-", suffix: ".log") ? .timeline : nil

@@ -52,6 +52,49 @@ public struct TrainingSummary {
     public var validation: ValidationResult?
     /// The signal that stopped the run before its last step (a checkpoint was written there).
     public var stopSignal: Int32?
+    /// Early stopping ended the run at this step (before its step limit).
+    public var earlyStoppedStep: Int?
+    /// The best validation's step and monitored figure (`training.early_stopping.monitor`).
+    public var bestStep: Int?
+    public var bestValue: Double?
+    /// The step whose weights the run ended with, when `restore_best` put them back.
+    public var restoredStep: Int?
+}
+
+/// Which limit ends the run: `training.epochs` ("auto": 1, or none when `training.max_steps` is
+/// given) and `training.max_steps`, the first reached.
+struct TrainingLimits {
+    let totalSteps: Int
+    /// For the run's first lines: "stops after 200 steps (training.max_steps)".
+    let note: String
+
+    init(_ config: ExperimentConfig, batchesPerEpoch: Int) {
+        let maxSteps = config.integer("training.max_steps")
+        var epochs: Int?
+        if case .integer(let given) = config.value("training.epochs") { epochs = given } else if maxSteps == 0 { epochs = 1 }
+        // Epochs × batches saturates: a huge epoch count means "until max_steps", never a trap.
+        let epochSteps = epochs.map { e in
+            let (product, overflow) = e.multipliedReportingOverflow(by: batchesPerEpoch)
+            return overflow ? Int.max : product
+        }
+        let epochText = epochs.map { "training.epochs = \($0) of \(batchesPerEpoch) batches" } ?? ""
+        switch (epochSteps, maxSteps > 0 ? maxSteps : nil) {
+        case let (byEpochs?, bySteps?):
+            totalSteps = min(byEpochs, bySteps)
+            note = bySteps <= byEpochs
+                ? "stops after \(bySteps) steps (training.max_steps, before \(epochText))"
+                : "stops after \(byEpochs) steps (\(epochText), before training.max_steps = \(bySteps))"
+        case let (nil, bySteps?):
+            totalSteps = bySteps
+            note = "stops after \(bySteps) steps (training.max_steps; epochs unbounded)"
+        case let (byEpochs?, nil):
+            totalSteps = byEpochs
+            note = "stops after \(byEpochs) steps (\(epochText))"
+        case (nil, nil):
+            totalSteps = batchesPerEpoch
+            note = "stops after \(batchesPerEpoch) steps (one epoch)"
+        }
+    }
 }
 
 /// What every replica must decide alike after a step, carried as extra elements of the step's
@@ -88,7 +131,13 @@ public final class Trainer {
     let optimizer: Optimizer
     var schedule: LearningRateSchedule
     let totalSteps: Int
+    /// Which limit ends the run, for its first lines.
+    let limitNote: String
     let runDirectory: String
+    /// `[training.early_stopping]` and `checkpoint.keep_best`.
+    let earlyStopping: EarlyStoppingSettings
+    /// The best monitored figure so far (in the checkpoint's state).
+    var tracker: BestTracker
 
     var step = 0            // optimizer steps taken
     var epoch = 0
@@ -115,6 +164,8 @@ public final class Trainer {
     /// The training doctor's findings: before training, and the frozen-learning detector's.
     public private(set) var diagnoses: [String] = []
     var frozen = FrozenLearningDetector()
+    /// `--resume` of a run that early stopping had already ended: nothing is trained or logged again.
+    var resumedStopped = false
 
     /// Creates the trainer on every rank and runs the start-up checks as one agreed step: a failure
     /// on any rank (a bad config, missing data, a mismatch with rank 0) is an error on every rank.
@@ -136,12 +187,16 @@ public final class Trainer {
         let parameters = experiment.trainableModel.parameters
         parameters.initialize(seed: UInt64(config.integer("job.seed")))
         optimizer = Optimizer(config.optimizerSettings, parameterCount: parameters.count)
-        // Epochs × batches saturates: a huge epoch count means "until max_steps", never a trap.
-        let (epochSteps, overflow) = config.integer("training.epochs").multipliedReportingOverflow(by: experiment.batchesPerEpoch)
-        var steps = overflow ? Int.max : epochSteps
-        if config.integer("training.max_steps") > 0 { steps = min(steps, config.integer("training.max_steps")) }
-        totalSteps = steps
-        schedule = LearningRateSchedule(config: config, totalSteps: steps)
+        let limits = TrainingLimits(config, batchesPerEpoch: experiment.batchesPerEpoch)
+        totalSteps = limits.totalSteps
+        limitNote = limits.note
+        earlyStopping = try EarlyStoppingSettings(config, validationMetricNames: experiment.validationMetricNames)
+        if earlyStopping.isEnabled && !experiment.hasValidation {
+            throw SeqTrainError("training.early_stopping.patience = \(earlyStopping.patience): this run has no validation data"
+                + " to watch; give the kind's validation data (e.g. data.validation_fraction) or set patience = 0")
+        }
+        tracker = BestTracker(mode: earlyStopping.mode)
+        schedule = LearningRateSchedule(config: config, totalSteps: totalSteps)
         runDirectory = config.runDirectory
         progressStyle = options.quiet ? .none : (ProgressStyle(rawValue: config.text("metrics.progress")) ?? .auto).resolved()
         reducer = GradientReducer(communicator: communicator, arena: parameters)
@@ -285,6 +340,9 @@ public final class Trainer {
             progress.message(participantsLine)
             progress.message(BLASKernelSelection.summary)
             progress.message("\(experiment.summary); \(totalSteps) steps on \(communicator.size) replica(s) (\(communicator.participantsSummary))")
+            progress.message(limitNote + (earlyStopping.isEnabled
+                ? "; or earlier, after \(earlyStopping.patience) validation(s) without a better \(earlyStopping.monitor)"
+                    + " (training.early_stopping)" : ""))
             if let resumeNote { progress.message(resumeNote) }
         }
         var summary = TrainingSummary()
@@ -299,7 +357,7 @@ public final class Trainer {
         let runStart = Benchmark.now()
         if batchInEpoch == 0 { experiment.beginEpoch(epoch) }
 
-        while step < totalSteps {
+        while step < totalSteps && tracker.stoppedStep == nil {
             if let failure = options.failure, failure.rank == communicator.rank, failure.step == step,
                ![.killInCheckpoint, .nonFinite, .diverge, .extraCollective, .nanWeight].contains(failure.mode) {
                 switch failure.mode {
@@ -414,6 +472,14 @@ public final class Trainer {
                 validated = try validate()
                 timeline?.lap("validation", step: stepNumber)
             }
+            // Every replica holds the same all-reduced figures, so every replica decides alike here.
+            var newBest = false
+            if let validated, let value = BestTracker.value(of: validated, monitor: earlyStopping.monitor) {
+                newBest = tracker.observe(value, step: step, settings: earlyStopping)
+                if earlyStopping.isEnabled && tracker.wait >= earlyStopping.patience && step < totalSteps {
+                    tracker.stoppedStep = step
+                }
+            }
             if step % logEvery == 0 || validated != nil || step == totalSteps {
                 let seconds = Benchmark.now() - windowStart
                 let tokensPerSecond = windowTokens / max(seconds, 1e-9)
@@ -427,12 +493,16 @@ public final class Trainer {
             timeline?.lap("metrics", step: stepNumber)
             // A stop at the last step is simply the end of the run.
             let stopping = votes.stopSignal != nil && step < totalSteps
+            let ending = step == totalSteps || tracker.stoppedStep != nil
+            let marksBest = newBest && earlyStopping.keepsBestCheckpoint
+            // The run's last checkpoint holds the weights it ends with.
+            if ending { summary.restoredStep = try restoreBestWeights(progress: progress) }
             if stopping {
                 // Agreed: no rank ends (and has its launcher end the job) while rank 0 still writes.
-                try communicator.agree { summary.lastCheckpoint = try writeCheckpoint() }
+                try communicator.agree { summary.lastCheckpoint = try writeCheckpoint(best: marksBest) }
                 timeline?.lap("checkpoint", step: stepNumber)
-            } else if (interval > 0 && step % interval == 0) || step == totalSteps || votes.checkpointDue {
-                summary.lastCheckpoint = try writeCheckpoint()
+            } else if (interval > 0 && step % interval == 0) || ending || votes.checkpointDue || marksBest {
+                summary.lastCheckpoint = try writeCheckpoint(best: marksBest)
                 if timesCheckpoints { lastCheckpointTime = options.clock() }
                 timeline?.lap("checkpoint", step: stepNumber)
             }
@@ -444,10 +514,22 @@ public final class Trainer {
             }
         }
         progress?.finish()
+        if isLeader && (summary.restoredStep != nil || (tracker.stoppedStep != nil && !resumedStopped)) {
+            try appendEarlyStop(restored: summary.restoredStep)
+        }
+        if let stopped = tracker.stoppedStep {
+            summary.earlyStoppedStep = stopped
+            progress?.message("early stopping: no better \(earlyStopping.monitor) for \(tracker.wait) validation(s);"
+                + " stopped at step \(stopped), best step \(tracker.bestStep ?? 0) (\(earlyStopping.monitor)"
+                + " \(tracker.best))" + (summary.restoredStep != nil ? ", its weights restored" : ""))
+        }
+        summary.bestStep = tracker.bestStep
+        summary.bestValue = tracker.bestStep != nil ? tracker.best : nil
         summary.steps = step
         summary.validationLoss = lastValidation?.loss
         summary.validation = lastValidation
-        if isLeader, let report = lastValidation, step == totalSteps { try writeReport(report, progress: progress) }
+        let finished = step == totalSteps || tracker.stoppedStep != nil
+        if isLeader, let report = lastValidation, finished, !resumedStopped { try writeReport(report, progress: progress) }
         if let progress, let path = summary.lastCheckpoint { progress.message("checkpoint: \(path)") }
         return summary
     }
@@ -471,12 +553,12 @@ public final class Trainer {
     }
 
     /// Global validation figures (every rank takes part); the loss feeds reduce-on-plateau.
-    func validate() throws -> ValidationResult? {
+    func validate(observe: Bool = true) throws -> ValidationResult? {
         guard experiment.hasValidation else { return nil }
         var totals = try experiment.validationTotals()
         try communicator.allReduceSum(&totals)
         let result = experiment.validationMetrics(totals)
-        schedule.observe(validationLoss: result.loss)
+        if observe { schedule.observe(validationLoss: result.loss) }
         lastValidation = result
         for warning in result.warnings where !diagnoses.contains(warning) {
             diagnoses.append(warning)
@@ -508,6 +590,58 @@ public final class Trainer {
         try tensorboard?.scalars(scalars.compactMap { name, value in value.map { (name, $0) } }, step: step)
     }
 
+    /// `restore_best`: every replica takes the best validation's weights back from the best
+    /// checkpoint (rank 0 reads it and broadcasts them), and validates them again for the last
+    /// checkpoint and the report. Returns the step restored; nil when the weights stay.
+    func restoreBestWeights(progress: ProgressReporter?) throws -> Int? {
+        guard earlyStopping.isEnabled && earlyStopping.restoreBest, let best = tracker.bestStep, best != step else { return nil }
+        let parameters = experiment.trainableModel.parameters
+        let path = Checkpoint.weightsPath(runDirectory, step: best)
+        var values: [Float] = []
+        if isLeader {
+            do {
+                let file = try Checkpoint.load(path, state: false).weights
+                values = parameters.values.array
+                for ref in parameters.layout.entries {
+                    let floats = try file.tensor(ref.name, in: path).floats()
+                    guard floats.count == ref.count else { throw SeqTrainError("\(path): \(ref.name) has \(floats.count) values, expected \(ref.count)") }
+                    values.replaceSubrange(ref.offset..<(ref.offset + ref.count), with: floats)
+                }
+            } catch let error as SeqTrainError {
+                printWarning("training.early_stopping.restore_best: cannot read the best checkpoint (\(error.message));"
+                    + " the run ends with its last weights")
+                values = []
+            }
+        }
+        // Rank 0 alone knows whether it could read them: every replica learns it alike.
+        var readable = [isLeader && !values.isEmpty ? 1.0 : 0]
+        try communicator.allReduceSum(&readable)
+        guard readable[0] > 0 else { return nil }
+        var bytes = isLeader ? values.withUnsafeBytes { Array($0) } : [UInt8](repeating: 0, count: parameters.count * 4)
+        try communicator.broadcast(&bytes, root: 0)
+        if communicator.writesSharedState {
+            bytes.withUnsafeBytes { raw in
+                guard let floats = raw.bindMemory(to: Float.self).baseAddress else { return }
+                parameters.values.pointer.update(from: floats, count: parameters.count)
+            }
+        }
+        try communicator.synchronizeProcess()
+        _ = try validate(observe: false)
+        progress?.message("restored the weights of step \(best), the best \(earlyStopping.monitor) (\(tracker.best))")
+        return best
+    }
+
+    /// metrics.jsonl's last line when early stopping ended the run or restored the best weights.
+    func appendEarlyStop(restored: Int?) throws {
+        let value = tracker.best.isFinite ? "\(tracker.best)" : "null"
+        let fields = ["\"step\": \(step)", "\"event\": \"early_stopping\"",
+                      "\"stopped_step\": " + (tracker.stoppedStep.map { "\($0)" } ?? "null"),
+                      "\"best_step\": " + (tracker.bestStep.map { "\($0)" } ?? "null"),
+                      "\"monitor\": \(jsonString(earlyStopping.monitor))", "\"best\": \(value)",
+                      "\"restored_best\": \(restored != nil)"]
+        try append("{" + fields.joined(separator: ", ") + "}\n", to: "\(runDirectory)/metrics.jsonl")
+    }
+
     /// The final validation's report (per-class table, confusion matrix): printed and saved.
     func writeReport(_ result: ValidationResult, progress: ProgressReporter?) throws {
         if let text = result.report {
@@ -524,7 +658,7 @@ public final class Trainer {
     // MARK: checkpoints
 
     /// Rank 0 writes weights then state, each atomically; all ranks take part in gathering lane states.
-    func writeCheckpoint() throws -> String {
+    func writeCheckpoint(best: Bool = false) throws -> String {
         let parameters = experiment.trainableModel.parameters
         let carried = experiment.carriedState
         let hidden = try carried.map { try gatherLanes($0.state.hidden, of: $0) } ?? []
@@ -566,6 +700,7 @@ public final class Trainer {
             "seqtrain.plateau": "\(schedule.plateauScale) \(schedule.bestValidation) \(schedule.badValidations)",
             "seqtrain.skipped": "\(skippedSteps) \(skippedInARow)",
             "seqtrain.loss_window": "\(lossWindow.sum) \(lossWindow.count)",
+            "seqtrain.early_stopping": tracker.checkpointText,
             "seqtrain.data_fingerprint": "\(experiment.dataFingerprint)",
             "seqtrain.layout": parameters.layout.signature,
         ]
@@ -573,8 +708,19 @@ public final class Trainer {
             // Test hook: die with both files written and the manifest not yet.
             if let failure = options.failure, failure.mode == .killInCheckpoint, failure.step == step { kill(getpid(), SIGKILL) }
         }
-        Checkpoint.prune(runDirectory, keep: config.integer("checkpoint.keep_last"))
+        if best, let bestStep = tracker.bestStep {
+            // After the checkpoint is complete, before the old best may be pruned.
+            try BestCheckpointRecord(step: bestStep, monitor: earlyStopping.monitor, mode: earlyStopping.mode.rawValue,
+                                     value: tracker.best).write(runDirectory)
+        }
+        Checkpoint.prune(runDirectory, keep: config.integer("checkpoint.keep_last"), protecting: protectedCheckpoints)
         return path
+    }
+
+    /// The best checkpoint, which `keep_last` never deletes.
+    var protectedCheckpoints: Set<String> {
+        guard earlyStopping.keepsBestCheckpoint, let best = tracker.bestStep else { return [] }
+        return [Checkpoint.weightsPath(runDirectory, step: best)]
     }
 
     /// Every rank's (L, rows, H) lane states as one (L, lanes, H) array, lanes in global order.
@@ -644,6 +790,21 @@ public final class Trainer {
         if plateau.count == 3 {
             schedule.plateauScale = plateau[0]; schedule.bestValidation = plateau[1]; schedule.badValidations = Int(plateau[2])
         }
+        // Checkpoints from before early stopping have none: the tracker starts afresh, as it did.
+        if let saved = state.metadata["seqtrain.early_stopping"].flatMap(BestTracker.init(checkpointText:)) {
+            tracker = saved
+            resumedStopped = saved.stoppedStep != nil
+        }
+        if isLeader, earlyStopping.keepsBestCheckpoint, let best = tracker.bestStep {
+            // The record follows the state resumed (a newer, damaged checkpoint may have been skipped).
+            if FileManager.default.fileExists(atPath: Checkpoint.weightsPath(runDirectory, step: best)) {
+                try BestCheckpointRecord(step: best, monitor: earlyStopping.monitor, mode: earlyStopping.mode.rawValue,
+                                         value: tracker.best).write(runDirectory)
+            } else {
+                printWarning("\(Checkpoint.weightsPath(runDirectory, step: best)): the best checkpoint of this run is gone;"
+                    + " restore_best and --checkpoint best fall back to the last weights")
+            }
+        }
         if let loss = weights.metadata["seqtrain.val_loss"].flatMap(Double.init) {
             var restored = ValidationResult(loss: loss)
             if let json = weights.metadata["seqtrain.val_metrics"]?.data(using: .utf8),
@@ -664,6 +825,7 @@ public final class Trainer {
                 note += " (written by \(describe(written, workers)), continued on \(describe(communicator.size, communicator.workersPerRank)))"
             }
         }
+        if let stopped = tracker.stoppedStep { note += "; early stopping ended this run at step \(stopped)" }
         resumeNote = note
         if let carried = experiment.carriedState {
             try scatterLanes(try state.tensor("lanes.hidden", in: statePath).floats(), into: carried.state.hidden, of: carried)
