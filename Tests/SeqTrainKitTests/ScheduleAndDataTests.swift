@@ -55,6 +55,30 @@ final class TextDataTests: XCTestCase {
         }
     }
 
+    /// A folder a glob must search and cannot read is an error, not silently skipped; one the
+    /// pattern cannot reach is not opened. Root reads everything, so the test reads as nobody.
+    func testAGlobThatReachesAnUnreadableFolderIsAnError() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: "\(dir)/closed", withIntermediateDirectories: true)
+        for path in ["a.txt", "closed/b.txt"] {
+            try "t".write(toFile: "\(dir)/\(path)", atomically: true, encoding: .utf8)
+        }
+        XCTAssertEqual(chmod("\(dir)/closed", 0), 0)
+        defer { chmod("\(dir)/closed", 0o755) }
+        let asRoot = getuid() == 0
+        if asRoot {
+            XCTAssertEqual(setegid(65534), 0)
+            XCTAssertEqual(seteuid(65534), 0)
+        }
+        defer { if asRoot { seteuid(0); setegid(0) } }
+        XCTAssertThrowsError(try TextFiles.expand(["\(dir)/**/*.txt"])) { error in
+            let expected = "searches \(dir)/closed, which cannot be read (Permission denied)"
+            XCTAssertTrue("\(error)".contains(expected), "\(error)")
+        }
+        XCTAssertEqual(try TextFiles.expand(["\(dir)/*.txt"]), ["\(dir)/a.txt"])
+    }
+
     func testUnknownCharactersAreSkippedAndCountedOrAnError() throws {
         let vocabulary = Vocabulary(building: Array("abc".unicodeScalars))
         let (ids, skipped) = try vocabulary.encode(Array("abxcx".unicodeScalars), strict: false, source: "t")

@@ -39,8 +39,11 @@ public enum TextFiles {
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: base, isDirectory: &isDirectory), isDirectory.boolValue else { return [] }
         let prefix = root.isEmpty ? (pattern.hasPrefix("/") ? "/" : "") : root + "/"
+        // Without `**` a match is exactly as deep as the pattern: deeper folders are not opened.
+        let wildParts = parts[fixedCount...]
+        let depth = wildParts.contains { $0.contains("**") } ? Int.max : wildParts.count
         var out: [String] = []
-        try walk(base, relative: "") { relative in
+        try walk(base, relative: "", depth: depth) { relative in
             let range = NSRange(relative.startIndex..., in: relative)
             guard regex.firstMatch(in: relative, range: range) != nil else { return }
             out.append(prefix + relative)
@@ -52,9 +55,9 @@ public enum TextFiles {
     }
 
     /// Calls `file` with the path (relative to `base`) of every regular file or link to one below
-    /// `base`; does not follow links to folders. A folder it cannot list goes to `unreadable`,
-    /// where FileManager's enumerator would skip it without a word.
-    static func walk(_ base: String, relative: String, file: (String) throws -> Void,
+    /// `base`, at most `depth` path components down; does not follow links to folders. A folder it
+    /// cannot list goes to `unreadable`, where FileManager's enumerator would skip it without a word.
+    static func walk(_ base: String, relative: String, depth: Int, file: (String) throws -> Void,
                      unreadable: (String, String) throws -> Void) throws {
         let folder = relative.isEmpty ? base : (base == "/" ? "/" : base + "/") + relative
         guard let directory = opendir(folder) else {
@@ -75,7 +78,8 @@ public enum TextFiles {
             var status = stat()
             guard lstat(full, &status) == 0 else { continue }
             switch status.st_mode & S_IFMT {
-            case S_IFDIR: try walk(base, relative: child, file: file, unreadable: unreadable)
+            case S_IFDIR where depth > 1:
+                try walk(base, relative: child, depth: depth - 1, file: file, unreadable: unreadable)
             case S_IFREG: try file(child)
             case S_IFLNK:
                 var target = stat()
