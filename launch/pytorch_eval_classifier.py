@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Loads a seqtrain classifier checkpoint (sequence_classifier or mlp_classifier) into the PyTorch
 module the README shows, reads .npy inputs and labels with the checkpoint's own preprocessing
-(trailing-NaN lengths, rFFT features, standardization), and prints the loss and the metrics that
+(trailing-NaN lengths, the feature blocks of data.features, standardization), and prints the loss and the metrics that
 `seqtrain eval --json` prints for the same files. The numbers agree to float rounding.
 
     pip install torch safetensors numpy
@@ -22,7 +22,8 @@ sd = load_file(path)
 
 x = np.load(inputs_path).astype(np.float64)
 labels = np.load(labels_path)
-if kind == "sequence_classifier" or pre["features"] == "rfft":
+blocks = pre["features"].split(",")               # data.features: "raw", or blocks like "downsample,stats,rfft"
+if kind == "sequence_classifier" or blocks != ["raw"]:
     if x.ndim == 2:
         x = x[:, :, None]                          # (N, T) -> (N, T, 1)
     valid = ~np.isnan(x).all(axis=2)               # trailing NaN steps end a sample
@@ -30,15 +31,23 @@ if kind == "sequence_classifier" or pre["features"] == "rfft":
     x = np.nan_to_num(x)
 else:
     x = x.reshape(len(x), -1)                      # an MLP sees (N, T, F) flattened
-if pre["features"] == "rfft":
-    bins = pre["rfftBins"]
-    feats = np.zeros((len(x), x.shape[2] * bins))
-    for n in range(len(x)):
-        spectrum = np.abs(np.fft.rfft(x[n, :lengths[n], :], axis=0, norm="forward"))[:bins]   # (bins', F)
-        padded = np.zeros((bins, x.shape[2]))
-        padded[:len(spectrum)] = spectrum
-        feats[n] = np.log1p(padded.T).reshape(-1)  # channel-major
-    x = feats
+if blocks != ["raw"]:
+    bins, segments = pre["rfftBins"], pre.get("downsample") or 50
+    def block(name, v):                            # v: one sample's valid steps, (L, F)
+        L = len(v)
+        if name == "rfft":
+            spectrum = np.abs(np.fft.rfft(v, axis=0, norm="forward"))[:bins]   # (bins', F)
+            padded = np.zeros((bins, v.shape[1]))
+            padded[:len(spectrum)] = spectrum
+            return np.log1p(padded.T).reshape(-1)  # channel-major
+        if name == "downsample":                   # F.adaptive_avg_pool1d's windows
+            windows = [(j * L // segments, -(-(j + 1) * L // segments)) for j in range(segments)]
+            return np.array([[v[a:b, f].mean() for a, b in windows] for f in range(v.shape[1])]).reshape(-1)
+        if name == "stats":
+            return np.stack([v.mean(0), v.std(0), v.min(0), v.max(0), v[0], v[-1]], axis=1).reshape(-1)
+        return None
+    x = np.stack([np.concatenate([x[n].reshape(-1) if b == "raw" else block(b, x[n, :lengths[n]]) for b in blocks])
+                  for n in range(len(x))])
 if pre.get("mean") is not None:
     mean, std = np.array(pre["mean"]), np.array(pre["std"])
     if x.ndim == 3:

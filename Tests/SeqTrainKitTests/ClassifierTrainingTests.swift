@@ -126,6 +126,44 @@ final class ClassifierTrainingTests: XCTestCase {
         XCTAssertGreaterThan(f1, 0.9, "held-out macro F1 of the FFT MLP")
     }
 
+    /// Feature blocks end to end: the checkpoint keeps them, so eval reads held-out files of another
+    /// length as training did and repeats the logged validation loss.
+    func testFeatureBlocksTrainAndTheCheckpointReadsNewFilesTheSameWay() throws {
+        try writeCurves("train", count: 600, length: 200, seed: 1)
+        try writeCurves("held", count: 150, length: 200, seed: 2)
+        try writeCurves("longer", count: 50, length: 260, seed: 3)
+        let config = try config("""
+            [data]
+            inputs = ["\(dir)/train/inputs.npy"]
+            labels = ["\(dir)/train/labels.npy"]
+            validation_inputs = ["\(dir)/held/inputs.npy"]
+            validation_labels = ["\(dir)/held/labels.npy"]
+            \(Self.curvesSection)
+            features = ["downsample", "stats", "rfft"]
+            downsample = 20
+            rfft_bins = 16
+            [model]
+            kind = "mlp_classifier"
+            hidden_sizes = [64]
+            [training]
+            epochs = 30
+            eval_every = 0
+            [optimizer]
+            kind = "adamw"
+            """)
+        let summary = try Trainer(config: config, options: quiet()).run()
+        let validation = try XCTUnwrap(summary.validation)
+        let f1 = try XCTUnwrap(validation.metrics.first { $0.name == "val_macro_f1" }?.value)
+        XCTAssertGreaterThan(f1, 0.8, "held-out macro F1 of the MLP on downsample + stats + rfft")
+        let loaded = try LoadedClassifier(path: "\(dir)/run")
+        XCTAssertEqual(loaded.preprocessing.inputFeatures, 20 + 6 + 16)
+        let report = try loaded.evaluate(data: ["\(dir)/held/inputs.npy"], labels: ["\(dir)/held/labels.npy"])
+        let loss = report.fields.first { $0.name == "loss" }?.value as? Double
+        XCTAssertEqual(loss ?? .nan, validation.loss, accuracy: 1e-9)
+        // The blocks do not depend on the length, so longer curves read too.
+        XCTAssertNoThrow(try loaded.evaluate(data: ["\(dir)/longer/inputs.npy"], labels: ["\(dir)/longer/labels.npy"]))
+    }
+
     /// A small single-label CSV set with string labels: class weights, label smoothing, the balanced
     /// sampler, dropout and a plateau schedule, killed and resumed.
     func writeSingleLabelCSV(variableLength: Bool = false) throws -> String {

@@ -41,6 +41,68 @@ final class NumericDataTests: XCTestCase {
         }
     }
 
+    /// Every feature block against NumPy (np.fft.rfft, np.std, the adaptive-pooling windows written
+    /// out), on two channels of variable length, one sample shorter than the segment count.
+    func testFeatureBlocksMatchNumPy() throws {
+        let (N, T, F) = (5, 37, 2)
+        let lengths = [37, 20, 3, 11, 36]
+        let random = CounterRandom(seed: 4, purpose: .synthetic)
+        var x = [Float](repeating: .nan, count: N * T * F)     // (N, T, F), trailing NaN ends a sample
+        for s in 0..<N {
+            for t in 0..<lengths[s] {
+                for f in 0..<F {
+                    let wave = sin(Float(t) * 0.4 * Float(f + 1) + Float(s))
+                    x[(s * T + t) * F + f] = wave + random.uniform(stream: UInt64(s), index: UInt64(t * F + f))
+                }
+            }
+        }
+        try NumpyArray(floats: x, shape: [N, T, F]).write(to: "\(dir)/x.npy")
+        let (bins, segments) = (5, 8)
+        let script = """
+            import math, sys, numpy as np
+            x = np.load(sys.argv[1]).astype(np.float64)
+            B, S = \(bins), \(segments)
+            rows = []
+            for sample in x:
+                L = int((~np.isnan(sample).all(axis=1)).sum())
+                v = sample[:L]                                          # (L, F)
+                raw = np.nan_to_num(sample).reshape(-1)
+                spectrum = np.zeros((B, v.shape[1]))
+                full = np.abs(np.fft.rfft(v, axis=0, norm="forward"))[:B]
+                spectrum[:len(full)] = full
+                rfft = np.log1p(spectrum.T).reshape(-1)
+                windows = [(j * L // S, math.ceil((j + 1) * L / S)) for j in range(S)]
+                down = np.array([[v[a:b, f].mean() for a, b in windows] for f in range(v.shape[1])]).reshape(-1)
+                stats = np.stack([v.mean(0), v.std(0), v.min(0), v.max(0), v[0], v[-1]], axis=1).reshape(-1)
+                rows.append(np.concatenate([raw, rfft, down, stats]))
+            np.save(sys.argv[2], np.array(rows, dtype=np.float32))
+            """
+        try script.write(toFile: "\(dir)/blocks.py", atomically: true, encoding: .utf8)
+        // The first python3 on PATH may lack NumPy where launch/test installed Debian's python3-numpy.
+        var run = try MultiRankTests.execute(["/usr/bin/env", "python3", "-c", "import numpy"], timeout: 60)
+        let python = run.status == 0 ? "python3" : "/usr/bin/python3"
+        run = try MultiRankTests.execute(["/usr/bin/env", python, "\(dir)/blocks.py", "\(dir)/x.npy",
+                                          "\(dir)/expected.npy"], timeout: 60)
+        XCTAssertEqual(run.status, 0, "\(python) with numpy (launch/test installs python3-numpy): \(run.errors)")
+        let expected = try NumpyArray(contentsOf: "\(dir)/expected.npy")
+        let data = try NumericReader().read(inputs: ["\(dir)/x.npy"], labels: [])
+        XCTAssertEqual(data.lengths, lengths)
+        let blocks = try XCTUnwrap(FeatureBlocks(names: ["raw", "rfft", "downsample", "stats"], rfftBins: bins,
+                                                 segments: segments))
+        XCTAssertEqual(blocks.width(steps: T, channels: F), T * F + (bins + segments + 6) * F)
+        let out = blocks.apply(data)
+        XCTAssertEqual(expected.shape, [N, out.features])
+        assertClose(out.inputs, expected.floats(), "raw + rfft + downsample + stats", absolute: 1e-5, relative: 1e-5)
+        // One block alone is that block's columns of the concatenation.
+        let stats = try XCTUnwrap(FeatureBlocks(names: ["stats"], rfftBins: bins, segments: segments)).apply(data)
+        let offset = T * F + (bins + segments) * F
+        let columns = (0..<N).flatMap { out.inputs[($0 * out.features + offset)..<(($0 + 1) * out.features)] }
+        XCTAssertEqual(stats.inputs, columns)
+        XCTAssertNil(FeatureBlocks(names: ["raw", "raw"], rfftBins: 1, segments: 1), "a block listed twice")
+        XCTAssertNil(FeatureBlocks(names: ["wavelet"], rfftBins: 1, segments: 1))
+        XCTAssertNil(FeatureBlocks(names: ["raw"], rfftBins: 1, segments: 1)?.width(steps: Int.max / 2, channels: 4))
+    }
+
     func testEveryVersionAndDtypeReads() throws {
         let expected: [Double] = [0, 1, 2, 3, 4, 5]
         let cases: [(String, Data)] = [

@@ -60,6 +60,8 @@ public enum ConfigType: Equatable {
     case boolean
     case text
     case choice([String])
+    /// One of the options or a list of distinct ones, in order.
+    case blocks([String])
     case texts
     /// A list of positive integers (may be empty).
     case positiveIntegers
@@ -82,6 +84,8 @@ public enum ConfigType: Equatable {
         case .boolean: return "true or false"
         case .text: return "a string"
         case .choice(let options): return "one of " + options.map { "\"\($0)\"" }.joined(separator: ", ")
+        case .blocks(let options):
+            return "a list of distinct " + options.map { "\"\($0)\"" }.joined(separator: ", ") + " (or one of them)"
         case .texts: return "a list of strings (or one string)"
         case .positiveIntegers: return "a list of positive integers"
         case .columns: return "a list of column names or 0-based indices"
@@ -114,6 +118,9 @@ public enum ConfigType: Equatable {
         case (.text, .text): return raw
         case (.choice(let options), .text(let v)): return options.contains(v) ? raw : nil
         case (.texts, .texts): return raw
+        case (.blocks(let options), .text(let v)): return options.contains(v) ? .texts([v]) : nil
+        case (.blocks(let options), .texts(let v)):
+            return !v.isEmpty && Set(v).count == v.count && v.allSatisfy(options.contains) ? raw : nil
         case (.texts, .text(let v)): return .texts([v])
         case (.positiveIntegers, .integers(let v)): return v.allSatisfy { $0 > 0 } ? raw : nil
         case (.positiveIntegers, .integer(let v)): return v > 0 ? .integers([v]) : nil

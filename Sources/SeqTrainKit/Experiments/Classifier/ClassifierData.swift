@@ -13,8 +13,9 @@ public struct ClassifierPreprocessing: Codable, Equatable {
     public var task: ClassificationTask
     public var classes: [String]
     public var layout: String          // SampleLayout
-    public var features: String        // "raw" | "rfft"
+    public var features: String        // data.features, its blocks joined by "," ("raw", "rfft", "raw,stats")
     public var rfftBins: Int
+    public var downsample: Int?        // data.downsample (nil in checkpoints from before the block)
     public var inputFeatures: Int      // F the model sees
     public var header: Bool
     public var labelColumns: [String]
@@ -27,23 +28,43 @@ public struct ClassifierPreprocessing: Codable, Equatable {
 
     var sampleLayout: SampleLayout { SampleLayout(rawValue: layout) ?? .sequence }
 
-    /// The reader for files of this experiment (rfft features read sequences first).
+    /// The feature blocks, or nil when the names are not valid (a damaged checkpoint).
+    var blocks: FeatureBlocks? {
+        FeatureBlocks(names: features.split(separator: ",").map(String.init), rfftBins: rfftBins,
+                      segments: downsample ?? 50)
+    }
+
+    /// The reader for files of this experiment (computed features read sequences first).
     func reader(inputsKey: String = "data.inputs", labelsKey: String = "data.labels") -> NumericReader {
         var reader = NumericReader()
         reader.header = header
         reader.labelColumns = labelColumns
         reader.labelNames = labelNames
         reader.inputColumns = inputColumns
-        reader.layout = features == "rfft" ? .sequence : sampleLayout
+        reader.layout = blocks?.isIdentity ?? true ? sampleLayout : .sequence
         reader.inputsKey = inputsKey
         reader.labelsKey = labelsKey
         return reader
     }
 
-    /// Raw samples → what the model sees: spectral features, then standardization (when fitted).
+    /// Raw samples → the feature blocks, their size checked before they are made.
+    func featured(_ data: LabelledData, key: String) throws -> LabelledData {
+        guard let blocks else { throw SeqTrainError("data.features = \"\(features)\": not a list of feature blocks") }
+        if blocks.isIdentity { return data }
+        guard let width = blocks.width(steps: data.steps, channels: data.features) else {
+            throw SeqTrainError("\(key): \(data.steps) steps × \(data.features) channels make too many features; "
+                + "lower data.rfft_bins or data.downsample, or drop the raw block")
+        }
+        let count = try MemoryCheck.product([data.count, width], what: "samples × features")
+        try MemoryCheck.require(floats: count, what: "the features of data.features",
+                                fix: "lower data.rfft_bins or data.downsample, or drop the raw block")
+        return blocks.apply(data)
+    }
+
+    /// Raw samples → what the model sees: feature blocks, then standardization (when fitted).
     /// The caller has checked that the feature counts match.
-    func transform(_ data: LabelledData) -> LabelledData {
-        var out = features == "rfft" ? SpectralFeatures.logMagnitude(data, bins: rfftBins) : data
+    func transform(_ data: LabelledData, key: String) throws -> LabelledData {
+        var out = try featured(data, key: key)
         if let mean, let std, mean.count == out.features { Standardization(mean: mean, std: std).apply(&out) }
         return out
     }

@@ -137,11 +137,13 @@ public final class ClassifierExperiment: Experiment {
 
         let layout: SampleLayout = config.kind == "mlp_classifier" ? .vector : .sequence
         var settings = ClassifierPreprocessing(
-            task: .singleLabel, classes: [], layout: layout.rawValue, features: config.text("data.features"),
-            rfftBins: config.integer("data.rfft_bins"), inputFeatures: 0, header: config.boolean("data.header"),
+            task: .singleLabel, classes: [], layout: layout.rawValue, features: config.texts("data.features").joined(separator: ","),
+            rfftBins: config.integer("data.rfft_bins"), downsample: config.integer("data.downsample"), inputFeatures: 0,
+            header: config.boolean("data.header"),
             labelColumns: config.texts("data.label_columns"), labelNames: config.texts("data.label_names"), mean: nil, std: nil)
-        guard config.integer("data.rfft_bins") <= 65_536 else {
-            throw SeqTrainError("data.rfft_bins = \(config.integer("data.rfft_bins")): at most 65536 frequency bins per channel; the lowest 16 to 64 describe a curve's shape")
+        for key in ["data.rfft_bins", "data.downsample"] where config.integer(key) > 65_536 {
+            throw SeqTrainError("\(key) = \(config.integer(key)): at most 65536 per channel; "
+                + "16 to 64 frequency bins or segments describe a curve's shape")
         }
         guard !config.texts("data.inputs").isEmpty else {
             throw SeqTrainError("data.inputs: no input files; give .npy, .csv or .tsv files (for example `seqtrain data curves --out data/curves` makes a labelled set)")
@@ -196,11 +198,7 @@ public final class ClassifierExperiment: Experiment {
         }
 
         // Features, then standardization fitted on the training split only.
-        if settings.features == "rfft" {
-            let count = try MemoryCheck.product([all.count, all.features, settings.rfftBins], what: "samples × channels × data.rfft_bins")
-            try MemoryCheck.require(floats: count, what: "the spectral features", fix: "lower data.rfft_bins")
-        }
-        let featured = settings.features == "rfft" ? SpectralFeatures.logMagnitude(trainPart, bins: settings.rfftBins) : trainPart
+        let featured = try settings.featured(trainPart, key: "data.features")
         if config.boolean("data.standardize") {
             let fitted = Standardization(fitting: featured)
             settings.mean = fitted.mean
@@ -212,7 +210,7 @@ public final class ClassifierExperiment: Experiment {
         if let mean = settings.mean, let std = settings.std { Standardization(mean: mean, std: std).apply(&transformed) }
         training = transformed
         trainingTargets = trainTargets
-        validation = validationPart.map { settings.transform($0) }
+        validation = try validationPart.map { try settings.transform($0, key: "data.features") }
         validationTargets = heldTargets
 
         let classCount = settings.classes.count
@@ -317,10 +315,24 @@ public final class ClassifierExperiment: Experiment {
     public var unitName: String { "samples" }
     public var batchesPerEpoch: Int { batchCount(training.count, batchSize: batchSize) }
 
+    /// What the vector features are made of, for the summary.
+    var featureNote: String {
+        guard let blocks = preprocessing.blocks, !blocks.isIdentity else { return "" }
+        let parts = blocks.blocks.map { block -> String in
+            switch block {
+            case .raw: return "raw values"
+            case .rfft: return "log-magnitude rFFT, \(blocks.rfftBins) bins per channel"
+            case .downsample: return "means of \(blocks.segments) segments per channel"
+            case .stats: return "6 statistics per channel"
+            }
+        }
+        return " (" + parts.joined(separator: " + ") + ")"
+    }
+
     public var summary: String {
         let shape = preprocessing.sampleLayout == .sequence && preprocessing.features == "raw"
             ? "sequences of up to \(training.steps) steps × \(training.features) feature(s)"
-            : "vectors of \(training.features) features\(preprocessing.features == "rfft" ? " (log-magnitude rFFT, \(preprocessing.rfftBins) bins per channel)" : "")"
+            : "vectors of \(training.features) features\(featureNote)"
         let counts = trainingTargets.counts(classes: classes.count).map { String(Int($0)) }
         return "\(config.text("job.name")): \(config.kind), \(preprocessing.task.rawValue), \(classes.count) classes, \(training.count) training and \(validation?.count ?? 0) validation samples (\(shape)); per class in training: \(zip(classes, counts).prefix(12).map { "\($0) \($1)" }.joined(separator: ", "))\(classes.count > 12 ? ", ..." : ""); \(trainableModel.parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters"
     }

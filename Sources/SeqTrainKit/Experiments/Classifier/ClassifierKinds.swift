@@ -48,10 +48,15 @@ extension ClassifierExperiment {
                   help: "Share of the samples held out for validation, by a seeded split stratified by class (label set when multi-label)."),
         ConfigKey(section: "data", name: "standardize", type: .boolean, defaultValue: .boolean(true),
                   help: "Scale every feature to mean 0 and deviation 1 with statistics of the training split (stored in the checkpoint)."),
-        ConfigKey(section: "data", name: "features", type: .choice(["raw", "rfft"]), defaultValue: .text("raw"),
-                  help: "raw values, or the log-magnitude of each channel's real FFT over the sample's length (a vector per sample)."),
+        ConfigKey(section: "data", name: "features", type: .blocks(FeatureBlocks.Block.allCases.map(\.rawValue)),
+                  defaultValue: .texts(["raw"]),
+                  help: "Blocks concatenated into a vector per sample: raw values; rfft, the log-magnitude of each "
+                      + "channel's real FFT; downsample, segment means; stats, mean, deviation, min, max, first, last "
+                      + "per channel. raw alone keeps sequences as they are."),
         ConfigKey(section: "data", name: "rfft_bins", type: .positiveInteger, defaultValue: .integer(32),
                   help: "rfft: frequency bins kept per channel (the lowest)."),
+        ConfigKey(section: "data", name: "downsample", type: .positiveInteger, defaultValue: .integer(50),
+                  help: "downsample: segments per channel, each the mean of its steps (F.adaptive_avg_pool1d's windows)."),
         ConfigKey(section: "data", name: "sampler", type: .choice(["shuffle", "balanced"]), defaultValue: .text("shuffle"),
                   help: "shuffle: a permutation per epoch; balanced: draw every class (label) equally often, with replacement."),
     ]
@@ -101,7 +106,7 @@ public struct LoadedClassifier {
         }
         let c = stored.classes.count, features = stored.inputFeatures
         guard c >= 1, features >= 1, features <= 1 << 24, Set(stored.classes).count == c,
-              (1...65_536).contains(stored.rfftBins), ["raw", "rfft"].contains(stored.features),
+              (1...65_536).contains(stored.rfftBins), (1...65_536).contains(stored.downsample ?? 50), stored.blocks != nil,
               SampleLayout(rawValue: stored.layout) != nil,
               stored.mean.map({ $0.count == features && $0.allSatisfy { $0.isFinite } }) ?? true,
               stored.std.map({ $0.count == features && $0.allSatisfy { $0 > 0 && $0.isFinite } }) ?? true else {
@@ -128,10 +133,11 @@ public struct LoadedClassifier {
             throw SeqTrainError("--labels: the data has no labels; give label files with --labels (the checkpoint reads labels from \(preprocessing.labelColumns.isEmpty ? "separate files" : "columns \(preprocessing.labelColumns.joined(separator: ", "))"))")
         }
         // Features first, then their count checked, then the stored standardization.
-        var featured = preprocessing.features == "rfft" ? SpectralFeatures.logMagnitude(raw, bins: preprocessing.rfftBins) : raw
+        var featured = try preprocessing.featured(raw, key: "--data")
         let expected = preprocessing.inputFeatures
         guard featured.features == expected else {
-            throw SeqTrainError("--data: samples have \(featured.features) features\(preprocessing.features == "rfft" ? " after the rFFT" : ""), the model was trained on \(expected)")
+            let made = preprocessing.features == "raw" ? "" : " from data.features = [\(preprocessing.features)]"
+            throw SeqTrainError("--data: samples have \(featured.features) features\(made), the model was trained on \(expected)")
         }
         if let mean = preprocessing.mean, let std = preprocessing.std { Standardization(mean: mean, std: std).apply(&featured) }
         return featured
