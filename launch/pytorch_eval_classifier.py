@@ -111,8 +111,8 @@ if pre["task"] == "multi_label":
               "micro_f1": (2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())).item(),
               "exact_match": (predicted == truth).all(1).double().mean().item()}
 else:
-    classes = pre["classes"]
-    y = torch.tensor([classes.index(str(int(v))) for v in labels.reshape(-1)])
+    written = pre.get("classLabels") or pre["classes"]     # the ids data.class_names names, or the classes
+    y = torch.tensor([written.index(str(int(v))) for v in labels.reshape(-1)])
     loss = F.cross_entropy(logits, y).item()
     result = {"loss": loss, "accuracy": (logits.argmax(1) == y).double().mean().item()}
 print(json.dumps(result))

@@ -284,6 +284,56 @@ final class ClassifierTrainingTests: XCTestCase {
         XCTAssertEqual(try loss("\(dir)/reordered.csv"), try loss(csv), accuracy: 1e-9)
     }
 
+    /// data.class_names names integer ids: the run, its reports, eval and predict speak of "eel"
+    /// where the files say 2, and an id without a name is refused naming it.
+    func testClassNamesNameIntegerIdsInReportsEvalAndPredict() throws {
+        let named = try writeSingleLabelCSV()
+        let csv = "\(dir)/ids.csv"
+        let ids = try String(contentsOfFile: named, encoding: .utf8)
+            .replacingOccurrences(of: "cat,", with: "0,").replacingOccurrences(of: "dog,", with: "1,")
+            .replacingOccurrences(of: "eel,", with: "2,")
+        try ids.write(toFile: csv, atomically: true, encoding: .utf8)
+        let body = """
+            [data]
+            inputs = ["\(csv)"]
+            label_columns = ["label"]
+            header = true
+            class_names = ["cat", "dog", "eel"]
+            [model]
+            kind = "mlp_classifier"
+            hidden_sizes = [16]
+            [training]
+            epochs = 30
+            eval_every = 0
+            [optimizer]
+            lr = 0.01
+            """
+        let trainer = try Trainer(config: try config(body), options: quiet())
+        let summary = try trainer.run()
+        XCTAssertEqual((trainer.experiment as? ClassifierExperiment)?.classes, ["cat", "dog", "eel"])
+        let confusion = try String(contentsOfFile: "\(dir)/run/confusion_matrix.csv", encoding: .utf8)
+        XCTAssertEqual(confusion.split(separator: "\n").first, "true\\predicted,cat,dog,eel")
+        XCTAssertTrue(try String(contentsOfFile: "\(dir)/run/per_class.csv", encoding: .utf8).contains("eel,"))
+        // The checkpoint reads new files of ids and names what it predicts.
+        let loaded = try LoadedClassifier(path: "\(dir)/run")
+        XCTAssertEqual(loaded.preprocessing.classes, ["cat", "dog", "eel"])
+        let report = try loaded.evaluate(data: [csv], labels: [])
+        let loss = report.fields.first { $0.name == "loss" }?.value as? Double
+        XCTAssertEqual(loss ?? .nan, try loaded.evaluate(data: [named], labels: []).fields.first { $0.name == "loss" }
+            .flatMap { $0.value as? Double } ?? .nan, accuracy: 0, "files may give the ids or their names")
+        XCTAssertGreaterThan(summary.validation?.metrics.first { $0.name == "val_accuracy" }?.value ?? 0, 0.8)
+        _ = try loaded.predict(data: [csv], out: "\(dir)/p.csv")
+        let predicted = try String(contentsOfFile: "\(dir)/p.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(predicted.first, "sample,predicted,p_cat,p_dog,p_eel")
+        XCTAssertTrue(predicted.dropFirst().allSatisfy { ["cat", "dog", "eel"].contains($0.split(separator: ",")[1]) })
+        // Two names for three ids.
+        XCTAssertThrowsError(try Trainer(config: try config(body.replacingOccurrences(
+            of: #"["cat", "dog", "eel"]"#, with: #"["cat", "dog"]"#)), options: quiet())) { error in
+            XCTAssertTrue("\(error)".contains("data.class_names gives 2 names (ids 0 to 1), but the labels hold \"2\""),
+                          "\(error)")
+        }
+    }
+
     func testCertainMistakesAreRefusedWithTheReason() throws {
         try writeCurves("train", count: 50, length: 20, seed: 1)
         let data = "[data]\ninputs = [\"\(dir)/train/inputs.npy\"]\nlabels = [\"\(dir)/train/labels.npy\"]\n[model]\nkind = \"sequence_classifier\"\n"

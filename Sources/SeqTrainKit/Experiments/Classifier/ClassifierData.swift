@@ -12,6 +12,9 @@ public enum ClassificationTask: String, Codable {
 public struct ClassifierPreprocessing: Codable, Equatable {
     public var task: ClassificationTask
     public var classes: [String]
+    /// The labels as files write them, when data.class_names names integer ids ("0", "1", ...);
+    /// nil: the classes are the labels as written.
+    public var classLabels: [String]?
     public var layout: String          // SampleLayout
     public var features: String        // data.features, its blocks joined by "," ("raw", "rfft", "raw,stats")
     public var rfftBins: Int
@@ -69,6 +72,32 @@ public struct ClassifierPreprocessing: Codable, Equatable {
         return out
     }
 
+    /// Labels as the loss takes them. With data.class_names, files may give the ids or the names.
+    func targets(_ labels: RawLabels, source: String) throws -> ClassTargets {
+        try ClassTargets(labels, classes: classLabels ?? classes, task: task, source: source,
+                         alsoNamed: classLabels == nil ? [] : classes)
+    }
+
+    /// data.class_names: integer class ids 0..<n get the names given, so that reports, predict and
+    /// the confusion matrix say "A" where the files say 10. Every id in the labels must have a name.
+    mutating func name(classIds names: [String], task: ClassificationTask) throws {
+        guard !names.isEmpty else { return }
+        guard task == .singleLabel else {
+            throw SeqTrainError("data.class_names names the classes of single-label ids; multi-label columns are "
+                + "named by their header or data.label_names")
+        }
+        if let repeated = Dictionary(grouping: names, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            throw SeqTrainError("data.class_names: \"\(repeated.prefix(40))\" is given twice; every class needs its own name")
+        }
+        if let unnamed = classes.first(where: { Int($0).map { !(0..<names.count).contains($0) } ?? true }) {
+            throw SeqTrainError("data.class_names gives \(names.count) names (ids 0 to \(names.count - 1)), but the "
+                + "labels hold \"\(unnamed.prefix(40))\"; give a name for every class id, or leave data.class_names "
+                + "empty to use the labels as written")
+        }
+        classLabels = (0..<names.count).map(String.init)
+        classes = names
+    }
+
     /// Classes in sorted order: numerically when every label is an integer, else as text.
     static func classNames(of labels: RawLabels) -> [String] {
         switch labels {
@@ -87,10 +116,12 @@ public enum ClassTargets {
     case matrix([Float])    // (N, C)
 
     /// Maps labels as written onto the classes; a label the classes do not know is an error naming it.
-    init(_ labels: RawLabels, classes: [String], task: ClassificationTask, source: String) throws {
+    init(_ labels: RawLabels, classes: [String], task: ClassificationTask, source: String,
+         alsoNamed aliases: [String] = []) throws {
         switch (labels, task) {
         case (.names(let names), .singleLabel):
-            let index = Dictionary(classes.enumerated().map { ($1, Int32($0)) }, uniquingKeysWith: { a, _ in a })
+            let index = Dictionary((Array(classes.enumerated()) + Array(aliases.enumerated())).map { ($1, Int32($0)) },
+                                   uniquingKeysWith: { a, _ in a })
             self = .ids(try names.enumerated().map { i, name in
                 guard let id = index[name] else {
                     throw SeqTrainError("\(source), sample \(i): label \"\(name.prefix(40))\" is not one of the \(classes.count) classes the model was trained on (\(classes.prefix(10).joined(separator: ", "))\(classes.count > 10 ? ", ..." : ""))")

@@ -162,10 +162,11 @@ public final class ClassifierExperiment: Experiment {
         let requested = config.text("model.task")
         settings.task = requested == "auto" ? inferred : ClassificationTask(rawValue: requested)!
         settings.classes = ClassifierPreprocessing.classNames(of: rawLabels)
+        try settings.name(classIds: config.texts("data.class_names"), task: settings.task)
         guard settings.classes.count >= (settings.task == .singleLabel ? 2 : 1) else {
             throw SeqTrainError("data.labels: the training labels hold \(settings.classes.count) class(es) (\(settings.classes.joined(separator: ", "))); a classifier needs at least 2")
         }
-        let allTargets = try ClassTargets(rawLabels, classes: settings.classes, task: settings.task, source: labelFiles.first ?? all.source)
+        let allTargets = try settings.targets(rawLabels, source: labelFiles.first ?? all.source)
         try Self.checkLossForTask(config, task: settings.task)
 
         // Validation: given files, or a stratified share of the samples.
@@ -181,7 +182,7 @@ public final class ClassifierExperiment: Experiment {
             guard held.features == all.features || layout == .vector && held.steps * held.features == all.steps * all.features else {
                 throw SeqTrainError("data.validation_inputs: samples have \(held.features) features, the training inputs \(all.features)")
             }
-            heldTargets = try ClassTargets(heldLabels, classes: settings.classes, task: settings.task, source: held.source)
+            heldTargets = try settings.targets(heldLabels, source: held.source)
             validationPart = held
         } else if config.number("data.validation_fraction") > 0 {
             let groups = (0..<all.count).map { allTargets.group($0, classes: settings.classes.count) }
@@ -189,11 +190,11 @@ public final class ClassifierExperiment: Experiment {
                                         seed: UInt64(config.integer("job.seed")))
             guard !split.train.isEmpty else { throw SeqTrainError("data.validation_fraction leaves no training samples") }
             trainPart = all.subset(split.train)
-            trainTargets = try ClassTargets(trainPart.labels!, classes: settings.classes, task: settings.task, source: all.source)
+            trainTargets = try settings.targets(trainPart.labels!, source: all.source)
             if !split.validation.isEmpty {
                 let held = all.subset(split.validation)
                 validationPart = held
-                heldTargets = try ClassTargets(held.labels!, classes: settings.classes, task: settings.task, source: all.source)
+                heldTargets = try settings.targets(held.labels!, source: all.source)
             }
         }
 

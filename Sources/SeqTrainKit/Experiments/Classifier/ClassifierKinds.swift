@@ -36,6 +36,9 @@ extension ClassifierExperiment {
                   help: "Label files: .npy (N,) class ids or (N, C) 0/1, or CSV/TSV; empty: data.label_columns of the inputs."),
         ConfigKey(section: "data", name: "label_columns", type: .columns, defaultValue: .texts([]),
                   help: "CSV/TSV inputs: the columns (names or 0-based indices) that hold the labels; one column is a class, several are 0/1 labels."),
+        ConfigKey(section: "data", name: "class_names", type: .texts, defaultValue: .texts([]),
+                  help: "Single-label: the name of each integer class id (0, 1, ...), used in reports, predict and "
+                      + "the confusion matrix; empty: the ids (or the labels as written)."),
         ConfigKey(section: "data", name: "label_names", type: .texts, defaultValue: .texts([]),
                   help: "Names of the (N, C) label columns of .npy labels, in order; empty: 0, 1, ..."),
         ConfigKey(section: "data", name: "header", type: .boolean, defaultValue: .boolean(false),
@@ -106,6 +109,7 @@ public struct LoadedClassifier {
         }
         let c = stored.classes.count, features = stored.inputFeatures
         guard c >= 1, features >= 1, features <= 1 << 24, Set(stored.classes).count == c,
+              stored.classLabels.map({ $0.count == c && Set($0).count == c }) ?? true,
               (1...65_536).contains(stored.rfftBins), (1...65_536).contains(stored.downsample ?? 50), stored.blocks != nil,
               SampleLayout(rawValue: stored.layout) != nil,
               stored.mean.map({ $0.count == features && $0.allSatisfy { $0.isFinite } }) ?? true,
@@ -147,7 +151,7 @@ public struct LoadedClassifier {
     /// macro and micro F1 and exact match (multi-label).
     public func evaluate(data: [String], labels: [String]) throws -> EvaluationReport {
         let samples = try read(data: data, labels: labels, needLabels: true)
-        let targets = try ClassTargets(samples.labels!, classes: preprocessing.classes, task: preprocessing.task, source: samples.source)
+        let targets = try preprocessing.targets(samples.labels!, source: samples.source)
         let counts = try ClassifierExperiment.count(samples, targets: targets, range: 0..<samples.count, network: network, loss: loss,
                                                     classes: preprocessing.classes, multiLabel: preprocessing.task == .multiLabel,
                                                     threshold: Float(config.number("eval.threshold")))
