@@ -334,6 +334,43 @@ final class ClassifierTrainingTests: XCTestCase {
         }
     }
 
+    /// A classifier trained from JSON records (nested fields, 1-based class lists) reads new records
+    /// through its checkpoint the same way.
+    func testJSONRecordsTrainAndEvaluate() throws {
+        let (inputs, labels) = SyntheticSets.curves(count: 300, length: 60, seed: 5)
+        func records(_ range: Range<Int>) -> String {
+            range.map { n -> String in
+                let length = 40 + n % 21
+                let y = (0..<length).map { String(inputs[n * 60 + $0]) }.joined(separator: ", ")
+                let classes = (0..<7).filter { labels[n * 7 + $0] > 0.5 }.map { String($0 + 1) }.joined(separator: ", ")
+                return #"{"data": {"y": [\#(y)]}, "classifier": [\#(classes)]}"#
+            }.joined(separator: "\n")
+        }
+        try records(0..<240).write(toFile: "\(dir)/train.jsonl", atomically: true, encoding: .utf8)
+        try ("[" + records(240..<300).replacingOccurrences(of: "}\n{", with: "},\n{") + "]")
+            .write(toFile: "\(dir)/held.json", atomically: true, encoding: .utf8)
+        let config = try config("""
+            [data]
+            inputs = ["\(dir)/train.jsonl"]
+            validation_inputs = ["\(dir)/held.json"]
+            input_field = "data.y"
+            label_field = "classifier"
+            [model]
+            kind = "sequence_classifier"
+            hidden = 16
+            pooling = "mean"
+            [training]
+            epochs = 2
+            eval_every = 0
+            """)
+        let summary = try Trainer(config: config, options: quiet()).run()
+        let validation = try XCTUnwrap(summary.validation)
+        let loaded = try LoadedClassifier(path: "\(dir)/run")
+        XCTAssertEqual(loaded.preprocessing.classes, ["1", "2", "3", "4", "5", "6", "7"])
+        let report = try loaded.evaluate(data: ["\(dir)/held.json"], labels: [])
+        XCTAssertEqual(report.fields.first { $0.name == "loss" }?.value as? Double ?? .nan, validation.loss, accuracy: 1e-9)
+    }
+
     func testCertainMistakesAreRefusedWithTheReason() throws {
         try writeCurves("train", count: 50, length: 20, seed: 1)
         let data = "[data]\ninputs = [\"\(dir)/train/inputs.npy\"]\nlabels = [\"\(dir)/train/labels.npy\"]\n[model]\nkind = \"sequence_classifier\"\n"

@@ -103,6 +103,84 @@ final class NumericDataTests: XCTestCase {
         XCTAssertNil(FeatureBlocks(names: ["raw"], rfftBins: 1, segments: 1)?.width(steps: Int.max / 2, channels: 4))
     }
 
+    /// JSON records as the curve user has them: nested fields, variable lengths, a list of classes
+    /// per record (multi-label by name), and JSON Lines with one channel pair per step.
+    func testJSONRecordsReadWithFieldsLengthsAndLabels() throws {
+        let json = """
+            [{"data": {"y": [1, 2, 3, 4]}, "classifier": [1, 3]},
+             {"data": {"y": [5.5, 6]}, "classifier": [3]},
+             {"data": {"y": [7, 8, 9]}, "classifier": []}]
+            """
+        try json.write(toFile: "\(dir)/curves.json", atomically: true, encoding: .utf8)
+        var reader = NumericReader()
+        reader.inputField = "data.y"
+        reader.labelField = "classifier"
+        let data = try reader.read(inputs: ["\(dir)/curves.json"], labels: [])
+        XCTAssertEqual([data.count, data.steps, data.features], [3, 4, 1])
+        XCTAssertEqual(data.lengths, [4, 2, 3])
+        XCTAssertEqual(data.inputs, [1, 2, 3, 4, 5.5, 6, 0, 0, 7, 8, 9, 0])
+        guard case .matrix(let m, let columns)? = data.labels else { return XCTFail("multi-label: \(String(describing: data.labels))") }
+        XCTAssertEqual(columns, ["1", "3"], "the classes as named, 1-based ids need no conversion")
+        XCTAssertEqual(m, [1, 1, 0, 1, 0, 0])
+
+        let lines = """
+            {"x": [[1, 10], [2, 20]], "y": "cat"}
+
+            {"x": [[3, 30]], "y": 7}
+            """
+        try lines.write(toFile: "\(dir)/pairs.jsonl", atomically: true, encoding: .utf8)
+        reader.inputField = "x"
+        reader.labelField = "y"
+        let pairs = try reader.read(inputs: ["\(dir)/pairs.jsonl"], labels: [])
+        XCTAssertEqual([pairs.count, pairs.steps, pairs.features], [2, 2, 2])
+        XCTAssertEqual(pairs.inputs, [1, 10, 2, 20, 3, 30, 0, 0])
+        guard case .names(let names)? = pairs.labels else { return XCTFail("single-label") }
+        XCTAssertEqual(names, ["cat", "7"])
+        // A vector model needs one length, and says which features read any length.
+        reader.layout = .vector
+        XCTAssertThrowsError(try reader.read(inputs: ["\(dir)/pairs.jsonl"], labels: [])) { error in
+            XCTAssertTrue("\(error)".contains("have 1 to 2 steps; a vector model needs samples of one length"), "\(error)")
+        }
+    }
+
+    func testJSONErrorsNameTheRecordAndTheField() throws {
+        func refusal(_ text: String, name: String = "r.json", input: String = "x", label: String = "y") -> String {
+            let path = "\(dir)/\(name)"
+            try? text.write(toFile: path, atomically: true, encoding: .utf8)
+            var reader = NumericReader()
+            reader.inputField = input
+            reader.labelField = label
+            do {
+                _ = try reader.read(inputs: [path], labels: [])
+                return "read"
+            } catch {
+                return "\(error)".replacingOccurrences(of: dir + "/", with: "")
+            }
+        }
+        XCTAssertEqual(refusal(#"[{"x": [1], "y": 0}, {"z": [1], "y": 0}]"#),
+                       "r.json, record 1: no field x (data.input_field); its fields: y, z")
+        XCTAssertEqual(refusal(#"[{"x": [1], "y": 0}, {"x": [1]}]"#),
+                       "r.json, record 1: no field y (data.label_field); its fields: x")
+        XCTAssertEqual(refusal(#"[{"x": [1, "a"], "y": 0}]"#),
+                       "r.json, record 0: x[1] is a string; a step is a number, or a list of numbers (one per channel)")
+        XCTAssertEqual(refusal(#"[{"x": [[1, 2], [3]], "y": 0}]"#),
+                       "r.json, record 0: x[1] has 1 channel(s), step 0 has 2; every step needs the same number")
+        XCTAssertEqual(refusal(#"[{"x": [1], "y": 0.5}]"#), "r.json, record 0: y is a number; a class is a name or an "
+                       + "integer id, and several classes (multi-label) are a list of them")
+        XCTAssertEqual(refusal(#"[{"x": [1], "y": true}]"#).prefix(31), "r.json, record 0: y is true/fal")
+        XCTAssertEqual(refusal(#"{"x": [1]}"#), "r.json: the JSON is not a list of records; give [{...}, {...}] or "
+                       + "JSON Lines (.jsonl, a record per line)")
+        XCTAssertEqual(refusal(#"[{"data": [1], "y": 0}]"#, input: ""), "r.json, record 0: the records are objects; "
+                       + "name the field that holds a sample's numbers with data.input_field (a dotted path such as "
+                       + "\"data.y\"); its fields: data, y")
+        XCTAssertTrue(refusal("{\"x\": [1], \"y\": 0}\n{\"x\": [1,\n", name: "r.jsonl").hasPrefix("r.jsonl:2: not valid JSON"))
+        XCTAssertTrue(refusal(#"[{"x": [1], "y": 0}]"#, name: "r.csv").contains(
+            "r.csv looks like JSON (it starts with \"[\"); name it .json"))
+        XCTAssertTrue(refusal("PAR1", name: "data.parquet").contains("data.parquet is Parquet, which seqtrain does not "
+            + "read; it reads .npy, CSV/TSV and JSON records. Convert it in Python: pandas.read_parquet("))
+        XCTAssertTrue(refusal("x", name: "d.pkl").contains("Convert it in Python: np.save(\"data.npy\""))
+    }
+
     func testEveryVersionAndDtypeReads() throws {
         let expected: [Double] = [0, 1, 2, 3, 4, 5]
         let cases: [(String, Data)] = [
@@ -290,6 +368,53 @@ final class NumericReaderFuzzTests: XCTestCase {
         }
         XCTAssertGreaterThan(refused, 500)
         XCTAssertGreaterThan(read, 100, "mutations of the data bytes still read")
+    }
+
+    func testMutatedJSONRecordsAreReadOrRefused() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let valid = Array(#"[{"d": {"y": [1, 2.5, -3e2]}, "c": [1, 3]}, {"d": {"y": [4, 5, 6]}, "c": "a"}]"#
+            .unicodeScalars)
+        let alphabet = Array("[]{}\",:.-+eE0123456789 \n\\ntruefalsnul".unicodeScalars)
+        let random = CounterRandom(seed: 11, purpose: .synthetic)
+        var read = 0, refused = 0
+        try String(String.UnicodeScalarView(valid)).write(toFile: "\(dir)/valid.json", atomically: true, encoding: .utf8)
+        var base = NumericReader()
+        base.inputField = "d.y"
+        base.labelField = "c"
+        XCTAssertEqual(try base.read(inputs: ["\(dir)/valid.json"], labels: []).count, 2)
+        for case_ in 0..<600 {
+            var text = valid
+            for k in 0..<(1 + case_ % 3) {
+                let at = random.integer(below: text.count, stream: UInt64(case_), index: UInt64(2 * k))
+                let c = alphabet[random.integer(below: alphabet.count, stream: UInt64(case_), index: UInt64(2 * k + 1))]
+                if k == 1 && case_ % 5 == 0 { text.insert(c, at: at) } else { text[at] = c }
+            }
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: text)
+            // The same text as one JSON list and, split at its records, as JSON Lines.
+            let path = "\(dir)/f\(case_ % 5)." + (case_ % 2 == 0 ? "json" : "jsonl")
+            let body = case_ % 2 == 0 ? String(view) : String(view).replacingOccurrences(of: "}, {", with: "}\n{")
+            try body.write(toFile: path, atomically: true, encoding: .utf8)
+            for layout in [SampleLayout.sequence, .vector] {
+                var reader = NumericReader()
+                reader.inputField = case_ % 7 == 0 ? "" : "d.y"
+                reader.labelField = "c"
+                reader.layout = layout
+                if (try? reader.read(inputs: [path], labels: [])) != nil { read += 1 } else { refused += 1 }
+            }
+        }
+        XCTAssertGreaterThan(refused, 300)
+        XCTAssertGreaterThan(read, 10, "mutations of the numbers still read")
+    }
+
+    /// Nesting deep enough to overflow a recursive reader's stack is refused by the parser.
+    func testDeeplyNestedJSONIsRefusedNotACrash() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let deep = String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000)
+        try deep.write(toFile: "\(dir)/deep.json", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try NumericReader().read(inputs: ["\(dir)/deep.json"], labels: []))
     }
 
     func testMutatedCSVTextIsReadOrRefused() throws {

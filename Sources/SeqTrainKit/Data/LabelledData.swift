@@ -123,6 +123,10 @@ public struct NumericReader {
     /// columns are not read, and a missing one is an error. nil: every column not a label or ignored.
     public var inputColumns: [String]?
     public var layout: SampleLayout = .sequence
+    /// data.format: "auto" (by extension), "npy", "csv", "tsv", "json" or "jsonl".
+    public var format = "auto"
+    /// JSON records: the dotted paths of a sample's numbers and of its label (data.input_field, data.label_field).
+    public var inputField = "", labelField = ""
     /// Keys named in messages.
     public var inputsKey = "data.inputs", labelsKey = "data.labels"
 
@@ -273,7 +277,17 @@ public struct NumericReader {
     }
 
     func readInputs(_ path: String, columns wanted: [String]?) throws -> Part {
-        if path.lowercased().hasSuffix(".npy") {
+        let format = try NumericFormat.of(path, given: self.format, key: inputsKey)
+        if format == "json" || format == "jsonl" {
+            if !labelColumns.isEmpty {
+                throw SeqTrainError("data.label_columns: \(path) holds JSON records, which have fields, not columns; "
+                    + "name the label's field with data.label_field")
+            }
+            var records = JSONRecords(inputField: inputField, labelField: labelField, inputsKey: inputsKey)
+            records.vectors = layout == .vector
+            return try records.read(path, lines: format == "jsonl")
+        }
+        if format == "npy" {
             let array = try NumpyArray(contentsOf: path)
             guard array.shape.count >= 2 && array.shape.count <= 3 else {
                 throw SeqTrainError("\(inputsKey): \(path) has shape \(array.shape); inputs are (N, T), (N, T, F) or (N, F)")

@@ -28,6 +28,10 @@ public struct ClassifierPreprocessing: Codable, Equatable {
     /// The value columns by header name, in training order (nil: no header, or .npy inputs; and in
     /// checkpoints written before names were kept). New files are read by these names.
     public var inputColumns: [String]?
+    /// data.format, data.input_field and data.label_field (nil in checkpoints from before JSON).
+    public var format: String?
+    public var inputField: String?
+    public var labelField: String?
 
     var sampleLayout: SampleLayout { SampleLayout(rawValue: layout) ?? .sequence }
 
@@ -44,6 +48,9 @@ public struct ClassifierPreprocessing: Codable, Equatable {
         reader.labelColumns = labelColumns
         reader.labelNames = labelNames
         reader.inputColumns = inputColumns
+        reader.format = format ?? "auto"
+        reader.inputField = inputField ?? ""
+        reader.labelField = labelField ?? ""
         reader.layout = blocks?.isIdentity ?? true ? sampleLayout : .sequence
         reader.inputsKey = inputsKey
         reader.labelsKey = labelsKey

@@ -141,6 +141,9 @@ public final class ClassifierExperiment: Experiment {
             rfftBins: config.integer("data.rfft_bins"), downsample: config.integer("data.downsample"), inputFeatures: 0,
             header: config.boolean("data.header"),
             labelColumns: config.texts("data.label_columns"), labelNames: config.texts("data.label_names"), mean: nil, std: nil)
+        settings.format = config.text("data.format")
+        settings.inputField = config.text("data.input_field")
+        settings.labelField = config.text("data.label_field")
         for key in ["data.rfft_bins", "data.downsample"] where config.integer(key) > 65_536 {
             throw SeqTrainError("\(key) = \(config.integer(key)): at most 65536 per channel; "
                 + "16 to 64 frequency bins or segments describe a curve's shape")
@@ -149,8 +152,9 @@ public final class ClassifierExperiment: Experiment {
             throw SeqTrainError("data.inputs: no input files; give .npy, .csv or .tsv files (for example `seqtrain data curves --out data/curves` makes a labelled set)")
         }
         let labelFiles = config.texts("data.labels")
-        if labelFiles.isEmpty && settings.labelColumns.isEmpty {
-            throw SeqTrainError("data.labels: no labels; give label files (data.labels) or the label columns of the inputs (data.label_columns)")
+        if labelFiles.isEmpty && settings.labelColumns.isEmpty && config.text("data.label_field").isEmpty {
+            throw SeqTrainError("data.labels: no labels; give label files (data.labels), the label columns of the "
+                + "inputs (data.label_columns) or the label field of JSON records (data.label_field)")
         }
         let all = try settings.reader().read(inputs: config.texts("data.inputs"), labels: labelFiles)
         dataFingerprint = all.fingerprint

@@ -36,6 +36,15 @@ extension ClassifierExperiment {
                   help: "Label files: .npy (N,) class ids or (N, C) 0/1, or CSV/TSV; empty: data.label_columns of the inputs."),
         ConfigKey(section: "data", name: "label_columns", type: .columns, defaultValue: .texts([]),
                   help: "CSV/TSV inputs: the columns (names or 0-based indices) that hold the labels; one column is a class, several are 0/1 labels."),
+        ConfigKey(section: "data", name: "format", type: .choice(NumericFormat.choices), defaultValue: .text("auto"),
+                  help: "How data files are read; auto: by extension (.npy, .csv, .tsv, .json a list of records, "
+                      + ".jsonl a record per line)."),
+        ConfigKey(section: "data", name: "input_field", type: .text, defaultValue: .text(""),
+                  help: "JSON records: the dotted path of a sample's numbers (a list, or a list of lists for several "
+                      + "channels per step); empty: the record is that list."),
+        ConfigKey(section: "data", name: "label_field", type: .text, defaultValue: .text(""),
+                  help: "JSON records: the dotted path of a sample's class (a name or an id), or of a list of classes "
+                      + "(multi-label)."),
         ConfigKey(section: "data", name: "class_names", type: .texts, defaultValue: .texts([]),
                   help: "Single-label: the name of each integer class id (0, 1, ...), used in reports, predict and "
                       + "the confusion matrix; empty: the ids (or the labels as written)."),
