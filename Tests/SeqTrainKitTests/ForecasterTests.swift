@@ -132,6 +132,56 @@ final class ForecasterTests: XCTestCase {
         XCTAssertEqual(Double(array.floats()[0]), first[0], accuracy: 1e-5)
     }
 
+    /// Timestamps of every style: their regular step and the dates after the last one; irregular
+    /// steps give none; disorder and mixed styles are errors naming the step.
+    func testTimeColumnsStepAndNameTheFuture() throws {
+        func clock(_ stamps: [String]) throws -> SeriesClock { try SeriesClock(stamps, path: "t.csv") }
+        XCTAssertEqual(try clock(["1960-11", "1960-12"]).future(1), "1961-01")
+        XCTAssertEqual(try clock(["1960-10", "1961-01"]).future(2), "1961-07", "quarterly")
+        XCTAssertEqual(try clock(["2023-12-31", "2024-01-31"]).future(1), "2024-02-29", "monthly at the month's end")
+        XCTAssertEqual(try clock(["2024-02-27", "2024-02-28"]).future(2), "2024-03-01", "daily, through a leap day")
+        XCTAssertEqual(try clock(["1999-12-31T22:00", "1999-12-31T23:00"]).future(1), "2000-01-01T00:00")
+        XCTAssertEqual(try clock(["2024-03-01 00:00:00", "2024-03-01 00:00:30"]).future(3), "2024-03-01 00:02:00")
+        XCTAssertEqual(try clock(["1949", "1950"]).future(11), "1961")
+        XCTAssertNil(try clock(["1", "2", "4"]).future(1), "an irregular step names no future")
+        XCTAssertThrowsError(try clock(["1960-01", "1960-03", "1960-02"])) { error in
+            XCTAssertTrue("\(error)".contains("t.csv, step 2: \"1960-02\" does not come after \"1960-03\""), "\(error)")
+        }
+        XCTAssertThrowsError(try clock(["1960-01", "1960-02-01"])) { error in
+            XCTAssertTrue("\(error)".contains("step 1: \"1960-02-01\" is not a timestamp like the first one"), "\(error)")
+        }
+        XCTAssertThrowsError(try clock(["1960-02-30"]))
+        XCTAssertThrowsError(try clock(["Jan 1960"]))
+    }
+
+    /// The airline layout: a date column and a text column beside the values. Only the columns the
+    /// model reads are parsed, and forecast rows carry the next months.
+    func testAForecastFromACSVWithADateColumnCarriesTheNextDates() throws {
+        try FileManager.default.createDirectory(atPath: "\(dir)/series", withIntermediateDirectories: true)
+        var text = "month,passengers,note\n"
+        for t in 0..<144 {
+            let value = 100 + 2 * Double(t) + 20 * sin(2 * Double.pi * Double(t) / 12)
+            text += String(format: "%04d-%02d,%.1f,row %d\n", 1949 + t / 12, t % 12 + 1, value, t)
+        }
+        try text.write(toFile: "\(dir)/series/series.csv", atomically: true, encoding: .utf8)
+        let config = try config()
+        let sets = ["data.columns=[\"passengers\"]", "data.time_column=month", "training.look_back=24", "eval.season=12",
+                    "training.epochs=2"]
+        let run = try seqtrain(["train", config, "--quiet"] + sets.flatMap { ["--set", $0] })
+        XCTAssertEqual(run.status, 0, run.errors)
+        let forecast = try seqtrain(["forecast", "\(dir)/run", "--data", "\(dir)/series/series.csv", "--steps", "14"])
+        XCTAssertEqual(forecast.status, 0, forecast.errors)
+        let rows = forecast.output.split(separator: "\n").filter { !$0.hasPrefix("seqtrain:") }
+        XCTAssertEqual(rows.first, "step,month,passengers")
+        XCTAssertEqual(rows.dropFirst().map { String($0.split(separator: ",")[1]) },
+                       (1...12).map { String(format: "1961-%02d", $0) } + ["1962-01", "1962-02"])
+        // Without data.columns the text column is read as values, and the error says what to do.
+        let all = try seqtrain(["train", config, "--quiet", "--overwrite", "--set", "data.time_column=month"])
+        XCTAssertEqual(all.status, 2)
+        XCTAssertTrue(all.errors.contains("column 2 (note): \"row 0\" is not a number; the columns the model reads "
+            + "(data.columns) hold numbers, other columns are not read"), all.errors)
+    }
+
     func testImpossibleRequestsAreRefusedNamingTheKey() throws {
         XCTAssertEqual(try seqtrain(["data", "series", "--out", "\(dir)/series", "--length", "400"]).status, 0)
         XCTAssertEqual(try seqtrain(["data", "series", "--out", "\(dir)/other", "--length", "300"]).status, 0)

@@ -8,6 +8,8 @@ public struct TimeSeries {
     public var source: String
     /// Every column of the file, read or not (names with a header, else 0-based indices).
     public var fileColumns: [String]
+    /// The timestamps of data.time_column, when the series has one.
+    public var clock: SeriesClock?
     public var features: Int { columns.count }
 
     public init(values: [Float], steps: Int, columns: [String], source: String, fileColumns: [String]? = nil) {
@@ -27,6 +29,8 @@ public struct TimeSeries {
 public struct SeriesReader {
     public var header = false
     public var columns: [String] = []
+    /// data.time_column: a column of timestamps (by name or index), not read as a value.
+    public var timeColumn = ""
     public var key = "data.inputs"
 
     public init() {}
@@ -50,62 +54,77 @@ public struct SeriesReader {
     }
 
     func readOne(_ path: String) throws -> TimeSeries {
-        var names: [String], width: Int, values: [Float]
+        var names: [String], picked: [Int], out: [Float]       // out: (T, picked)
+        var times: [String]?
         if path.lowercased().hasSuffix(".npy") {
             let array = try NumpyArray(contentsOf: path)
             guard (1...2).contains(array.shape.count), array.shape[0] >= 1 else {
                 throw SeqTrainError("\(key): \(path) has shape \(array.shape); a series is (T,) or (T, F)")
             }
-            width = array.shape.count == 2 ? array.shape[1] : 1
+            let width = array.shape.count == 2 ? array.shape[1] : 1
             guard width >= 1 else { throw SeqTrainError("\(key): \(path) has no columns (shape \(array.shape))") }
+            guard timeColumn.isEmpty else {
+                throw SeqTrainError("data.time_column: \(path) is a .npy file, which has no columns; "
+                    + "leave data.time_column empty or give the series as CSV with its time column")
+            }
             names = (0..<width).map(String.init)
-            values = array.floats()
+            picked = try columnIndices(names, path: path)
+            let values = array.floats()
+            out = (0..<(values.count / width)).flatMap { t in picked.map { values[t * width + $0] } }
         } else {
+            // Only the columns the model reads are parsed: the others may hold dates, ids or text.
             let table = try DelimitedFile(contentsOf: path, header: header)
-            guard let first = table.rows.first?.cells.count else { throw SeqTrainError("\(key): \(path) has no rows") }
-            width = first
+            guard let width = table.rows.first?.cells.count else { throw SeqTrainError("\(key): \(path) has no rows") }
             names = (0..<width).map { table.name(of: $0) ?? String($0) }
-            values = []
-            values.reserveCapacity(table.rows.count * width)
+            let time = try timeColumn.isEmpty ? nil : columnIndex(timeColumn, in: names, path: path, key: "data.time_column")
+            picked = try columnIndices(names, path: path, excluding: time)
+            out = []
+            out.reserveCapacity(table.rows.count * picked.count)
+            times = time.map { _ in [] }
             for (line, cells) in table.rows {
                 guard cells.count == width else {
                     throw SeqTrainError("\(path):\(line): \(cells.count) cells where the first row has \(width); every time step needs every column")
                 }
-                for (j, cell) in cells.enumerated() {
-                    guard let v = DelimitedFile.number(cell) else {
-                        throw SeqTrainError("\(path):\(line): column \(j)\(table.name(of: j).map { " (\($0))" } ?? ""): \"\(cell.prefix(40))\" is not a number")
+                for j in picked {
+                    guard let v = DelimitedFile.number(cells[j]) else {
+                        throw SeqTrainError("\(path):\(line): column \(j)\(table.name(of: j).map { " (\($0))" } ?? ""): \"\(cells[j].prefix(40))\" is not a number; the columns the model reads (data.columns) hold numbers, other columns are not read")
                     }
-                    values.append(Float(v))
+                    out.append(Float(v))
                 }
+                if let time { times?.append(cells[time]) }
             }
         }
-        let steps = values.count / width
-        let picked = try columnIndices(names, path: path)
-        var out = [Float]()
-        out.reserveCapacity(steps * picked.count)
+        let steps = out.count / max(picked.count, 1)
         for t in 0..<steps {
-            for j in picked {
-                let v = values[t * width + j]
-                guard v.isFinite else {
-                    throw SeqTrainError("\(path): step \(t), column \(names[j]): \(v.isNaN ? "missing (NaN)" : "infinite"); a series needs a value at every step: fill the gap (carry the last value, interpolate) before training")
-                }
-                out.append(v)
+            for (k, j) in picked.enumerated() where !out[t * picked.count + k].isFinite {
+                let v = out[t * picked.count + k]
+                throw SeqTrainError("\(path): step \(t), column \(names[j]): \(v.isNaN ? "missing (NaN)" : "infinite"); a series needs a value at every step: fill the gap (carry the last value, interpolate) before training")
             }
         }
-        return TimeSeries(values: out, steps: steps, columns: picked.map { names[$0] }, source: path,
-                          fileColumns: names)
+        var series = TimeSeries(values: out, steps: steps, columns: picked.map { names[$0] }, source: path,
+                                fileColumns: names)
+        if let times { series.clock = try SeriesClock(times, path: path) }
+        return series
+    }
+
+    /// The position of one column named by header name or 0-based index.
+    func columnIndex(_ column: String, in names: [String], path: String, key: String) throws -> Int {
+        if let index = names.firstIndex(of: column) { return index }
+        if let index = Int(column), names.indices.contains(index) { return index }
+        throw SeqTrainError("\(key): \(path) has no column \"\(column.prefix(40))\" (it has \(names.prefix(12).joined(separator: ", "))\(names.count > 12 ? ", ..." : ""))")
     }
 
     /// The indices of `columns` among `names` (by name, or by 0-based index).
-    func columnIndices(_ names: [String], path: String) throws -> [Int] {
-        guard !columns.isEmpty else { return Array(names.indices) }
+    func columnIndices(_ names: [String], path: String, excluding time: Int? = nil) throws -> [Int] {
+        guard !columns.isEmpty else { return names.indices.filter { $0 != time } }
         var seen = Set<Int>()
         return try columns.map { column in
-            let index = names.firstIndex(of: column) ?? Int(column).flatMap { names.indices.contains($0) ? $0 : nil }
-            guard let index else {
-                throw SeqTrainError("data.columns: \(path) has no column \"\(column)\" (it has \(names.prefix(12).joined(separator: ", "))\(names.count > 12 ? ", ..." : ""))")
-            }
+            let index = try columnIndex(column, in: names, path: path, key: "data.columns")
             guard seen.insert(index).inserted else { throw SeqTrainError("data.columns: the column \"\(column)\" is named twice") }
+            guard index != time else {
+                throw SeqTrainError("data.columns: \"\(column)\" is the time column (data.time_column); it holds "
+                    + "timestamps, not values the model reads")
+            }
             return index
         }
     }

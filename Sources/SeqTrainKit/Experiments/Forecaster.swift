@@ -15,6 +15,8 @@ public struct SeriesPreprocessing: Codable, Equatable {
     /// Every column of the training files (nil in checkpoints written before it was kept): without
     /// a header, new files must have as many, since columns are known by position.
     public var fileColumns: [String]?
+    /// data.time_column (nil in checkpoints written before it existed).
+    public var timeColumn: String?
 
     public init(columns: [String], targets: [Int], header: Bool, difference: Bool, mean: [Float]?, std: [Float]?) {
         self.columns = columns
@@ -33,6 +35,7 @@ public struct SeriesPreprocessing: Codable, Equatable {
         var reader = SeriesReader()
         reader.header = header
         reader.columns = columns
+        reader.timeColumn = timeColumn ?? ""
         reader.key = key
         return reader
     }
@@ -113,7 +116,11 @@ public final class ForecasterExperiment: Experiment {
         ConfigKey(section: "data", name: "header", type: .boolean, defaultValue: .boolean(false),
                   help: "CSV/TSV files start with a header line of column names."),
         ConfigKey(section: "data", name: "columns", type: .columns, defaultValue: .texts([]),
-                  help: "The columns the model reads (names or 0-based indices); empty: all."),
+                  help: "The columns the model reads (names or 0-based indices); empty: all but the time column. "
+                      + "Other columns are not parsed and may hold anything."),
+        ConfigKey(section: "data", name: "time_column", type: .text, defaultValue: .text(""),
+                  help: "A column of timestamps (integers, 1949-01, 1949-01-31, 1949-01-31T13:00:00): checked "
+                      + "increasing; when regular, forecast rows carry the future timestamps."),
         ConfigKey(section: "data", name: "target_columns", type: .columns, defaultValue: .texts([]),
                   help: "The columns forecast, among data.columns; empty: all of them."),
         ConfigKey(section: "data", name: "validation_fraction", type: .fraction, defaultValue: .number(0.2),
@@ -183,6 +190,7 @@ public final class ForecasterExperiment: Experiment {
         var reader = SeriesReader()
         reader.header = config.boolean("data.header")
         reader.columns = config.texts("data.columns")
+        reader.timeColumn = config.text("data.time_column")
         let read = try reader.read(config.texts("data.inputs"))
         series = read
         let columns = read[0].columns
@@ -200,6 +208,7 @@ public final class ForecasterExperiment: Experiment {
         var settings = SeriesPreprocessing(columns: columns, targets: targets, header: config.boolean("data.header"),
                                            difference: config.boolean("data.difference"), mean: nil, std: nil)
         settings.fileColumns = read[0].fileColumns
+        settings.timeColumn = config.text("data.time_column").isEmpty ? nil : config.text("data.time_column")
         let fraction = config.number("data.validation_fraction")
         let offset = settings.offset
         trainingSteps = read.map { s in max(0, s.steps - Int((Double(s.steps) * fraction).rounded()) - offset) }
@@ -596,9 +605,15 @@ public struct LoadedForecaster {
             try OutputFiles.write([(out, array.encoded())])
             return "\(n) forecast step(s) of \(names.joined(separator: ", ")) for \(series.count) series in \(out)"
         }
-        var text = (series.count > 1 ? "series," : "") + "step," + names.map(csvCell).joined(separator: ",") + "\n"
+        // With a regular time column, each forecast step carries its timestamp.
+        let clocks = Dictionary(series.map { ($0.source, $0.clock) }, uniquingKeysWith: { a, _ in a })
+        let dated = series.allSatisfy { $0.clock?.future(1) != nil }
+        var text = (series.count > 1 ? "series," : "") + "step," + (dated ? csvCell(preprocessing.timeColumn ?? "time") + "," : "")
+            + names.map(csvCell).joined(separator: ",") + "\n"
         for row in rows {
-            text += (series.count > 1 ? csvCell(row.series) + "," : "") + "\(row.step)," + row.values.map { String(Float($0)) }.joined(separator: ",") + "\n"
+            let time = dated ? (clocks[row.series]??.future(row.step)).map { csvCell($0) + "," } ?? "," : ""
+            text += (series.count > 1 ? csvCell(row.series) + "," : "") + "\(row.step)," + time
+                + row.values.map { String(Float($0)) }.joined(separator: ",") + "\n"
         }
         guard let out else { return String(text.dropLast()) }
         try OutputFiles.write(text, to: out)
