@@ -201,9 +201,11 @@ public struct Sweep {
         } catch {
             throw SeqTrainError("--out \(directory): cannot create the directory: \(describeFileError(error))")
         }
+        // Checked before the lock file is made in it: a folder that is no sweep is left as it was.
+        try checkDirectory(writing: false)
         let lock = try SweepLock(directory: directory, wait: !exclusive)
         do {
-            try checkDirectory()
+            try checkDirectory(writing: true)
             try fm.createDirectory(atPath: "\(directory)/trials", withIntermediateDirectories: true)
         } catch {
             lock.release()
@@ -213,8 +215,8 @@ public struct Sweep {
         return lock
     }
 
-    /// DIR holds nothing, or this same sweep; writes sweep.json when it holds nothing yet.
-    func checkDirectory() throws {
+    /// DIR holds nothing, or this same sweep; writes sweep.json (when `writing`) if it holds nothing yet.
+    func checkDirectory(writing: Bool) throws {
         let path = "\(directory)/\(Self.definitionName)"
         let same = "rerun the same command (config, --param, --set, --trials, --seed, --metric, --eta) to continue it,"
             + " or choose another --out"
@@ -242,6 +244,7 @@ public struct Sweep {
                 + "\(foreign.count > 3 ? ", ..." : "")) and is no sweep seqtrain wrote (no \(Self.definitionName));"
                 + " give a new or empty directory, e.g. --out sweeps/NAME")
         }
+        guard writing else { return }
         guard let data = Self.canonical(definition) else { throw SeqTrainError("sweep: the definition is not JSON") }
         try DurableFile.write(data + Data("\n".utf8), to: path)
     }
