@@ -99,9 +99,9 @@ struct Train: ParsableCommand {
     @Flag(help: "Use MPI even when no MPI launcher started this process.")
     var mpi = false
 
-    @Option(help: ArgumentHelp("End the run after this step with a checkpoint there, keeping training.max_steps (and the"
-                               + " learning-rate schedule it sets); continue with --resume. seqtrain sweep's rungs use it.",
-                               valueName: "step"))
+    @Option(help: ArgumentHelp("End the run after this step with a checkpoint there, keeping training.max_steps"
+                               + " (and the learning-rate schedule it sets); continue with --resume."
+                               + " seqtrain sweep's rungs use it.", valueName: "step"))
     var pauseAt: Int?
 
     @Option(help: ArgumentHelp("Test hook: RANK:STEP[:exit|raise|hang|hang-once:FILE|kill-in-checkpoint] makes that rank fail at that step (hang-once: only while FILE does not exist; creates it; kill-in-checkpoint: SIGKILL while writing the checkpoint of that step; nan: that rank's loss is NaN).", visibility: .hidden))
@@ -432,7 +432,7 @@ struct Report: ParsableCommand {
             }
             // The page and its charts together, or none of them.
             try OutputFiles.write(files)
-            print("report: \(out) (\(runs.count) run(s))")
+            print("report: \(out) (\(RunReport.runDirectories(runs).count) run(s))")
             for file in files.dropFirst() { print("chart: \(file.path)") }
         }
     }

@@ -5,11 +5,13 @@ import SeqTrainKit
 struct RunSweep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep",
-        abstract: "Try hyperparameters: N seeded trials of a config, P at a time, successive halving on a validation figure.",
-        discussion: "Each trial is a resolved config in DIR/trials/NNN/config.toml, trained by seqtrain train in its own run"
-            + " directory DIR/trials/NNN. Every trial trains to the first rung (a fraction of training.max_steps); the best"
-            + " 1/eta by --metric continue with --resume to the next, up to training.max_steps. DIR/sweep.csv has a row per"
-            + " trial, DIR/best.toml the best trial's config. The same command again continues a stopped sweep."
+        abstract: "Try hyperparameters: N seeded trials of a config, P at a time, successive halving on a"
+            + " validation figure.",
+        discussion: "Each trial is a resolved config in DIR/trials/NNN/config.toml, trained by seqtrain train in"
+            + " its own run directory DIR/trials/NNN. Every trial trains to the first rung (a fraction of"
+            + " training.max_steps); the best 1/eta by --metric continue with --resume to the next, up to"
+            + " training.max_steps. DIR/sweep.csv has a row per trial, DIR/best.toml the best trial's config."
+            + " The same command again continues a stopped sweep."
             + " Under a Slurm array (launch/slurm-sweep.sbatch): --trial K per task, then --gather.")
 
     @Argument(help: "The experiment config the trials start from.")
@@ -23,8 +25,9 @@ struct RunSweep: ParsableCommand {
             + " log(1e-4, 1e-2), uniform(0, 0.5), int(1, 4).", valueName: "key=spec"))
     var parameters: [String] = []
 
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a key of every trial: section.key=value (repeatable).",
-                                                         valueName: "section.key=value"))
+    @Option(name: .customLong("set"),
+            help: ArgumentHelp("Override a key of every trial: section.key=value (repeatable).",
+                               valueName: "section.key=value"))
     var overrides: [String] = []
 
     @Option(help: ArgumentHelp("The validation figure trials are ranked by (default training.early_stopping.monitor,"
@@ -35,8 +38,8 @@ struct RunSweep: ParsableCommand {
                                valueName: "dir"))
     var out: String?
 
-    @Option(help: ArgumentHelp("Trials trained at once (default: one per usable CPU); each gets its share of the CPUs as"
-                               + " training.workers.", valueName: "p"))
+    @Option(help: ArgumentHelp("Trials trained at once (default: one per usable CPU); each gets its share"
+                               + " of the CPUs as training.workers.", valueName: "p"))
     var parallel: Int?
 
     @Option(help: "Successive halving: each rung keeps the best 1/eta of its trials (2 to 100).")
@@ -64,12 +67,15 @@ struct RunSweep: ParsableCommand {
             throw ValidationError("--parallel \(parallel): give 1 to 256 trials at once (default: one per usable CPU)")
         }
         guard (2...100).contains(eta) else {
-            throw ValidationError("--eta \(eta): give 2 to 100 (each rung keeps the best 1/eta of its trials; 3 is usual)")
+            throw ValidationError("--eta \(eta): give 2 to 100 "
+                + "(each rung keeps the best 1/eta of its trials; 3 is usual)")
         }
         if let trial, !(0..<trials).contains(trial) {
             throw ValidationError("--trial \(trial): the sweep has trials 0 to \(trials - 1) (--trials \(trials))")
         }
-        if trial != nil && gather { throw ValidationError("--trial and --gather exclude each other: run a trial, or gather") }
+        if trial != nil && gather {
+            throw ValidationError("--trial and --gather exclude each other: run a trial, or gather")
+        }
     }
 
     func run() throws {
@@ -84,7 +90,9 @@ struct RunSweep: ParsableCommand {
                 try Sweep(config: config, parameters: parameters, overrides: overrides, trials: trials, seed: seed,
                           metric: metric, out: out, eta: eta, checkData: !gather)
             }
-            let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+            // This build, whatever PATH holds: the trials train with the same code.
+            let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                ?? CommandLine.arguments[0]
             let runner = SweepRunner(sweep: sweep, binary: binary, parallel: parallel,
                                      cpus: CPUBudget.current().usable, say: say, stopSignal: { stop.signal })
             if let trial {

@@ -44,10 +44,12 @@ public struct Sweep {
             throw SeqTrainError("--trials \(trials): give 1 to \(Self.mostTrials) trials")
         }
         guard (2...100).contains(eta) else {
-            throw SeqTrainError("--eta \(eta): give 2 to 100 (each rung keeps the best 1/eta of its trials; 3 is usual)")
+            throw SeqTrainError("--eta \(eta): give 2 to 100 "
+                + "(each rung keeps the best 1/eta of its trials; 3 is usual)")
         }
         guard !texts.isEmpty else {
-            throw SeqTrainError("sweep: no --param: give at least one KEY=SPEC to vary, e.g. --param optimizer.lr=log(1e-4, 1e-2)")
+            throw SeqTrainError("sweep: no --param: give at least one KEY=SPEC to vary, "
+                + "e.g. --param optimizer.lr=log(1e-4, 1e-2)")
         }
         configPath = config
         base = try ExperimentConfig.load(path: config, overrides: overrides)
@@ -56,22 +58,29 @@ public struct Sweep {
         self.eta = eta
         self.seed = seed ?? UInt64(base.integer("job.seed"))
         var parsed: [SweepParameter] = [], integer: [Bool] = []
-        let setKeys = overrides.compactMap { $0.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces) }
+        let setKeys = overrides.compactMap {
+            $0.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces)
+        }
         for text in texts {
             let parameter = try SweepParameter(parsing: text)
             let key = parameter.key
             if let why = Self.ownedKeys[key] {
-                throw SeqTrainError("--param \(text.prefix(200)): \(key) is set by the sweep (\(why)); vary another key")
+                throw SeqTrainError("--param \(text.prefix(200)): \(key) is set by the sweep (\(why)); "
+                    + "vary another key")
             }
             if parsed.contains(where: { $0.key == key }) {
-                throw SeqTrainError("--param \(text.prefix(200)): \(key) is already varied by another --param; give one SPEC per key")
+                throw SeqTrainError("--param \(text.prefix(200)): \(key) is already varied by another --param; "
+                    + "give one SPEC per key")
             }
             if setKeys.contains(key) {
-                throw SeqTrainError("--param \(text.prefix(200)): \(key) is also given with --set; keep the --param or the --set")
+                throw SeqTrainError("--param \(text.prefix(200)): \(key) is also given with --set; "
+                    + "keep the --param or the --set")
             }
             guard let schemaKey = ConfigSchema.key(key, kind: base.kind) else {
                 // --set's own message (unknown key, a section, a key of another kind), said of the --param.
-                do { _ = try ExperimentConfig.parseOverride("\(key)=0", kind: base.kind) } catch let error as SeqTrainError {
+                do {
+                    _ = try ExperimentConfig.parseOverride("\(key)=0", kind: base.kind)
+                } catch let error as SeqTrainError {
                     throw SeqTrainError("--param \(text.prefix(200)): " + Self.dropSetPrefix(error.message)
                         + "; seqtrain config --keys --kind \(base.kind) lists the keys")
                 }
@@ -109,16 +118,20 @@ public struct Sweep {
             let experiment = try kind.make(base, 0, 1)
             let names = ["val_loss"] + experiment.validationMetricNames
             guard names.contains(metric) else {
-                throw SeqTrainError("--metric \(metric.prefix(80)): model.kind = \"\(base.kind)\" logs no such validation"
+                throw SeqTrainError("--metric \(metric.prefix(80)): model.kind = \"\(base.kind)\" "
+                    + "logs no such validation"
                     + " figure; use one of \(names.joined(separator: ", "))")
             }
             guard experiment.hasValidation else {
-                throw SeqTrainError("sweep: \(config) has no validation data, and trials are ranked by a validation figure;"
+                throw SeqTrainError("sweep: \(config) has no validation data, "
+                    + "and trials are ranked by a validation figure;"
                     + " give the kind's validation data (e.g. --set data.validation_fraction=0.1)")
             }
         }
         let folder = out ?? "sweeps/\(base.text("job.name"))"
-        guard !folder.isEmpty else { throw SeqTrainError("--out: empty; give the sweep's directory, e.g. --out sweeps/lr") }
+        guard !folder.isEmpty else {
+            throw SeqTrainError("--out: empty; give the sweep's directory, e.g. --out sweeps/lr")
+        }
         directory = folder.count > 1 && folder.hasSuffix("/") ? String(folder.dropLast()) : folder
     }
 
@@ -132,7 +145,8 @@ public struct Sweep {
 
     /// Steps at which successive halving ranks the trials (none: every trial trains to its end).
     public var rungSteps: [Int] {
-        SuccessiveHalving.rungSteps(maxSteps: base.integer("training.max_steps"), evalEvery: base.integer("training.eval_every"),
+        SuccessiveHalving.rungSteps(maxSteps: base.integer("training.max_steps"),
+                                    evalEvery: base.integer("training.eval_every"),
                                     trials: trials, eta: eta)
     }
 
@@ -152,7 +166,8 @@ public struct Sweep {
     public func config(of trial: Int, runDirectory: String? = nil) throws -> ExperimentConfig {
         let drawn = values(of: trial).map { "\($0.key)=\($0.value)" }
         let own = ["job.run_dir=\(tomlString(runDirectory ?? trialDirectory(trial)))",
-                   "training.early_stopping.monitor=\(tomlString(metric))", "training.early_stopping.mode=\(mode.rawValue)"]
+                   "training.early_stopping.monitor=\(tomlString(metric))",
+                   "training.early_stopping.mode=\(mode.rawValue)"]
         return try ExperimentConfig.load(path: configPath, overrides: overrides + drawn + own)
     }
 
@@ -172,7 +187,9 @@ public struct Sweep {
          "trials": String(trials), "seed": String(seed), "metric": metric, "mode": mode.rawValue, "eta": String(eta)]
     }
 
-    static func canonical(_ object: Any) -> Data? { try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) }
+    static func canonical(_ object: Any) -> Data? {
+        try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    }
 
     /// Whether `directory` is a sweep seqtrain wrote (for `seqtrain report`).
     public static func isSweepDirectory(_ directory: String) -> Bool { readDefinition(directory) != nil }
@@ -194,7 +211,8 @@ public struct Sweep {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         if fm.fileExists(atPath: directory, isDirectory: &isDirectory), !isDirectory.boolValue {
-            throw SeqTrainError("--out \(directory): a file, not a directory; give a new or empty directory for the sweep")
+            throw SeqTrainError("--out \(directory): a file, not a directory; "
+                + "give a new or empty directory for the sweep")
         }
         do {
             try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -225,7 +243,10 @@ public struct Sweep {
                 throw SeqTrainError("\(path): not the sweep definition seqtrain writes; choose another --out")
             }
             let mine = definition
-            for key in mine.keys.sorted() where Self.canonical([mine[key] ?? ""]) != Self.canonical([found[key] ?? ""]) {
+            let differing = mine.keys.sorted().filter {
+                Self.canonical([mine[$0] ?? ""]) != Self.canonical([found[$0] ?? ""])
+            }
+            if let key = differing.first {
                 // Each value as JSON without the list it was wrapped in to be serialized.
                 func shown(_ value: Any?) -> String {
                     guard let value, let data = Self.canonical([value]) else { return "nothing" }
@@ -240,7 +261,8 @@ public struct Sweep {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         let foreign = entries.filter { $0 != Self.lockName && !$0.hasPrefix(DurableFile.temporaryPrefix) }
         guard foreign.isEmpty else {
-            throw SeqTrainError("--out \(directory): not empty (it holds \(foreign.sorted().prefix(3).joined(separator: ", "))"
+            let listed = foreign.sorted().prefix(3).joined(separator: ", ")
+            throw SeqTrainError("--out \(directory): not empty (it holds \(listed)"
                 + "\(foreign.count > 3 ? ", ..." : "")) and is no sweep seqtrain wrote (no \(Self.definitionName));"
                 + " give a new or empty directory, e.g. --out sweeps/NAME")
         }
@@ -252,7 +274,8 @@ public struct Sweep {
     /// Refuses to replace `path` when it exists and its first line is not `marker`'s (a user's file).
     static func refuseForeign(_ path: String, marker: String) throws {
         guard FileManager.default.fileExists(atPath: path) else { return }
-        let head = FileManager.default.contents(atPath: path).map { String(decoding: $0.prefix(4096), as: UTF8.self) } ?? ""
+        let head = FileManager.default.contents(atPath: path)
+            .map { String(decoding: $0.prefix(4096), as: UTF8.self) } ?? ""
         guard head.hasPrefix(marker) else {
             throw SeqTrainError("\(path): not written by seqtrain sweep (its first line differs), and the sweep would"
                 + " replace it; move it out of the sweep directory")
@@ -270,8 +293,9 @@ public final class SweepLock {
         guard descriptor >= 0 else {
             throw SeqTrainError("\(path): cannot open the sweep's lock file: \(String(cString: strerror(errno)))")
         }
-        // Tasks of an array wait their turn (a few seconds at most); a second local sweep is refused.
-        let deadline = Date().addingTimeInterval(wait ? 120 : 0)
+        // Tasks of an array wait their turn (they hold it for well under a second); a second local
+        // sweep is refused at once, and a task finding one running gives up after a few seconds.
+        let deadline = Date().addingTimeInterval(wait ? 15 : 0)
         while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
             guard errno == EWOULDBLOCK || errno == EINTR, Date() < deadline else {
                 close(descriptor)

@@ -29,7 +29,8 @@ public struct TrialRecord: Equatable {
     static func read(_ path: String) -> TrialRecord? {
         guard let data = FileManager.default.contents(atPath: path),
               let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-              let trial = object["trial"] as? Int, let status = (object["status"] as? String).flatMap(Status.init) else { return nil }
+              let trial = object["trial"] as? Int,
+              let status = (object["status"] as? String).flatMap(Status.init) else { return nil }
         var record = TrialRecord(trial: trial, status: status)
         record.steps = object["steps"] as? Int ?? 0
         record.best = object["best"] as? Double
@@ -91,24 +92,28 @@ public final class SweepRunner {
         let rungs = sweep.rungSteps, maxSteps = sweep.base.integer("training.max_steps")
         let halving = rungs.isEmpty
             ? (sweep.trials > 1 ? "no successive halving (" + noHalvingReason() + ")" : "one trial")
-            : "successive halving at steps \(rungs.map(String.init).joined(separator: ", ")) of \(maxSteps) (eta \(sweep.eta))"
+            : "successive halving at steps \(rungs.map(String.init).joined(separator: ", ")) of \(maxSteps)"
+                + " (eta \(sweep.eta))"
         say("sweep: \(sweep.trials) trial(s) of \(sweep.configPath) in \(sweep.directory), up to \(parallel) at a time"
-            + " on \(cpus) CPU(s); \(halving); ranked by \(sweep.metric) (\(sweep.mode == .min ? "lower" : "higher") is better)")
+            + " on \(cpus) CPU(s); \(halving); ranked by \(sweep.metric)"
+            + " (\(sweep.mode == .min ? "lower" : "higher") is better)")
         var records: [Int: TrialRecord] = [:]
         for trial in 0..<sweep.trials {
             try writeTrialConfig(trial)
-            var record = TrialRecord.read("\(sweep.trialDirectory(trial))/\(Sweep.trialRecordName)")
-                ?? TrialRecord(trial: trial, status: .running)
+            let earlier = TrialRecord.read("\(sweep.trialDirectory(trial))/\(Sweep.trialRecordName)")
+            if earlier?.status == .completed { completedBefore.insert(trial) }
+            var record = earlier ?? TrialRecord(trial: trial, status: .running)
             record.status = .running
             record.error = nil
             records[trial] = record
-            say("trial \(Sweep.trialName(trial)): " + sweep.values(of: trial).map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            say("trial \(Sweep.trialName(trial)): " + drawn(trial))
         }
         var alive = Array(0..<sweep.trials)
         // Trials whose run has ended (early stopping, or their step limit) before the last rung.
         var finished = Set<Int>()
         for (index, pause) in (rungs.map { Optional($0) } + [nil]).enumerated() {
-            let training = alive.filter { !finished.contains($0) }
+            // A continued sweep trains only what its trials have not trained yet.
+            let training = alive.filter { !finished.contains($0) && !reached($0, pause) }
             let outcomes = try train(training, pauseAt: pause)
             for trial in alive {
                 guard var record = records[trial] else { continue }
@@ -131,7 +136,9 @@ public final class SweepRunner {
             let entering = alive
             alive = alive.filter { records[$0]?.status != .failed }
             if let pause {
-                let results = entering.map { (trial: $0, value: records[$0]?.status == .failed ? nil : records[$0]?.best) }
+                let results = entering.map { trial in
+                    (trial: trial, value: records[trial]?.status == .failed ? nil : records[trial]?.best)
+                }
                 let kept = SuccessiveHalving.survivors(results, eta: sweep.eta, mode: sweep.mode)
                 for trial in alive where !kept.contains(trial) { records[trial]?.status = .pruned }
                 alive = kept
@@ -152,11 +159,27 @@ public final class SweepRunner {
         return summary
     }
 
+    /// Trials that completed in an earlier invocation of this sweep (read from their trial.json).
+    var completedBefore = Set<Int>()
+
+    /// Whether the trial's run is already at the rung's step (or, for the last rung, has completed).
+    func reached(_ trial: Int, _ pause: Int?) -> Bool {
+        guard let pause else { return completedBefore.contains(trial) }
+        return trialFigures(trial, through: nil).steps >= pause
+    }
+
     func noHalvingReason() -> String {
-        if sweep.base.integer("training.max_steps") == 0 { return "training.max_steps is 0: set it to give the rungs budgets" }
-        if sweep.base.integer("training.eval_every") == 0 { return "training.eval_every is 0: rungs end at validations" }
+        if sweep.base.integer("training.max_steps") == 0 { return "training.max_steps is 0: "
+            + "set it to give the rungs budgets" }
+        if sweep.base.integer("training.eval_every") == 0 { return "training.eval_every is 0: "
+            + "rungs end at validations" }
         return "too few trials or steps for a rung: each rung needs eta (\(sweep.eta)) times the trials of the next"
             + " and training.eval_every steps"
+    }
+
+    /// "key=value key=value" of a trial's draws, for its progress line.
+    func drawn(_ trial: Int) -> String {
+        sweep.values(of: trial).map { "\($0.key)=\($0.value)" }.joined(separator: " ")
     }
 
     func failedNote(_ trials: [Int], _ records: [Int: TrialRecord]) -> String {
@@ -171,7 +194,8 @@ public final class SweepRunner {
     /// Trial `trial` alone, to its end (no halving): what a task of `launch/slurm-sweep.sbatch` runs.
     public func runTrial(_ trial: Int) throws -> TrialRecord {
         guard (0..<sweep.trials).contains(trial) else {
-            throw SeqTrainError("--trial \(trial): the sweep has trials 0 to \(sweep.trials - 1) (--trials \(sweep.trials))")
+            throw SeqTrainError("--trial \(trial): the sweep has trials 0 to \(sweep.trials - 1)"
+                + " (--trials \(sweep.trials))")
         }
         _ = try sweep.prepareDirectory(exclusive: false)
         let path = "\(sweep.trialDirectory(trial))/\(Sweep.trialRecordName)"
@@ -181,7 +205,7 @@ public final class SweepRunner {
             return record
         }
         try writeTrialConfig(trial)
-        say("trial \(Sweep.trialName(trial)): " + sweep.values(of: trial).map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        say("trial \(Sweep.trialName(trial)): " + drawn(trial))
         let outcome = try train([trial], pauseAt: nil)[trial]
         record.seconds += outcome?.seconds ?? 0
         let figures = trialFigures(trial, through: nil)
@@ -218,7 +242,8 @@ public final class SweepRunner {
 
     func writeRecord(_ record: TrialRecord?) throws {
         guard let record, let data = record.json else { return }
-        try DurableFile.write(data + Data("\n".utf8), to: "\(sweep.trialDirectory(record.trial))/\(Sweep.trialRecordName)")
+        let path = "\(sweep.trialDirectory(record.trial))/\(Sweep.trialRecordName)"
+        try DurableFile.write(data + Data("\n".utf8), to: path)
     }
 
     /// The trial's last step and best monitored figure through step `through` (nil: all), from its metrics.jsonl.
@@ -236,7 +261,9 @@ public final class SweepRunner {
     /// The parsed lines of a metrics.jsonl (a line torn by a crash is skipped).
     static func metricsLines(_ path: String) -> [[String: Any]] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+        return text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
     }
 
     // MARK: child processes
@@ -297,14 +324,18 @@ public final class SweepRunner {
         let seconds = Date().timeIntervalSince(start)
         let text = String(decoding: data, as: UTF8.self)
         let header = "$ seqtrain " + arguments.joined(separator: " ") + "\n"
-        try? DurableFile.append(header + text + "(exit \(process.terminationStatus), \(String(format: "%.1f", seconds)) s)\n",
+        let footer = "(exit \(process.terminationStatus), \(String(format: "%.1f", seconds)) s)\n"
+        try? DurableFile.append(header + text + footer,
                                 to: "\(directory)/\(Sweep.logName)")
         let lines = text.split(separator: "\n")
         let error = lines.last { $0.hasPrefix("error: ") }.map { String($0.dropFirst("error: ".count).prefix(500)) }
         let paused = lines.contains { $0.hasPrefix("paused at step ") }
-        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        // A child killed by a signal reports it as a shell would: 128 + the signal.
+        let status = process.terminationReason == .uncaughtSignal
+            ? 128 + process.terminationStatus : process.terminationStatus
         return ChildOutcome(status: status, seconds: seconds, paused: paused,
-                            error: status == 0 ? nil : error ?? "seqtrain train exited with status \(status); see \(directory)/\(Sweep.logName)")
+                            error: status == 0 ? nil : error ?? "seqtrain train exited with status \(status)"
+                                + "; see \(directory)/\(Sweep.logName)")
     }
 
     // MARK: gathering
@@ -315,7 +346,8 @@ public final class SweepRunner {
         let lock = locked ? nil : try SweepLock(directory: sweep.directory, wait: true)
         defer { lock?.release() }
         let records = (0..<sweep.trials).map { trial in
-            TrialRecord.read("\(sweep.trialDirectory(trial))/\(Sweep.trialRecordName)") ?? TrialRecord(trial: trial, status: .pending)
+            TrialRecord.read("\(sweep.trialDirectory(trial))/\(Sweep.trialRecordName)")
+                ?? TrialRecord(trial: trial, status: .pending)
         }
         let summary = SweepSummary(sweep: sweep, records: records)
         let csv = "\(sweep.directory)/\(Sweep.csvName)", best = "\(sweep.directory)/\(Sweep.bestName)"
@@ -383,7 +415,8 @@ public struct SweepSummary {
             for (key, value) in sweep.values(of: record.trial) { parameters[key] = Self.jsonValue(value) }
             var object: [String: Any] = ["trial": record.trial, "run_dir": sweep.trialDirectory(record.trial),
                                          "parameters": parameters, "steps": record.steps,
-                                         "seconds": (record.seconds * 10).rounded() / 10, "status": record.status.rawValue]
+                                         "seconds": (record.seconds * 10).rounded() / 10,
+                                         "status": record.status.rawValue]
             object["best_metric"] = record.best.map { $0 as Any } ?? NSNull()
             if let error = record.error { object["error"] = error }
             return object
@@ -403,7 +436,8 @@ public struct SweepSummary {
             let n = records.filter { $0.status == status }.count
             if n > 0 { counts.append("\(n) \(status.rawValue)") }
         }
-        var out = "sweep: \(records.count) trial(s): \(counts.joined(separator: ", ")); \(sweep.directory)/\(Sweep.csvName)"
+        var out = "sweep: \(records.count) trial(s): \(counts.joined(separator: ", "));"
+            + " \(sweep.directory)/\(Sweep.csvName)"
         for record in records where record.status == .failed {
             out += "\ntrial \(Sweep.trialName(record.trial)) failed: \(record.error ?? "see its train.log")"
         }

@@ -55,7 +55,8 @@ public struct SweepParameter: Equatable {
         let arguments = spec[spec.index(after: open)..<spec.index(before: spec.endIndex)]
             .split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         guard ["log", "uniform", "int"].contains(name) else {
-            throw refuse("\(name)(...) is not a distribution", "use log(low, high), uniform(low, high) or int(low, high)")
+            throw refuse("\(name)(...) is not a distribution",
+                         "use log(low, high), uniform(low, high) or int(low, high)")
         }
         guard arguments.count == 2 else {
             throw refuse("\(name) takes two numbers, low and high, got \(arguments.count)", "e.g. \(name)(1, 4)")
@@ -74,9 +75,12 @@ public struct SweepParameter: Equatable {
             return
         }
         guard let low = Double(arguments[0]), let high = Double(arguments[1]), low.isFinite, high.isFinite else {
-            throw refuse("\(name) needs two finite numbers, got \(arguments[0]) and \(arguments[1])", "e.g. \(name)(0, 0.5)")
+            throw refuse("\(name) needs two finite numbers, got \(arguments[0]) and \(arguments[1])",
+                         "e.g. \(name)(0, 0.5)")
         }
-        guard low < high else { throw refuse("\(name) needs low < high, got \(low) and \(high)", "e.g. \(name)(0, 0.5)") }
+        guard low < high else {
+            throw refuse("\(name) needs low < high, got \(low) and \(high)", "e.g. \(name)(0, 0.5)")
+        }
         if name == "log" {
             guard low > 0 else {
                 throw refuse("log needs 0 < low (a log-uniform draw), got low \(low)",
