@@ -9,7 +9,7 @@ struct SeqTrain: ParsableCommand {
         abstract: "Train LSTM, GRU and MLP models on CPUs and CPU clusters.",
         discussion: "One experiment is one TOML file: seqtrain train configs/charlm.toml. Under mpirun the same command trains data-parallel.",
         subcommands: [Train.self, Sample.self, Evaluate.self, Predict.self, Encode.self, Score.self, Generate.self, Forecast.self, ShowConfig.self, MakeData.self, Bench.self, ShowSystem.self,
-                      CheckGradients.self, Report.self, Debug.self])
+                      CheckGradients.self, Report.self, Debug.self, RunSweep.self])
 
     /// Before anything else (BLAS calls, MPI): make sure OpenBLAS runs a kernel that suits the CPU.
     static func main() {
@@ -99,6 +99,11 @@ struct Train: ParsableCommand {
     @Flag(help: "Use MPI even when no MPI launcher started this process.")
     var mpi = false
 
+    @Option(help: ArgumentHelp("End the run after this step with a checkpoint there, keeping training.max_steps"
+                               + " (and the learning-rate schedule it sets); continue with --resume."
+                               + " seqtrain sweep's rungs use it.", valueName: "step"))
+    var pauseAt: Int?
+
     @Option(help: ArgumentHelp("Test hook: RANK:STEP[:exit|raise|hang|hang-once:FILE|kill-in-checkpoint] makes that rank fail at that step (hang-once: only while FILE does not exist; creates it; kill-in-checkpoint: SIGKILL while writing the checkpoint of that step; nan: that rank's loss is NaN).", visibility: .hidden))
     var testFailAt: String?
 
@@ -109,6 +114,9 @@ struct Train: ParsableCommand {
         if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run, or start it over") }
         if let progress, ProgressStyle(rawValue: progress) == nil {
             throw ValidationError("--progress \(progress): expected one of " + ProgressStyle.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        if let pauseAt, pauseAt < 1 {
+            throw ValidationError("--pause-at \(pauseAt): give the step (1 or more) after which the run pauses")
         }
         if quiet, let progress, progress != "none" { throw ValidationError("--quiet and --progress \(progress) contradict each other: keep one") }
     }
@@ -121,6 +129,7 @@ struct Train: ParsableCommand {
         options.doctor = !noDoctor
         options.debug = debug
         options.traceDirectory = testTraceDir
+        options.pauseAtStep = pauseAt
         if let testFailAt {
             let parts = testFailAt.split(separator: ":", maxSplits: 3).map(String.init)
             guard parts.count >= 2, let rank = Int(parts[0]), let step = Int(parts[1]),
@@ -237,6 +246,10 @@ struct Train: ParsableCommand {
                     writeStandardError("stopped at step \(summary.steps) (signal \(name)); continue with --resume\n")
                 }
                 return StopSignal.exitStatus(signal)
+            }
+            if let paused = summary.pausedStep {
+                if rank == 0 { print("paused at step \(paused) (--pause-at); continue with --resume") }
+                return 0
             }
             if trainer.progressStyle != .none && rank == 0, let v = summary.validation {
                 let metrics = v.metrics.map { String(format: ", %@ %.4f", String($0.name.dropFirst($0.name.hasPrefix("val_") ? 4 : 0)), $0.value) }.joined()
@@ -419,7 +432,7 @@ struct Report: ParsableCommand {
             }
             // The page and its charts together, or none of them.
             try OutputFiles.write(files)
-            print("report: \(out) (\(runs.count) run(s))")
+            print("report: \(out) (\(RunReport.runDirectories(runs).count) run(s))")
             for file in files.dropFirst() { print("chart: \(file.path)") }
         }
     }

@@ -156,6 +156,10 @@ final class SchemaFuzzTests: XCTestCase {
             "gradcheck": ["gradcheck", char, "--samples", "2"],
             "report": ["report", runs["char_lm"] ?? "", "--out", "\(dir)/report.html"],
             "debug": ["debug", char, "-n", "2", "--steps", "2"],
+            // Two trials of two steps; every case shares the --out folder (the same sweep continues,
+            // another is refused).
+            "sweep": ["sweep", char, "--trials", "2", "--param", "optimizer.lr=[0.01, 0.02]",
+                      "--set", "training.max_steps=2", "--out", "\(dir)/sweep", "--parallel", "1"],
         ]
         var cases: [Case] = []
         for (path, options, positionals) in try commandTree() {

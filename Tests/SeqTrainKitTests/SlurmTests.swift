@@ -10,6 +10,7 @@ final class SlurmTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     static let clusterScript = "\(root)/launch/slurm-test-cluster"
     static let batchScript = "\(root)/launch/slurm.sbatch"
+    static let sweepScript = "\(root)/launch/slurm-sweep.sbatch"
 
     var dir = ""
     var cluster = ""
@@ -293,5 +294,63 @@ final class SlurmTests: XCTestCase {
         print("slurm test: job \(id) warned of its time limit (1 rank × \(workers) workers): stopped at step \(step)"
               + " with a checkpoint, exit 143, requeued itself (Restarts=\(fields["Restarts"] ?? "?")), resumed there;"
               + " its 20 losses and final weights equal the uninterrupted run's bit for bit")
+    }
+    /// `launch/slurm-sweep.sbatch` as a job array of three tasks, one trial each: every trial
+    /// completes, the last task's gather writes sweep.csv and best.toml, and the trials are the ones
+    /// (and learn what) the same sweep draws on this machine.
+    func testSweepAsAJobArrayCompletesEveryTrial() throws {
+        let sweepWords = ["\(dir)/config.toml", "--trials", "3", "--param", "optimizer.lr=log(1e-3, 2e-2)",
+                          "--param", "model.hidden=[16, 24]", "--seed", "5"]
+        let started = Date()
+        let submitted = try slurmCommand(["sbatch", "--parsable", "--chdir=\(dir)", "--output=\(dir)/sweep-%A_%a.out",
+                                          "--array=0-2", Self.sweepScript] + sweepWords + ["--out", "\(dir)/array"])
+        XCTAssertEqual(submitted.status, 0, submitted.errors)
+        let id = submitted.output.split(separator: ";").first
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        guard !id.isEmpty, id.allSatisfy(\.isNumber) else {
+            throw SeqTrainError("sbatch printed no job id: \(submitted.output)")
+        }
+        // An array's tasks leave squeue as they end: empty, every task has ended.
+        func queued() throws -> Bool {
+            let listed = try slurmCommand(["squeue", "-h", "-j", id]).output
+            return !listed.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        }
+        while try queued() {
+            guard Date().timeIntervalSince(started) < 300 else {
+                _ = try? slurmCommand(["scancel", id])
+                throw SeqTrainError("the array job \(id) did not finish in 300 s" + controllerLog())
+            }
+            usleep(300_000)
+        }
+        let seconds = Date().timeIntervalSince(started)
+        let logs = (0..<3).map { task in
+            (try? String(contentsOfFile: "\(dir)/sweep-\(id)_\(task).out", encoding: .utf8)) ?? "(no log)"
+        }
+        for (task, log) in logs.enumerated() {
+            XCTAssertTrue(log.contains("task \(task): trial \(task)"), log)
+            XCTAssertTrue(log.contains("trial \(Sweep.trialName(task)): completed, 20 steps"), log)
+            assertPlainText(log)
+        }
+        let csv = try String(contentsOfFile: "\(dir)/array/sweep.csv", encoding: .utf8)
+        let rows = csv.split(separator: "\n").dropFirst().map { $0.split(separator: ",").map(String.init) }
+        XCTAssertEqual(rows.count, 3, csv)
+        XCTAssertTrue(rows.allSatisfy { $0.last == "completed" && $0[$0.count - 3] == "20" }, csv)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/array/best.toml"), csv)
+
+        // The same sweep here draws the same trials (3 trials of 20 steps have no rung: no halving).
+        let local = try MultiRankTests.execute([MultiRankTests.binary, "sweep"] + sweepWords
+                                               + ["--out", "\(dir)/local"])
+        XCTAssertEqual(local.status, 0, local.errors)
+        let localRows = try String(contentsOfFile: "\(dir)/local/sweep.csv", encoding: .utf8)
+            .split(separator: "\n").dropFirst().map { $0.split(separator: ",").map(String.init) }
+        XCTAssertEqual(rows.map { Array($0.prefix(3)) }, localRows.map { Array($0.prefix(3)) }, "trial, lr, hidden")
+        for (array, here) in zip(rows, localRows) {
+            guard let a = Double(array[3]), let b = Double(here[3]) else { return XCTFail("no val_loss in \(csv)") }
+            XCTAssertEqual(a, b, accuracy: 1e-4 * abs(b),
+                           "trial \(array[0]): the array task learned what the local trial did")
+        }
+        print(String(format: "slurm test: sweep job array %@ (3 tasks, one trial each) completed in %.1f s from sbatch;"
+                     + " sweep.csv and best.toml gathered; its trials and val_loss match the same sweep run here",
+                     id, seconds))
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 
 /// What a random number is for; part of the key, so the streams of different purposes never overlap.
 public enum RandomPurpose: UInt32 {
-    case initialization = 1, dropout = 2, shuffle = 3, sampling = 4, synthetic = 5, noise = 6
+    case initialization = 1, dropout = 2, shuffle = 3, sampling = 4, synthetic = 5, noise = 6, sweep = 7
 }
 
 /// Counter-based generator (Philox4x32-10): a number is a pure function of

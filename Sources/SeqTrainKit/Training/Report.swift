@@ -17,8 +17,10 @@ public enum RunReport {
 
     public static func html(runs directories: [String]) throws -> String {
         let runs = try load(directories)
+        let metrics = sweepMetrics(directories)
         var body = "<h1>Training report</h1>\n<p class=\"note\">" + escape(runs.map { "\($0.name): \($0.metrics.last.flatMap { $0["step"] as? Int } ?? 0) steps" }.joined(separator: "; ")) + "</p>\n"
-        body += "<div class=\"charts\">\n" + charts(runs).map(\.svg).joined(separator: "\n") + "\n</div>\n"
+        body += "<div class=\"charts\">\n" + charts(runs, metrics: metrics).map(\.svg).joined(separator: "\n")
+            + "\n</div>\n"
         body += configSection(runs)
         for run in runs { body += classifierSection(run) }
         return """
@@ -47,18 +49,57 @@ public enum RunReport {
 
     /// The charts alone, as standalone SVG files (name, contents): for a paper or a README.
     public static func svgFiles(runs directories: [String]) throws -> [(name: String, svg: String)] {
-        try charts(load(directories)).map { ($0.name + ".svg", "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + $0.svg + "\n") }
+        try charts(load(directories), metrics: sweepMetrics(directories)).map {
+            ($0.name + ".svg", "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + $0.svg + "\n")
+        }
     }
 
     static func load(_ directories: [String]) throws -> [Run] {
         guard !directories.isEmpty else { throw SeqTrainError("report: give one or more run directories") }
-        var names = directories.map { ($0 as NSString).lastPathComponent }
-        if Set(names).count < names.count { names = directories }
-        return try zip(directories, names).map { try load($0, name: $1) }
+        let expanded = runDirectories(directories)
+        guard !expanded.isEmpty else {
+            let given = directories.joined(separator: ", ")
+            throw SeqTrainError("report: \(given): the sweep has no trial with metrics yet;"
+                + " give it time, or give run directories")
+        }
+        var names = expanded.map { path in
+            path.split(separator: "/").last.map(String.init) ?? path
+        }
+        if Set(names).count < names.count { names = expanded }
+        // Trials are named "trial NNN".
+        names = zip(expanded, names).map { path, name in path.contains("/trials/") ? "trial \(name)" : name }
+        return try zip(expanded, names).map { try load($0, name: $1) }
     }
 
-    static func charts(_ runs: [Run]) -> [(name: String, svg: String)] {
+    /// The run directories a report of `directories` shows: a sweep's directory stands for its
+    /// trials' run directories (those that logged a step).
+    public static func runDirectories(_ directories: [String]) -> [String] {
+        directories.flatMap { directory -> [String] in
+            guard Sweep.isSweepDirectory(directory) else { return [directory] }
+            let trials = ((try? FileManager.default.contentsOfDirectory(atPath: "\(directory)/trials")) ?? []).sorted()
+            return trials.map { "\(directory)/trials/\($0)" }
+                .filter { FileManager.default.fileExists(atPath: "\($0)/\(RunFiles.metricsName)") }
+        }
+    }
+
+    /// The figures sweeps among `directories` rank by (other than val_loss, which the loss chart has).
+    static func sweepMetrics(_ directories: [String]) -> [String] {
+        var metrics: [String] = []
+        for directory in directories {
+            if let metric = Sweep.metric(ofSweep: directory), metric != "val_loss", !metrics.contains(metric) {
+                metrics.append(metric)
+            }
+        }
+        return metrics
+    }
+
+    static func charts(_ runs: [Run], metrics: [String] = []) -> [(name: String, svg: String)] {
         var charts: [(String, String)] = []
+        for metric in metrics {
+            // A sweep's ranking figure, every trial overlaid.
+            charts.append((metric, chart(title: "Validation \(metric.dropFirst(metric.hasPrefix("val_") ? 4 : 0))",
+                                         yLabel: metric, runs: runs, series: [(metric, "", false)])))
+        }
         charts.append(("loss", chart(title: "Loss", yLabel: "loss (nats)", runs: runs, series: [("loss", "training", false), ("val_loss", "validation", true)])))
         charts.append(("learning_rate", chart(title: "Learning rate", yLabel: "learning rate", runs: runs, series: [("lr", "", false)])))
         charts.append(("gradient_norm", chart(title: "Gradient norm (before clipping)", yLabel: "global L2 norm", runs: runs, series: [("grad_norm", "", false)])))

@@ -37,6 +37,10 @@ public struct TrainerOptions {
     /// Asks the run to stop after the current step (the train command's signal handlers): every
     /// replica stops after the same step, with a checkpoint there.
     public var stopRequest: StopRequest?
+    /// Ends the run after this step with a checkpoint there, as a stop request would, without
+    /// touching `training.max_steps` (the schedule keeps its length): a sweep's rungs pause trials
+    /// here and continue the survivors with `--resume`, which then train as one uninterrupted run.
+    public var pauseAtStep: Int?
     /// Rank 0's clock for `checkpoint.every_seconds`, in seconds.
     public var clock: () -> Double = { Benchmark.now() }
     public init() {}
@@ -52,6 +56,8 @@ public struct TrainingSummary {
     public var validation: ValidationResult?
     /// The signal that stopped the run before its last step (a checkpoint was written there).
     public var stopSignal: Int32?
+    /// `pauseAtStep` ended the run before its last step (a checkpoint was written there).
+    public var pausedStep: Int?
     /// Early stopping ended the run at this step (before its step limit).
     public var earlyStoppedStep: Int?
     /// The best validation's step and monitored figure (`training.early_stopping.monitor`).
@@ -356,8 +362,12 @@ public final class Trainer {
         var windowTokens = 0.0, windowStart = Benchmark.now()
         let runStart = Benchmark.now()
         if batchInEpoch == 0 { experiment.beginEpoch(epoch) }
+        // Resumed at or past the pause: nothing to train before it.
+        if let pause = options.pauseAtStep, step >= pause, step < totalSteps, tracker.stoppedStep == nil {
+            summary.pausedStep = step
+        }
 
-        while step < totalSteps && tracker.stoppedStep == nil {
+        while step < totalSteps && tracker.stoppedStep == nil && summary.pausedStep == nil {
             if let failure = options.failure, failure.rank == communicator.rank, failure.step == step,
                ![.killInCheckpoint, .nonFinite, .diverge, .extraCollective, .nanWeight].contains(failure.mode) {
                 switch failure.mode {
@@ -492,8 +502,10 @@ public final class Trainer {
             }
             timeline?.lap("metrics", step: stepNumber)
             // A stop at the last step is simply the end of the run.
-            let stopping = votes.stopSignal != nil && step < totalSteps
             let ending = step == totalSteps || tracker.stoppedStep != nil
+            // Every replica counts the same steps, so every replica pauses here alike.
+            let pausing = options.pauseAtStep == step && !ending
+            let stopping = (votes.stopSignal != nil || pausing) && step < totalSteps
             let marksBest = newBest && earlyStopping.keepsBestCheckpoint
             // The run's last checkpoint holds the weights it ends with.
             if ending { summary.restoredStep = try restoreBestWeights(progress: progress) }
@@ -510,6 +522,7 @@ public final class Trainer {
             summary.finalLoss = global.mean
             if stopping {
                 summary.stopSignal = votes.stopSignal
+                if votes.stopSignal == nil { summary.pausedStep = step }
                 break
             }
         }
