@@ -21,14 +21,16 @@ final class DoctorTests: XCTestCase {
         let validation = [1.0, 0.8, 0.7, 0.75, 0.8, 0.9, 1.0], training = [2.0, 1.5, 1.2, 1.0, 0.8, 0.6, 0.5]
         var found: [(Int, DoctorFinding)] = []
         for (k, (value, loss)) in zip(validation, training).enumerated() {
-            if let finding = watch.observe(step: 100 * (k + 1), value: value, trainingLoss: loss) { found.append((k, finding)) }
+            if let finding = watch.observe(step: 100 * (k + 1), value: value, trainingLoss: loss) {
+                found.append((k, finding))
+            }
         }
         XCTAssertEqual(found.count, 1, "once per run, though the figure keeps worsening")
         XCTAssertEqual(found.first?.0, 5, "the third worsening in a row (0.7 → 0.75 → 0.8 → 0.9)")
         let text = found.first?.1.text ?? ""
         XCTAssertEqual(found.first?.1.rule, .overfitting)
-        XCTAssertTrue(text.hasPrefix("\(Self.overfitted): val_loss got worse at 3 validations in a row (steps 300 to 600:"
-            + " 0.7 → 0.75 → 0.8 → 0.9) while the training loss fell from 1.2 to 0.6."), text)
+        XCTAssertTrue(text.hasPrefix("\(Self.overfitted): val_loss got worse at 3 validations in a row"
+            + " (steps 300 to 600: 0.7 → 0.75 → 0.8 → 0.9) while the training loss fell from 1.2 to 0.6."), text)
         for words in ["[training.early_stopping] patience = 3 with restore_best = true", "checkpoint.keep_best",
                       "model.dropout", "optimizer.weight_decay", "doctor.silence = [\"overfitting\"]"] {
             XCTAssertTrue(text.contains(words), "\(words): \(text)")
@@ -59,11 +61,14 @@ final class DoctorTests: XCTestCase {
         // Early stopping that restores the best weights already acts on it; without restoring, the
         // warning says the run ends with the worse weights.
         var restoring = OverfittingDetector(monitor: "val_loss", mode: .min, patience: 2, stopping: .restoresBest)
-        var lastWeights = OverfittingDetector(monitor: "val_loss", mode: .min, patience: 2, stopping: .stopsWithLastWeights)
+        var lastWeights = OverfittingDetector(monitor: "val_loss", mode: .min, patience: 2,
+                                              stopping: .stopsWithLastWeights)
         var kept: [DoctorFinding] = []
         for (k, value) in [0.7, 0.8, 0.9].enumerated() {
             XCTAssertNil(restoring.observe(step: k, value: value, trainingLoss: 1 - 0.1 * Double(k)))
-            if let finding = lastWeights.observe(step: k, value: value, trainingLoss: 1 - 0.1 * Double(k)) { kept.append(finding) }
+            if let finding = lastWeights.observe(step: k, value: value, trainingLoss: 1 - 0.1 * Double(k)) {
+                kept.append(finding)
+            }
         }
         XCTAssertEqual(kept.count, 1)
         XCTAssertTrue(kept.first?.text.contains("training.early_stopping.restore_best = true") == true, "\(kept)")
@@ -100,32 +105,36 @@ final class DoctorTests: XCTestCase {
 
     func testChanceLevelWaitsForAThirdOfTheRunAndNeedsEveryFigureAtChance() {
         func figures(_ accuracy: Double, _ loss: Double) -> [ChanceLevelDetector.Figure] {
-            [.init(name: "val_accuracy", value: accuracy, chance: 0.6), .init(name: "val_loss", value: loss, chance: 0.9)]
+            [.init(name: "val_accuracy", value: accuracy, chance: 0.6),
+             .init(name: "val_loss", value: loss, chance: 0.9)]
         }
         var watch = ChanceLevelDetector()
-        XCTAssertNil(watch.observe(step: 30, totalSteps: 100, figures: figures(0.6, 0.95), causes: "C."), "before a third")
-        XCTAssertNil(watch.observe(step: 40, totalSteps: 100, figures: figures(0.7, 0.95), causes: "C."), "accuracy above")
-        XCTAssertNil(watch.observe(step: 40, totalSteps: 100, figures: figures(0.6, 0.8), causes: "C."), "loss below")
-        let finding = watch.observe(step: 50, totalSteps: 100, figures: figures(0.61, 0.89), causes: "Likely causes: C.")
+        func see(_ step: Int, _ accuracy: Double, _ loss: Double, _ causes: String) -> DoctorFinding? {
+            watch.observe(step: step, totalSteps: 100, figures: figures(accuracy, loss), causes: causes)
+        }
+        XCTAssertNil(see(30, 0.6, 0.95, "C."), "before a third")
+        XCTAssertNil(see(40, 0.7, 0.95, "C."), "accuracy above")
+        XCTAssertNil(see(40, 0.6, 0.8, "C."), "loss below")
+        let finding = see(50, 0.61, 0.89, "Likely causes: C.")
         XCTAssertEqual(finding?.rule, .chanceLevel)
         XCTAssertEqual(finding?.text, "\(Self.atChance) at step 50 of 100: val_accuracy 0.6100 (chance 0.6000),"
             + " val_loss 0.8900 (chance 0.9000). A model that learned nothing but the class shares scores this."
             + " Likely causes: C. (silence this with doctor.silence = [\"chance_level\"])")
-        XCTAssertNil(watch.observe(step: 60, totalSteps: 100, figures: figures(0.6, 0.95), causes: "C."), "once per run")
+        XCTAssertNil(see(60, 0.6, 0.95, "C."), "once per run")
         var none = ChanceLevelDetector()
         XCTAssertNil(none.observe(step: 60, totalSteps: 100, figures: [], causes: "C."), "no figure, no finding")
     }
 
     func testPosteriorCollapseNeedsALowKLAndTheSameOutputsAfterTheWarmUp() {
         var watch = PosteriorCollapseDetector()
-        XCTAssertNil(watch.observe(step: 150, totalSteps: 600, warmupSteps: 300, klPerSequence: 0.17, sameOutputPairs: 19,
-                                   pairs: 20), "during the warm-up")
-        XCTAssertNil(watch.observe(step: 300, totalSteps: 600, warmupSteps: 300, klPerSequence: 3.2, sameOutputPairs: 19,
-                                   pairs: 20), "the latent is used")
-        XCTAssertNil(watch.observe(step: 300, totalSteps: 600, warmupSteps: 300, klPerSequence: 0.17, sameOutputPairs: 5,
-                                   pairs: 20), "different inputs give different outputs")
-        let finding = watch.observe(step: 400, totalSteps: 600, warmupSteps: 300, klPerSequence: 0.17, sameOutputPairs: 19,
-                                    pairs: 20)
+        func see(_ step: Int, _ kl: Double, _ same: Double) -> DoctorFinding? {
+            watch.observe(step: step, totalSteps: 600, warmupSteps: 300, klPerSequence: kl, sameOutputPairs: same,
+                          pairs: 20)
+        }
+        XCTAssertNil(see(150, 0.17, 19), "during the warm-up")
+        XCTAssertNil(see(300, 3.2, 19), "the latent is used")
+        XCTAssertNil(see(300, 0.17, 5), "different inputs give different outputs")
+        let finding = see(400, 0.17, 19)
         XCTAssertEqual(finding?.rule, .posteriorCollapse)
         let text = finding?.text ?? ""
         XCTAssertTrue(text.hasPrefix("\(Self.collapsed): at step 400 the KL term is 0.170 nats per sequence"), text)
@@ -134,8 +143,7 @@ final class DoctorTests: XCTestCase {
             XCTAssertTrue(text.contains(words), "\(words): \(text)")
         }
         XCTAssertFalse(text.contains("free_bits"), "no key seqtrain does not have")
-        XCTAssertNil(watch.observe(step: 500, totalSteps: 600, warmupSteps: 300, klPerSequence: 0.1, sameOutputPairs: 20,
-                                   pairs: 20), "once per run")
+        XCTAssertNil(see(500, 0.1, 20), "once per run")
     }
 
     // MARK: end to end
@@ -153,7 +161,8 @@ final class DoctorTests: XCTestCase {
         var labelState: UInt64 = 12_345
         let matrix = (0..<samples).compactMap { labels($0, &labelState) }
         if !matrix.isEmpty {
-            try NumpyArray(floats: matrix.flatMap { $0 }, shape: [samples, matrix[0].count]).write(to: "\(dir)/\(name)-y.npy")
+            try NumpyArray(floats: matrix.flatMap { $0 }, shape: [samples, matrix[0].count])
+                .write(to: "\(dir)/\(name)-y.npy")
         } else {
             let classIds = (0..<samples).compactMap { ids($0, &labelState) }
             try NumpyArray(integers: classIds, shape: [samples]).write(to: "\(dir)/\(name)-y.npy")
@@ -180,7 +189,9 @@ final class DoctorTests: XCTestCase {
         return (trainer, try trainer.run())
     }
 
-    func findings(_ trainer: Trainer, _ prefix: String) -> [String] { trainer.diagnoses.filter { $0.hasPrefix(prefix) } }
+    func findings(_ trainer: Trainer, _ prefix: String) -> [String] {
+        trainer.diagnoses.filter { $0.hasPrefix(prefix) }
+    }
 
     func testAnMLPOnNoiseLabelsIsAtChanceAndASequenceClassifierToo() throws {
         // Single-label, classes of shares 0.6, 0.3, 0.1 drawn regardless of the inputs.
@@ -282,8 +293,8 @@ final class DoctorTests: XCTestCase {
         XCTAssertNotNil(summary.restoredStep)
 
         XCTAssertThrowsError(try train(body, overrides: ["doctor.silence=[\"overfiting\"]"])) { error in
-            XCTAssertEqual("\(error)", "doctor.silence: \"overfiting\" is not a doctor rule; the rules that can be silenced"
-                + " are \"frozen_learning\", \"overfitting\", \"chance_level\", \"posterior_collapse\"")
+            XCTAssertEqual("\(error)", "doctor.silence: \"overfiting\" is not a doctor rule; the rules that can be"
+                + " silenced are \"frozen_learning\", \"overfitting\", \"chance_level\", \"posterior_collapse\"")
         }
     }
 
@@ -338,11 +349,12 @@ final class DoctorTests: XCTestCase {
         try NumpyArray(floats: curveLabels, shape: [600, 7]).write(to: "\(dir)/curves/labels.npy")
         let (pixels, letters) = SyntheticSets.letters(count: 1200, seed: 1)
         try NumpyArray(shape: [1200, 28, 28], dtype: .uint8, data: Data(pixels)).write(to: "\(dir)/images.npy")
-        try (letters.joined(separator: "\n") + "\n").write(toFile: "\(dir)/letters.csv", atomically: true, encoding: .utf8)
+        try (letters.joined(separator: "\n") + "\n")
+            .write(toFile: "\(dir)/letters.csv", atomically: true, encoding: .utf8)
         let series = SyntheticSets.series(length: 2000, features: 2, season: 24, seed: 1)
         let rows = (0..<2000).map { t in "\(series[2 * t]),\(series[2 * t + 1])" }
-        try (["y0,y1"] + rows).joined(separator: "\n").appending("\n").write(toFile: "\(dir)/series.csv", atomically: true,
-                                                                             encoding: .utf8)
+        try (["y0,y1"] + rows).joined(separator: "\n").appending("\n")
+            .write(toFile: "\(dir)/series.csv", atomically: true, encoding: .utf8)
         let runs: [(config: String, steps: Int, sets: [String])] = [
             ("charlm", 60, ["data.paths=[\"\(root)/Sources/SeqTrainKit/Training/*.swift\"]", "model.hidden=64"]),
             ("curves_lstm", 150, ["data.inputs=\(dir)/curves/inputs.npy", "data.labels=\(dir)/curves/labels.npy",
@@ -366,7 +378,7 @@ final class DoctorTests: XCTestCase {
             let watched = trainer.diagnoses.filter {
                 $0.hasPrefix(Self.overfitted) || $0.hasPrefix(Self.atChance) || $0.hasPrefix(Self.collapsed)
             }
-            XCTAssertEqual(watched, [], "\(name): \(summary.steps) steps, last validation \(summary.validation?.loss ?? .nan)")
+            XCTAssertEqual(watched, [], "\(name): \(summary.steps) steps, val_loss \(summary.validation?.loss ?? .nan)")
             print("\(name): \(summary.steps) steps, val_loss \(summary.validation?.loss ?? .nan),"
                 + " \(summary.validation?.metrics.map { "\($0.name) \($0.value)" }.joined(separator: ", ") ?? "")")
         }

@@ -220,8 +220,8 @@ public struct PosteriorCollapseDetector {
     /// a model that is not collapsed has had time to use its latent.
     public init() {}
 
-    public mutating func observe(step: Int, totalSteps: Int, warmupSteps: Int, klPerSequence: Double, sameOutputPairs: Double,
-                          pairs: Double) -> DoctorFinding? {
+    public mutating func observe(step: Int, totalSteps: Int, warmupSteps: Int, klPerSequence: Double,
+                                 sameOutputPairs: Double, pairs: Double) -> DoctorFinding? {
         guard !reported, step >= warmupSteps, 3 * step >= totalSteps, pairs >= 5, klPerSequence.isFinite,
               klPerSequence < Self.maximumKL, sameOutputPairs >= Self.minimumSameShare * pairs else { return nil }
         reported = true
