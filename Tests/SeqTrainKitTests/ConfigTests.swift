@@ -68,9 +68,9 @@ final class ConfigTests: XCTestCase {
         assertConfigError("[model]\nhiden = 3\n",
                           "configs/x.toml:2: model.hiden: unknown key; [model] accepts kind, cell, embedding, hidden, layers, dropout (did you mean hidden?)")
         assertConfigError("[modle]\nhidden = 3\n",
-                          "configs/x.toml:1: unknown section [modle]; the sections are [job], [data], [model], [training], [training.early_stopping], [optimizer], [lr_scheduler], [checkpoint], [metrics] (did you mean model?)")
+                          "configs/x.toml:1: unknown section [modle]; the sections are [job], [data], [model], [training], [training.early_stopping], [optimizer], [lr_scheduler], [checkpoint], [metrics], [doctor] (did you mean model?)")
         assertConfigError("seed = 3\n",
-                          "configs/x.toml:1: seed: a key outside any section; every key belongs under one of [job], [data], [model], [training], [training.early_stopping], [optimizer], [lr_scheduler], [checkpoint], [metrics]")
+                          "configs/x.toml:1: seed: a key outside any section; every key belongs under one of [job], [data], [model], [training], [training.early_stopping], [optimizer], [lr_scheduler], [checkpoint], [metrics], [doctor]")
         assertConfigError("[model]\ndropout = 1.5\n", "configs/x.toml:2: model.dropout: expected a number in [0, 1), got 1.5")
         assertConfigError("[optimizer]\nlr = -0.1\n", "configs/x.toml:2: optimizer.lr: expected a non-negative number, got -0.1")
         assertConfigError("[optimizer]\nkind = \"adamax\"\n",

@@ -88,6 +88,9 @@ public protocol Experiment: AnyObject {
     /// The training doctor's warnings about this experiment's data and model (probably wrong, not
     /// certainly: what is certainly wrong is refused when the experiment is made).
     var diagnoses: [String] { get }
+    /// The doctor's findings from a validation during training that depend on how far the run has
+    /// got (a classifier at chance level, posterior collapse); each kind's rule reports once.
+    func diagnose(_ result: ValidationResult, step: Int, totalSteps: Int) -> [DoctorFinding]
 }
 
 extension Experiment {
@@ -95,6 +98,7 @@ extension Experiment {
     public var carriedState: CarriedState? { nil }
     public func traceLines(step: Int) -> String { "" }
     public var diagnoses: [String] { [] }
+    public func diagnose(_ result: ValidationResult, step: Int, totalSteps: Int) -> [DoctorFinding] { [] }
 
     public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?) throws -> (LossTotal, units: Int) {
         try accumulateGradient(batch: k, epoch: epoch, step: step, gradientsReady: gradientsReady, lap: { _ in })

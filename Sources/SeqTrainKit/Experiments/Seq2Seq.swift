@@ -68,13 +68,21 @@ struct TokenBatch {
 struct GenerationTotals {
     var crossEntropy = 0.0, tokens = 0.0, correctTeacherForced = 0.0, correctFreeRunning = 0.0
     var exact = 0.0, sequences = 0.0, kl = 0.0, collapsed = 0.0
+    /// Neighbouring validation sequences that differ, and of those the pairs whose free-running
+    /// outputs are the same (a decoder that ignores its input): sums over ranks, unlike a count
+    /// of distinct outputs.
+    var differentPairs = 0.0, sameOutputPairs = 0.0
 
     init() {}
     init(_ v: [Double]) {
         (crossEntropy, tokens, correctTeacherForced, correctFreeRunning) = (v[0], v[1], v[2], v[3])
         (exact, sequences, kl, collapsed) = (v[4], v[5], v[6], v[7])
+        (differentPairs, sameOutputPairs) = (v[8], v[9])
     }
-    var values: [Double] { [crossEntropy, tokens, correctTeacherForced, correctFreeRunning, exact, sequences, kl, collapsed] }
+    var values: [Double] {
+        [crossEntropy, tokens, correctTeacherForced, correctFreeRunning, exact, sequences, kl, collapsed,
+         differentPairs, sameOutputPairs]
+    }
     /// The negative ELBO per token: cross-entropy plus the KL divergence at full weight.
     var loss: Double { tokens > 0 ? (crossEntropy + kl) / tokens : .nan }
     var teacherForcedAccuracy: Double { correctTeacherForced / max(tokens, 1) }
@@ -290,6 +298,9 @@ public final class Seq2SeqExperiment: Experiment {
     }
 
     private let dLogits = FloatBuffer()  // (T, B, V)
+    /// The last validation's figures and the watch for posterior collapse.
+    var lastTotals: GenerationTotals?
+    var posteriorCollapse = PosteriorCollapseDetector()
 
     public var validationMetricNames: [String] {
         ["val_token_accuracy_teacher_forced", "val_token_accuracy_free_running", "val_exact_match"] + (model.variational ? ["val_kl"] : [])
@@ -309,7 +320,17 @@ public final class Seq2SeqExperiment: Experiment {
             ("val_token_accuracy_free_running", totals.freeRunningAccuracy),
             ("val_exact_match", totals.exactMatch)] + (model.variational ? [("val_kl", totals.klPerSequence)] : []))
         if let warning = Self.collapseWarning(totals, config: config) { result.warnings.append(warning) }
+        lastTotals = totals
         return result
+    }
+
+    public func diagnose(_ result: ValidationResult, step: Int, totalSteps: Int) -> [DoctorFinding] {
+        guard model.variational, let totals = lastTotals else { return [] }
+        let finding = posteriorCollapse.observe(step: step, totalSteps: totalSteps,
+                                                warmupSteps: config.integer("loss.kl_warmup_steps"),
+                                                klPerSequence: totals.klPerSequence,
+                                                sameOutputPairs: totals.sameOutputPairs, pairs: totals.differentPairs)
+        return finding.map { [$0] } ?? []
     }
 
     /// Free-running output that falls into one repeated token while teacher-forced accuracy is
@@ -371,6 +392,10 @@ public final class Seq2SeqExperiment: Experiment {
                 totals.exact += right == target.count ? 1 : 0
                 totals.sequences += 1
                 if longestRun(predicted[b]) >= 4 && longestRun(target) < 4 { totals.collapsed += 1 }
+                if b > 0 && chunk[b] != chunk[b - 1] {
+                    totals.differentPairs += 1
+                    if predicted[b] == predicted[b - 1] { totals.sameOutputPairs += 1 }
+                }
             }
         }
         return totals

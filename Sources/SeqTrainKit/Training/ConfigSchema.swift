@@ -152,7 +152,8 @@ public struct ConfigKey {
 /// `[model]` and the other sections accept the common keys and the chosen kind's.
 public enum ConfigSchema {
     /// Every section a config may have, in the order the resolved config writes them.
-    public static let allSections = ["job", "data", "model", "training", "training.early_stopping", "loss", "optimizer", "lr_scheduler", "checkpoint", "metrics", "eval"]
+    public static let allSections = ["job", "data", "model", "training", "training.early_stopping", "loss", "optimizer",
+                                     "lr_scheduler", "checkpoint", "metrics", "eval", "doctor"]
 
     /// The kind of a config that does not name one.
     public static let defaultKind = "char_lm"
@@ -249,6 +250,10 @@ public enum ConfigSchema {
                   help: "Rank 0 also writes TensorBoard event files (every scalar of metrics.jsonl, the resolved config as text) under RUN_DIR/tensorboard."),
         ConfigKey(section: "metrics", name: "progress", type: .choice(ProgressStyle.allCases.map(\.rawValue)), defaultValue: .text("auto"),
                   help: "auto: a redrawn bar for one process on a terminal, plain lines under mpirun, Slurm or into a file; bar; lines; none."),
+
+        ConfigKey(section: "doctor", name: "silence", type: .texts, defaultValue: .texts([]),
+                  help: "Doctor rules that watch training whose warning is not wanted: frozen_learning, overfitting, "
+                      + "chance_level, posterior_collapse (--no-doctor silences every warning)."),
     ]
 
     /// The common keys and the kind's, section by section (common keys first within a section).

@@ -170,6 +170,11 @@ public final class Trainer {
     /// The training doctor's findings: before training, and the frozen-learning detector's.
     public private(set) var diagnoses: [String] = []
     var frozen = FrozenLearningDetector()
+    /// The rules `doctor.silence` names, and the watch for overfitting (the kinds watch their own).
+    let silenced: Set<DoctorRule>
+    var overfitting: OverfittingDetector
+    /// The training losses since the last validation, for the overfitting watch.
+    var lossSinceValidation = LossTotal()
     /// `--resume` of a run that early stopping had already ended: nothing is trained or logged again.
     var resumedStopped = false
 
@@ -189,6 +194,7 @@ public final class Trainer {
         self.options = options
         FloatEnvironment.flushDenormals()
         guard let kind = ExperimentRegistry.kind(named: config.kind) else { throw SeqTrainError("model.kind = \"\(config.kind)\" is not a known kind") }
+        silenced = try DoctorRule.silenced(config)
         experiment = try kind.make(config, communicator.rank, communicator.size)
         let parameters = experiment.trainableModel.parameters
         parameters.initialize(seed: UInt64(config.integer("job.seed")))
@@ -202,6 +208,7 @@ public final class Trainer {
                 + " to watch; give the kind's validation data (e.g. data.validation_fraction) or set patience = 0")
         }
         tracker = BestTracker(mode: earlyStopping.mode)
+        overfitting = OverfittingDetector(earlyStopping)
         schedule = LearningRateSchedule(config: config, totalSteps: totalSteps)
         runDirectory = config.runDirectory
         progressStyle = options.quiet ? .none : (ProgressStyle(rawValue: config.text("metrics.progress")) ?? .auto).resolved()
@@ -464,10 +471,11 @@ public final class Trainer {
             step += 1
             summary.losses.append(global.mean)
             if finite { lossWindow = lossWindow + global }
-            if let finding = frozen.observe(step: step, loss: global.mean, parameters: parameters) {
-                diagnoses.append(finding)
-                if isLeader && options.doctor { printWarning("doctor: \(finding)") }
+            if !silenced.contains(.frozenLearning),
+               let finding = frozen.observe(step: step, loss: global.mean, parameters: parameters) {
+                report([DoctorFinding(.frozenLearning, finding)])
             }
+            if finite { lossSinceValidation = lossSinceValidation + global }
             windowTokens += totals[2]
 
             batchInEpoch += 1
@@ -484,6 +492,16 @@ public final class Trainer {
             }
             // Every replica holds the same all-reduced figures, so every replica decides alike here.
             var newBest = false
+            if let validated {
+                let trainingLoss = lossSinceValidation.count > 0 ? lossSinceValidation.mean : Double.nan
+                var findings = experiment.diagnose(validated, step: step, totalSteps: totalSteps)
+                if let value = BestTracker.value(of: validated, monitor: earlyStopping.monitor),
+                   let finding = overfitting.observe(step: step, value: value, trainingLoss: trainingLoss) {
+                    findings.append(finding)
+                }
+                report(findings)
+                lossSinceValidation = LossTotal()
+            }
             if let validated, let value = BestTracker.value(of: validated, monitor: earlyStopping.monitor) {
                 newBest = tracker.observe(value, step: step, settings: earlyStopping)
                 if earlyStopping.isEnabled && tracker.wait >= earlyStopping.patience && step < totalSteps {
@@ -562,6 +580,15 @@ public final class Trainer {
             let differing = parameters.layout.entries.indices.filter { k in theirs[(k * 8)..<(k * 8 + 8)] != all[0][(k * 8)..<(k * 8 + 8)] }
             let names = differing.map { parameters.layout.entries[$0].name }
             throw SeqTrainError("step \(step): \(communicator.name(of: rank))'s parameters differ from \(communicator.name(of: 0))'s, first in \(names.first ?? "?")\(names.count > 1 ? " (and \(names.count - 1) more tensor(s))" : "") (--debug)")
+        }
+    }
+
+    /// The findings of the rules that watch training, but those `doctor.silence` names and those
+    /// already reported: kept in `diagnoses` and printed by rank 0 (unless --no-doctor).
+    func report(_ findings: [DoctorFinding]) {
+        for finding in findings where !silenced.contains(finding.rule) && !diagnoses.contains(finding.text) {
+            diagnoses.append(finding.text)
+            if isLeader && options.doctor { printWarning("doctor: \(finding.text)") }
         }
     }
 

@@ -142,6 +142,33 @@ public struct ClassificationCounts {
     }
 }
 
+extension ClassificationCounts {
+    /// What a model that learned nothing but the class shares of these samples scores, by metric
+    /// name. Single-label: the majority class's share (accuracy), 1/C over the classes present
+    /// (macro F1: predicting by the shares scores it), the entropy of the shares (cross-entropy).
+    /// Multi-label: every label predicted positive (macro and micro F1, which beats predicting none),
+    /// the mean binary entropy of the label shares (BCE). `plainLoss` false: no loss figure.
+    public func chanceLevels(plainLoss: Bool) -> [String: Double] {
+        guard samples > 0 else { return [:] }
+        let shares = classes.indices.map { perClass($0).support / samples }
+        let present = shares.filter { $0 > 0 }
+        guard !present.isEmpty else { return [:] }
+        var levels: [String: Double] = [:]
+        if multiLabel {
+            levels["val_macro_f1"] = present.reduce(0) { $0 + 2 * $1 / (1 + $1) } / Double(present.count)
+            let positive = shares.reduce(0, +) / Double(shares.count)
+            levels["val_micro_f1"] = 2 * positive / (1 + positive)
+            let entropy = shares.map { p in p <= 0 || p >= 1 ? 0 : -(p * log(p) + (1 - p) * log(1 - p)) }
+            if plainLoss { levels["val_loss"] = entropy.reduce(0, +) / Double(shares.count) }
+        } else {
+            levels["val_accuracy"] = present.max()
+            levels["val_macro_f1"] = 1 / Double(present.count)
+            if plainLoss { levels["val_loss"] = -present.reduce(0) { $0 + $1 * log($1) } }
+        }
+        return levels
+    }
+}
+
 /// A CSV cell, quoted when it holds a comma, a quote or a line break.
 func csvCell(_ s: String) -> String {
     s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s

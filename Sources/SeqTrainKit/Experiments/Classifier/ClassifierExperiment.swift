@@ -123,6 +123,11 @@ public final class ClassifierExperiment: Experiment {
     public let dataFingerprint: UInt64
 
     public private(set) var diagnoses: [String] = []
+    /// Steps a recurrent layer reads (0: the model reads vectors), for the chance-level warning.
+    let recurrentSteps: Int
+    /// The last validation's counts and the watch for a model at chance level.
+    var lastCounts: ClassificationCounts?
+    var chance = ChanceLevelDetector()
 
     public var trainableModel: TrainableModel { network.model }
     public var classes: [String] { preprocessing.classes }
@@ -231,8 +236,9 @@ public final class ClassifierExperiment: Experiment {
 
         }
         network = try ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
+        recurrentSteps = layout == .sequence && settings.features == "raw" ? training.steps : 0
         diagnoses = Self.diagnose(config, preprocessing: settings, counts: counts, samples: trainPart.count,
-                                  steps: layout == .sequence && settings.features == "raw" ? training.steps : 0)
+                                  steps: recurrentSteps)
     }
 
     /// Probable mistakes: badly unbalanced classes left unweighted, a long sequence read by a
@@ -433,7 +439,38 @@ public final class ClassifierExperiment: Experiment {
         result.report = counts.report
         result.reportFiles = [("per_class.csv", counts.perClassCSV)]
         if !multiLabel { result.reportFiles.append(("confusion_matrix.csv", counts.confusionCSV)) }
+        lastCounts = counts
         return result
+    }
+
+    public func diagnose(_ result: ValidationResult, step: Int, totalSteps: Int) -> [DoctorFinding] {
+        guard let counts = lastCounts else { return [] }
+        // Weights and smoothing move the loss a chance model reaches; only the plain loss has a known one.
+        let plainLoss = config.text("loss.kind") != "mse" && config.value("loss.class_weights") == .text("none")
+            && config.value("loss.pos_weight") == .text("none") && config.number("loss.label_smoothing") == 0
+        let levels = counts.chanceLevels(plainLoss: plainLoss)
+        let figures = ([("val_loss", result.loss)] + result.metrics).compactMap { name, value in
+            levels[name].map { ChanceLevelDetector.Figure(name: name, value: value, chance: $0) }
+        }
+        let finding = chance.observe(step: step, totalSteps: totalSteps, figures: figures, causes: chanceCauses)
+        return finding.map { [$0] } ?? []
+    }
+
+    /// The likely causes of a classifier stuck at chance, with this config's settings.
+    var chanceCauses: String {
+        let depth = config.has("model.hidden_sizes")
+            ? "model.hidden_sizes = \(config.value("model.hidden_sizes"))"
+            : "model.layers = \(config.integer("model.layers")); 1 to 3 layers train well from scratch"
+        var causes = ["a network too deep for its gradient to reach the first layers (\(depth))",
+                      "a learning rate too high or too low (optimizer.lr = \(config.number("optimizer.lr"))"
+                        + " with \(config.text("optimizer.kind")); try 1e-3 for adam)"]
+        if recurrentSteps > 0 {
+            causes.append("over \(recurrentSteps) steps, pooling that loses the signal (model.pooling = "
+                + tomlString(config.text("model.pooling"))
+                + "; \"max\" or \"mean\" reach every step, \"last\" only the end)")
+        }
+        return "Likely causes: " + causes.joined(separator: "; ") + "; or labels that do not depend on the inputs"
+            + " (check data.labels against data.inputs)."
     }
 
     /// Loss and counts of `data` samples in `range`, in chunks, no dropout.
