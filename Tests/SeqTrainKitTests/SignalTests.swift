@@ -114,7 +114,12 @@ final class SignalTests: XCTestCase {
         var receiver = process.processIdentifier
         if target == .oneRank { receiver = try XCTUnwrap(children(of: receiver).last, "mpirun has no rank processes") }
         XCTAssertTrue(process.isRunning, "the run ended before \(logged) steps were logged")
-        for signal in signals { kill(receiver, signal) }
+        // Apart by 0.1 s, as a user presses Ctrl-C twice: signals pending together are delivered lowest
+        // number first, so SIGTERM then SIGINT sent at once could arrive as SIGINT then SIGTERM.
+        for (k, signal) in signals.enumerated() {
+            if k > 0 { usleep(100_000) }
+            kill(receiver, signal)
+        }
         while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
         if process.isRunning {
             XCTFail("still running \(Int(timeout)) s after the signal")
