@@ -10,6 +10,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // .npz archives are zip files; on Linux it inflates with zlib (zlib1g-dev).
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         // C targets: OpenBLAS's cblas.h and Open MPI's mpi.h through pkg-config, and the shim over MPI.
@@ -24,6 +26,7 @@ let package = Package(
             dependencies: [
                 "CBLAS", "MPIShim", "CKernels",
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ]
         ),
         .executableTarget(

@@ -148,7 +148,8 @@ final class ForecasterTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("t.csv, step 2: \"1960-02\" does not come after \"1960-03\""), "\(error)")
         }
         XCTAssertThrowsError(try clock(["1960-01", "1960-02-01"])) { error in
-            XCTAssertTrue("\(error)".contains("step 1: \"1960-02-01\" is not a timestamp like the first one"), "\(error)")
+            let expected = "step 1: \"1960-02-01\" is not a timestamp like the first one"
+            XCTAssertTrue("\(error)".contains(expected), "\(error)")
         }
         XCTAssertThrowsError(try clock(["1960-02-30"]))
         XCTAssertThrowsError(try clock(["Jan 1960"]))
@@ -165,7 +166,8 @@ final class ForecasterTests: XCTestCase {
         }
         try text.write(toFile: "\(dir)/series/series.csv", atomically: true, encoding: .utf8)
         let config = try config()
-        let sets = ["data.columns=[\"passengers\"]", "data.time_column=month", "training.look_back=24", "eval.season=12",
+        let sets = ["data.columns=[\"passengers\"]", "data.time_column=month", "training.look_back=24",
+                    "eval.season=12",
                     "training.epochs=2"]
         let run = try seqtrain(["train", config, "--quiet"] + sets.flatMap { ["--set", $0] })
         XCTAssertEqual(run.status, 0, run.errors)

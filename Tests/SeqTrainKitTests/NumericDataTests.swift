@@ -41,6 +41,64 @@ final class NumericDataTests: XCTestCase {
         }
     }
 
+    /// Runs a Python script with NumPy. The first python3 on PATH may lack NumPy where launch/test
+    /// installed Debian's python3-numpy, which /usr/bin/python3 has.
+    static func numpy(_ arguments: [String]) throws {
+        let probe = try MultiRankTests.execute(["/usr/bin/env", "python3", "-c", "import numpy"], timeout: 60)
+        let python = probe.status == 0 ? "python3" : "/usr/bin/python3"
+        let run = try MultiRankTests.execute(["/usr/bin/env", python] + arguments, timeout: 60)
+        XCTAssertEqual(run.status, 0, "\(python) with numpy (launch/test installs python3-numpy): \(run.errors)")
+    }
+
+    /// Archives as np.savez and np.savez_compressed write them: the first array is the inputs, the
+    /// other the labels, unless data.input_array and data.label_array say; errors name the arrays.
+    func testNumpyArchivesReadAsNumPyWritesThem() throws {
+        let script = """
+            import sys, numpy as np
+            x = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
+            y = np.array([0, 2, 1, 2])
+            np.savez(sys.argv[1] + "/plain.npz", x=x, y=y)
+            np.savez_compressed(sys.argv[1] + "/packed.npz", labels=y, inputs=x.astype(np.float64))
+            """
+        try script.write(toFile: "\(dir)/make.py", atomically: true, encoding: .utf8)
+        try Self.numpy(["\(dir)/make.py", dir])
+        var reader = NumericReader()
+        let plain = try reader.read(inputs: ["\(dir)/plain.npz"], labels: [])
+        XCTAssertEqual([plain.count, plain.steps, plain.features], [4, 3, 2])
+        XCTAssertEqual(plain.inputs, (0..<24).map(Float.init))
+        guard case .names(let ids)? = plain.labels else { return XCTFail("labels from the second array") }
+        XCTAssertEqual(ids, ["0", "2", "1", "2"])
+        XCTAssertTrue(plain.source.hasSuffix("plain.npz[x, y]"), "the arrays taken are named: \(plain.source)")
+        reader.inputArray = "inputs"
+        reader.labelArray = "labels"
+        let packed = try reader.read(inputs: ["\(dir)/packed.npz"], labels: [])
+        XCTAssertEqual(packed.inputs, plain.inputs, "deflated members, float64")
+        reader.inputArray = "images"
+        XCTAssertThrowsError(try reader.read(inputs: ["\(dir)/packed.npz"], labels: [])) { error in
+            XCTAssertTrue("\(error)".contains("data.input_array = \"images\": \(dir)/packed.npz has no such array; "
+                + "it holds labels, inputs"), "\(error)")
+        }
+        try "not a zip".write(toFile: "\(dir)/bad.npz", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try NumericReader().read(inputs: ["\(dir)/bad.npz"], labels: [])) { error in
+            XCTAssertTrue("\(error)".contains("bad.npz: not a NumPy archive"), "\(error)")
+        }
+        // Damaged archives: every truncation and a byte changed anywhere are read or refused.
+        reader.inputArray = "inputs"
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(dir)/packed.npz")))
+        let random = CounterRandom(seed: 5, purpose: .synthetic)
+        for k in 0..<400 {
+            var damaged = bytes
+            if k % 2 == 0 {
+                damaged = Array(bytes.prefix(k * bytes.count / 400))
+            } else {
+                damaged[random.integer(below: bytes.count, stream: UInt64(k), index: 0)] =
+                    UInt8(random.integer(below: 256, stream: UInt64(k), index: 1))
+            }
+            try Data(damaged).write(to: URL(fileURLWithPath: "\(dir)/damaged.npz"))
+            _ = try? reader.read(inputs: ["\(dir)/damaged.npz"], labels: [])
+        }
+    }
+
     /// Every feature block against NumPy (np.fft.rfft, np.std, the adaptive-pooling windows written
     /// out), on two channels of variable length, one sample shorter than the segment count.
     func testFeatureBlocksMatchNumPy() throws {
@@ -78,12 +136,7 @@ final class NumericDataTests: XCTestCase {
             np.save(sys.argv[2], np.array(rows, dtype=np.float32))
             """
         try script.write(toFile: "\(dir)/blocks.py", atomically: true, encoding: .utf8)
-        // The first python3 on PATH may lack NumPy where launch/test installed Debian's python3-numpy.
-        var run = try MultiRankTests.execute(["/usr/bin/env", "python3", "-c", "import numpy"], timeout: 60)
-        let python = run.status == 0 ? "python3" : "/usr/bin/python3"
-        run = try MultiRankTests.execute(["/usr/bin/env", python, "\(dir)/blocks.py", "\(dir)/x.npy",
-                                          "\(dir)/expected.npy"], timeout: 60)
-        XCTAssertEqual(run.status, 0, "\(python) with numpy (launch/test installs python3-numpy): \(run.errors)")
+        try Self.numpy(["\(dir)/blocks.py", "\(dir)/x.npy", "\(dir)/expected.npy"])
         let expected = try NumpyArray(contentsOf: "\(dir)/expected.npy")
         let data = try NumericReader().read(inputs: ["\(dir)/x.npy"], labels: [])
         XCTAssertEqual(data.lengths, lengths)
@@ -119,7 +172,9 @@ final class NumericDataTests: XCTestCase {
         XCTAssertEqual([data.count, data.steps, data.features], [3, 4, 1])
         XCTAssertEqual(data.lengths, [4, 2, 3])
         XCTAssertEqual(data.inputs, [1, 2, 3, 4, 5.5, 6, 0, 0, 7, 8, 9, 0])
-        guard case .matrix(let m, let columns)? = data.labels else { return XCTFail("multi-label: \(String(describing: data.labels))") }
+        guard case .matrix(let m, let columns)? = data.labels else {
+            return XCTFail("multi-label: \(String(describing: data.labels))")
+        }
         XCTAssertEqual(columns, ["1", "3"], "the classes as named, 1-based ids need no conversion")
         XCTAssertEqual(m, [1, 1, 0, 1, 0, 0])
 
@@ -139,7 +194,8 @@ final class NumericDataTests: XCTestCase {
         // A vector model needs one length, and says which features read any length.
         reader.layout = .vector
         XCTAssertThrowsError(try reader.read(inputs: ["\(dir)/pairs.jsonl"], labels: [])) { error in
-            XCTAssertTrue("\(error)".contains("have 1 to 2 steps; a vector model needs samples of one length"), "\(error)")
+            let expected = "have 1 to 2 steps; a vector model needs samples of one length"
+            XCTAssertTrue("\(error)".contains(expected), "\(error)")
         }
     }
 
@@ -173,11 +229,12 @@ final class NumericDataTests: XCTestCase {
         XCTAssertEqual(refusal(#"[{"data": [1], "y": 0}]"#, input: ""), "r.json, record 0: the records are objects; "
                        + "name the field that holds a sample's numbers with data.input_field (a dotted path such as "
                        + "\"data.y\"); its fields: data, y")
-        XCTAssertTrue(refusal("{\"x\": [1], \"y\": 0}\n{\"x\": [1,\n", name: "r.jsonl").hasPrefix("r.jsonl:2: not valid JSON"))
+        let truncated = refusal("{\"x\": [1], \"y\": 0}\n{\"x\": [1,\n", name: "r.jsonl")
+        XCTAssertTrue(truncated.hasPrefix("r.jsonl:2: not valid JSON"), truncated)
         XCTAssertTrue(refusal(#"[{"x": [1], "y": 0}]"#, name: "r.csv").contains(
             "r.csv looks like JSON (it starts with \"[\"); name it .json"))
         XCTAssertTrue(refusal("PAR1", name: "data.parquet").contains("data.parquet is Parquet, which seqtrain does not "
-            + "read; it reads .npy, CSV/TSV and JSON records. Convert it in Python: pandas.read_parquet("))
+            + "read; it reads .npy, .npz, CSV/TSV and JSON records. Convert it in Python: pandas.read_parquet("))
         XCTAssertTrue(refusal("x", name: "d.pkl").contains("Convert it in Python: np.save(\"data.npy\""))
     }
 
@@ -378,7 +435,8 @@ final class NumericReaderFuzzTests: XCTestCase {
         let alphabet = Array("[]{}\",:.-+eE0123456789 \n\\ntruefalsnul".unicodeScalars)
         let random = CounterRandom(seed: 11, purpose: .synthetic)
         var read = 0, refused = 0
-        try String(String.UnicodeScalarView(valid)).write(toFile: "\(dir)/valid.json", atomically: true, encoding: .utf8)
+        try String(String.UnicodeScalarView(valid))
+            .write(toFile: "\(dir)/valid.json", atomically: true, encoding: .utf8)
         var base = NumericReader()
         base.inputField = "d.y"
         base.labelField = "c"

@@ -60,8 +60,8 @@ public struct FeatureBlocks: Equatable {
             switch block {
             case .raw:
                 return LabelledData(inputs: data.inputs, count: data.count, steps: 1,
-                                    features: data.steps * data.features, lengths: [Int](repeating: 1, count: data.count),
-                                    labels: nil, source: data.source)
+                                    features: data.steps * data.features,
+                                    lengths: [Int](repeating: 1, count: data.count), labels: nil, source: data.source)
             case .rfft: return SpectralFeatures.logMagnitude(data, bins: rfftBins)
             case .downsample: return Self.segmentMeans(data, segments: segments)
             case .stats: return Self.channelStatistics(data)

@@ -199,7 +199,7 @@ struct JSONRecords {
 /// Which reader a data file gets: data.format, or its extension. Formats people try and seqtrain does
 /// not read are named with the NumPy line that converts them.
 enum NumericFormat {
-    static let choices = ["auto", "npy", "csv", "tsv", "json", "jsonl"]
+    static let choices = ["auto", "npy", "npz", "csv", "tsv", "json", "jsonl"]
 
     static let conversions: [(extensions: [String], name: String, convert: String)] = [
         ([".parquet", ".pq"], "Parquet", "pandas.read_parquet(PATH).to_csv(\"data.csv\", index=False)"),
@@ -207,7 +207,6 @@ enum NumericFormat {
         ([".h5", ".hdf5", ".hdf"], "HDF5", "np.save(\"data.npy\", h5py.File(PATH)[\"DATASET\"][()])"),
         ([".xlsx", ".xls", ".ods"], "a spreadsheet", "pandas.read_excel(PATH).to_csv(\"data.csv\", index=False)"),
         ([".feather", ".arrow"], "Arrow/Feather", "pandas.read_feather(PATH).to_csv(\"data.csv\", index=False)"),
-        ([".npz"], "a NumPy archive (.npz)", "np.save(\"x.npy\", np.load(PATH)[\"x\"])  # one file per array"),
         ([".mat"], "a MATLAB file", "np.save(\"data.npy\", scipy.io.loadmat(PATH)[\"VARIABLE\"])"),
     ]
 
@@ -215,24 +214,28 @@ enum NumericFormat {
     static func of(_ path: String, given: String, key: String) throws -> String {
         let lower = path.lowercased()
         switch given {
-        case "npy", "json", "jsonl": return given
+        case "npy", "npz", "json", "jsonl": return given
         case "csv", "tsv": return "csv"
         default: break
         }
         if lower.hasSuffix(".npy") { return "npy" }
+        if lower.hasSuffix(".npz") { return "npz" }
         if lower.hasSuffix(".json") { return "json" }
         if lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") { return "jsonl" }
         if let known = conversions.first(where: { $0.extensions.contains { lower.hasSuffix($0) } }) {
-            throw SeqTrainError("\(key): \(path) is \(known.name), which seqtrain does not read; it reads .npy, "
-                + "CSV/TSV and JSON records. Convert it in Python: \(known.convert.replacingOccurrences(of: "PATH", with: "\"\(path)\""))")
+            throw SeqTrainError("\(key): \(path) is \(known.name), which seqtrain does not read; it reads .npy, .npz, "
+                + "CSV/TSV and JSON records. Convert it in Python: "
+                + known.convert.replacingOccurrences(of: "PATH", with: "\"\(path)\""))
         }
         // A JSON file under another name would fail as CSV at its first cell: say what it is.
         if let handle = FileHandle(forReadingAtPath: path) {
             defer { try? handle.close() }
             let head = (try? handle.read(upToCount: 256)) ?? Data()
-            if let first = head.first(where: { ![32, 9, 10, 13].contains($0) }), first == UInt8(ascii: "[") || first == UInt8(ascii: "{") {
-                throw SeqTrainError("\(key): \(path) looks like JSON (it starts with \"\(Character(Unicode.Scalar(first)))\"); "
-                    + "name it .json (a list of records) or .jsonl (a record per line), or set data.format = \"json\" or "
+            if let first = head.first(where: { ![32, 9, 10, 13].contains($0) }),
+               first == UInt8(ascii: "[") || first == UInt8(ascii: "{") {
+                let opening = Character(Unicode.Scalar(first))
+                throw SeqTrainError("\(key): \(path) looks like JSON (it starts with \"\(opening)\"); name it .json "
+                    + "(a list of records) or .jsonl (a record per line), or set data.format = \"json\" or "
                     + "\"jsonl\", with data.input_field and data.label_field")
             }
         }

@@ -127,6 +127,8 @@ public struct NumericReader {
     public var format = "auto"
     /// JSON records: the dotted paths of a sample's numbers and of its label (data.input_field, data.label_field).
     public var inputField = "", labelField = ""
+    /// NumPy archives: the arrays of the inputs and the labels (data.input_array, data.label_array).
+    public var inputArray = "", labelArray = ""
     /// Keys named in messages.
     public var inputsKey = "data.inputs", labelsKey = "data.labels"
 
@@ -160,7 +162,7 @@ public struct NumericReader {
         var values = [Float]()
         values.reserveCapacity(parts.reduce(0) { $0 + $1.values.count })
         for part in parts { values += part.values }
-        let source = files.count == 1 ? files[0] : "\(files[0]) and \(files.count - 1) more"
+        let source = files.count == 1 ? parts[0].path : "\(parts[0].path) and \(files.count - 1) more"
 
         // Layout: (N, T) and (N, T, F) are sequences; for vectors, (N, F) or flattened (N, T·F).
         let sampleShape = Array(first.shape.dropFirst())
@@ -287,6 +289,7 @@ public struct NumericReader {
             records.vectors = layout == .vector
             return try records.read(path, lines: format == "jsonl")
         }
+        if format == "npz" { return try readArchive(path) }
         if format == "npy" {
             let array = try NumpyArray(contentsOf: path)
             guard array.shape.count >= 2 && array.shape.count <= 3 else {
@@ -339,6 +342,27 @@ public struct NumericReader {
                     columns: table.header.map { _ in valueColumns.map { table.name(of: $0) ?? String($0) } })
     }
 
+    /// A NumPy archive: the inputs are data.input_array (default: the first array), the labels
+    /// data.label_array (default: the second array, when there is one and data.labels gives none).
+    func readArchive(_ path: String) throws -> Part {
+        let archive = try NumpyArchive(contentsOf: path)
+        let inputName = inputArray.isEmpty ? archive.names[0] : inputArray
+        let inputs = try archive.array(inputName, key: "data.input_array")
+        guard inputs.shape.count >= 2 && inputs.shape.count <= 3 else {
+            throw SeqTrainError("\(inputsKey): \(path)[\(inputName)] has shape \(inputs.shape); inputs are (N, T), "
+                + "(N, T, F) or (N, F)")
+        }
+        var labelName = labelArray
+        if labelName.isEmpty && archive.names.count >= 2 { labelName = archive.names.first { $0 != inputName } ?? "" }
+        var labels: RawLabels?
+        if !labelName.isEmpty {
+            let array = try archive.array(labelName, key: "data.label_array")
+            labels = try self.labels(of: array, path: "\(path)[\(labelName)]")
+        }
+        return Part(values: inputs.floats(), shape: inputs.shape, labels: labels,
+                    path: labelName.isEmpty ? "\(path)[\(inputName)]" : "\(path)[\(inputName), \(labelName)]")
+    }
+
     /// The positions of `wanted` among a header's `names`; every name must be there.
     static func indices(of wanted: [String], in names: [String], path: String, key: String) throws -> [Int] {
         let missing = wanted.filter { !names.contains($0) }
@@ -359,26 +383,32 @@ public struct NumericReader {
     }
 
     func readLabels(_ path: String) throws -> RawLabels {
-        if path.lowercased().hasSuffix(".npy") {
-            let array = try NumpyArray(contentsOf: path)
-            let values = array.doubles()
-            if array.shape.count == 1 || (array.shape.count == 2 && array.shape[1] == 1) {
-                return .names(try values.enumerated().map { i, v in
-                    guard v.isFinite, v == v.rounded(), abs(v) < 1e15 else {
-                        throw SeqTrainError("\(labelsKey): \(path), sample \(i): \(v) is not a class id (an integer)")
-                    }
-                    return String(Int64(v))
-                })
-            }
-            guard array.shape.count == 2 else {
-                throw SeqTrainError("\(labelsKey): \(path) has shape \(array.shape); labels are (N,) class ids or (N, C) of 0/1")
-            }
-            let c = array.shape[1]
-            for (i, v) in values.enumerated() where v != 0 && v != 1 {
-                throw SeqTrainError("\(labelsKey): \(path), sample \(i / c), label \(i % c): \(v) is not 0 or 1; (N, C) labels are multi-label 0/1")
-            }
-            return .matrix(values.map { Float($0) }, columns: (0..<c).map(String.init))
+        if path.lowercased().hasSuffix(".npy") { return try labels(of: try NumpyArray(contentsOf: path), path: path) }
+        return try delimitedLabels(path)
+    }
+
+    /// (N,) class ids, or (N, C) multi-label 0/1, from an array.
+    func labels(of array: NumpyArray, path: String) throws -> RawLabels {
+        let values = array.doubles()
+        if array.shape.count == 1 || (array.shape.count == 2 && array.shape[1] == 1) {
+            return .names(try values.enumerated().map { i, v in
+                guard v.isFinite, v == v.rounded(), abs(v) < 1e15 else {
+                    throw SeqTrainError("\(labelsKey): \(path), sample \(i): \(v) is not a class id (an integer)")
+                }
+                return String(Int64(v))
+            })
         }
+        guard array.shape.count == 2 else {
+            throw SeqTrainError("\(labelsKey): \(path) has shape \(array.shape); labels are (N,) class ids or (N, C) of 0/1")
+        }
+        let c = array.shape[1]
+        for (i, v) in values.enumerated() where v != 0 && v != 1 {
+            throw SeqTrainError("\(labelsKey): \(path), sample \(i / c), label \(i % c): \(v) is not 0 or 1; (N, C) labels are multi-label 0/1")
+        }
+        return .matrix(values.map { Float($0) }, columns: (0..<c).map(String.init))
+    }
+
+    func delimitedLabels(_ path: String) throws -> RawLabels {
         let table = try DelimitedFile(contentsOf: path, header: header)
         guard let width = table.rows.first?.cells.count else { throw SeqTrainError("\(labelsKey): \(path) has no rows") }
         var names: [String] = [], matrix: [Float] = []

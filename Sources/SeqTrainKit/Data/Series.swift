@@ -76,7 +76,8 @@ public struct SeriesReader {
             let table = try DelimitedFile(contentsOf: path, header: header)
             guard let width = table.rows.first?.cells.count else { throw SeqTrainError("\(key): \(path) has no rows") }
             names = (0..<width).map { table.name(of: $0) ?? String($0) }
-            let time = try timeColumn.isEmpty ? nil : columnIndex(timeColumn, in: names, path: path, key: "data.time_column")
+            let time = try timeColumn.isEmpty ? nil
+                : columnIndex(timeColumn, in: names, path: path, key: "data.time_column")
             picked = try columnIndices(names, path: path, excluding: time)
             out = []
             out.reserveCapacity(table.rows.count * picked.count)
@@ -87,7 +88,10 @@ public struct SeriesReader {
                 }
                 for j in picked {
                     guard let v = DelimitedFile.number(cells[j]) else {
-                        throw SeqTrainError("\(path):\(line): column \(j)\(table.name(of: j).map { " (\($0))" } ?? ""): \"\(cells[j].prefix(40))\" is not a number; the columns the model reads (data.columns) hold numbers, other columns are not read")
+                        let name = table.name(of: j).map { " (\($0))" } ?? ""
+                        throw SeqTrainError("\(path):\(line): column \(j)\(name): \"\(cells[j].prefix(40))\" is not "
+                            + "a number; the columns the model reads (data.columns) hold numbers, "
+                            + "other columns are not read")
                     }
                     out.append(Float(v))
                 }
@@ -98,7 +102,9 @@ public struct SeriesReader {
         for t in 0..<steps {
             for (k, j) in picked.enumerated() where !out[t * picked.count + k].isFinite {
                 let v = out[t * picked.count + k]
-                throw SeqTrainError("\(path): step \(t), column \(names[j]): \(v.isNaN ? "missing (NaN)" : "infinite"); a series needs a value at every step: fill the gap (carry the last value, interpolate) before training")
+                let what = v.isNaN ? "missing (NaN)" : "infinite"
+                throw SeqTrainError("\(path): step \(t), column \(names[j]): \(what); a series needs a value at "
+                    + "every step: fill the gap (carry the last value, interpolate) before training")
             }
         }
         var series = TimeSeries(values: out, steps: steps, columns: picked.map { names[$0] }, source: path,
@@ -111,7 +117,8 @@ public struct SeriesReader {
     func columnIndex(_ column: String, in names: [String], path: String, key: String) throws -> Int {
         if let index = names.firstIndex(of: column) { return index }
         if let index = Int(column), names.indices.contains(index) { return index }
-        throw SeqTrainError("\(key): \(path) has no column \"\(column.prefix(40))\" (it has \(names.prefix(12).joined(separator: ", "))\(names.count > 12 ? ", ..." : ""))")
+        let listed = names.prefix(12).joined(separator: ", ") + (names.count > 12 ? ", ..." : "")
+        throw SeqTrainError("\(key): \(path) has no column \"\(column.prefix(40))\" (it has \(listed))")
     }
 
     /// The indices of `columns` among `names` (by name, or by 0-based index).

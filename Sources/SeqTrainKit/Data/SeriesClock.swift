@@ -61,7 +61,8 @@ public struct SeriesClock: Equatable {
         case .month(let day):
             let (year, month) = (value / 12, value % 12 + 1)
             let text = String(format: "%04lld-%02lld", year, month)
-            return day.map { text + String(format: "-%02d", min($0, Self.daysIn(month: Int(month), year: year))) } ?? text
+            guard let day else { return text }
+            return text + String(format: "-%02d", min(day, Self.daysIn(month: Int(month), year: year)))
         case .day:
             let (y, m, d) = Self.civil(fromDays: value)
             return String(format: "%04lld-%02lld-%02lld", y, m, d)
@@ -97,13 +98,15 @@ public struct SeriesClock: Equatable {
         }
         func date() -> (Int64, Int64, Int64)? {
             guard s.count >= 10, s[4] == 45, s[7] == 45, let y = number(0..<4), let m = number(5..<7),
-                  let d = number(8..<10), (1...12).contains(m), d >= 1, d <= Int64(daysIn(month: Int(m), year: y)) else { return nil }
+                  let d = number(8..<10), (1...12).contains(m), d >= 1,
+                  d <= Int64(daysIn(month: Int(m), year: y)) else { return nil }
             return (y, m, d)
         }
         switch style {
         case .integer: return Int64(String(decoding: s, as: UTF8.self))
         case .month:
-            guard s.count == 7, s[4] == 45, let y = number(0..<4), let m = number(5..<7), (1...12).contains(m) else { return nil }
+            guard s.count == 7, s[4] == 45, let y = number(0..<4), let m = number(5..<7),
+                  (1...12).contains(m) else { return nil }
             return y * 12 + m - 1
         case .day:
             guard s.count == 10, let (y, m, d) = date() else { return nil }

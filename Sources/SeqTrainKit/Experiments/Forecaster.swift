@@ -608,7 +608,8 @@ public struct LoadedForecaster {
         // With a regular time column, each forecast step carries its timestamp.
         let clocks = Dictionary(series.map { ($0.source, $0.clock) }, uniquingKeysWith: { a, _ in a })
         let dated = series.allSatisfy { $0.clock?.future(1) != nil }
-        var text = (series.count > 1 ? "series," : "") + "step," + (dated ? csvCell(preprocessing.timeColumn ?? "time") + "," : "")
+        let timeHeader = dated ? csvCell(preprocessing.timeColumn ?? "time") + "," : ""
+        var text = (series.count > 1 ? "series," : "") + "step," + timeHeader
             + names.map(csvCell).joined(separator: ",") + "\n"
         for row in rows {
             let time = dated ? (clocks[row.series]??.future(row.step)).map { csvCell($0) + "," } ?? "," : ""

@@ -32,6 +32,8 @@ public struct ClassifierPreprocessing: Codable, Equatable {
     public var format: String?
     public var inputField: String?
     public var labelField: String?
+    public var inputArray: String?
+    public var labelArray: String?
 
     var sampleLayout: SampleLayout { SampleLayout(rawValue: layout) ?? .sequence }
 
@@ -51,6 +53,8 @@ public struct ClassifierPreprocessing: Codable, Equatable {
         reader.format = format ?? "auto"
         reader.inputField = inputField ?? ""
         reader.labelField = labelField ?? ""
+        reader.inputArray = inputArray ?? ""
+        reader.labelArray = labelArray ?? ""
         reader.layout = blocks?.isIdentity ?? true ? sampleLayout : .sequence
         reader.inputsKey = inputsKey
         reader.labelsKey = labelsKey
@@ -94,7 +98,8 @@ public struct ClassifierPreprocessing: Codable, Equatable {
                 + "named by their header or data.label_names")
         }
         if let repeated = Dictionary(grouping: names, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
-            throw SeqTrainError("data.class_names: \"\(repeated.prefix(40))\" is given twice; every class needs its own name")
+            throw SeqTrainError("data.class_names: \"\(repeated.prefix(40))\" is given twice; "
+                + "every class needs its own name")
         }
         if let unnamed = classes.first(where: { Int($0).map { !(0..<names.count).contains($0) } ?? true }) {
             throw SeqTrainError("data.class_names gives \(names.count) names (ids 0 to \(names.count - 1)), but the "

@@ -121,6 +121,8 @@ public final class ClassifierExperiment: Experiment {
     var orderEpoch = -1
     /// The training data as read, before transformation: what rank agreement and resume compare.
     public let dataFingerprint: UInt64
+    /// Where the training samples came from (with the arrays taken from an archive).
+    let dataSource: String
 
     public private(set) var diagnoses: [String] = []
     /// Steps a recurrent layer reads (0: the model reads vectors), for the chance-level warning.
@@ -142,13 +144,16 @@ public final class ClassifierExperiment: Experiment {
 
         let layout: SampleLayout = config.kind == "mlp_classifier" ? .vector : .sequence
         var settings = ClassifierPreprocessing(
-            task: .singleLabel, classes: [], layout: layout.rawValue, features: config.texts("data.features").joined(separator: ","),
+            task: .singleLabel, classes: [], layout: layout.rawValue,
+            features: config.texts("data.features").joined(separator: ","),
             rfftBins: config.integer("data.rfft_bins"), downsample: config.integer("data.downsample"), inputFeatures: 0,
             header: config.boolean("data.header"),
             labelColumns: config.texts("data.label_columns"), labelNames: config.texts("data.label_names"), mean: nil, std: nil)
         settings.format = config.text("data.format")
         settings.inputField = config.text("data.input_field")
         settings.labelField = config.text("data.label_field")
+        settings.inputArray = config.text("data.input_array")
+        settings.labelArray = config.text("data.label_array")
         for key in ["data.rfft_bins", "data.downsample"] where config.integer(key) > 65_536 {
             throw SeqTrainError("\(key) = \(config.integer(key)): at most 65536 per channel; "
                 + "16 to 64 frequency bins or segments describe a curve's shape")
@@ -157,12 +162,16 @@ public final class ClassifierExperiment: Experiment {
             throw SeqTrainError("data.inputs: no input files; give .npy, .csv or .tsv files (for example `seqtrain data curves --out data/curves` makes a labelled set)")
         }
         let labelFiles = config.texts("data.labels")
-        if labelFiles.isEmpty && settings.labelColumns.isEmpty && config.text("data.label_field").isEmpty {
+        let archives = config.text("data.format") == "npz"
+            || config.texts("data.inputs").contains { $0.lowercased().hasSuffix(".npz") }
+        if labelFiles.isEmpty && settings.labelColumns.isEmpty && config.text("data.label_field").isEmpty && !archives {
             throw SeqTrainError("data.labels: no labels; give label files (data.labels), the label columns of the "
-                + "inputs (data.label_columns) or the label field of JSON records (data.label_field)")
+                + "inputs (data.label_columns), the label field of JSON records (data.label_field) or .npz inputs "
+                + "with a label array")
         }
         let all = try settings.reader().read(inputs: config.texts("data.inputs"), labels: labelFiles)
         dataFingerprint = all.fingerprint
+        dataSource = all.source
         settings.inputColumns = all.columns
         guard let rawLabels = all.labels else { throw SeqTrainError("data.labels: no labels were read") }
 
@@ -340,12 +349,15 @@ public final class ClassifierExperiment: Experiment {
         return " (" + parts.joined(separator: " + ") + ")"
     }
 
+    /// The arrays an archive gave, which the user did not necessarily name.
+    var archiveNote: String { dataSource.contains(".npz[") ? " from \(dataSource)" : "" }
+
     public var summary: String {
         let shape = preprocessing.sampleLayout == .sequence && preprocessing.features == "raw"
             ? "sequences of up to \(training.steps) steps × \(training.features) feature(s)"
             : "vectors of \(training.features) features\(featureNote)"
         let counts = trainingTargets.counts(classes: classes.count).map { String(Int($0)) }
-        return "\(config.text("job.name")): \(config.kind), \(preprocessing.task.rawValue), \(classes.count) classes, \(training.count) training and \(validation?.count ?? 0) validation samples (\(shape)); per class in training: \(zip(classes, counts).prefix(12).map { "\($0) \($1)" }.joined(separator: ", "))\(classes.count > 12 ? ", ..." : ""); \(trainableModel.parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters"
+        return "\(config.text("job.name")): \(config.kind), \(preprocessing.task.rawValue), \(classes.count) classes, \(training.count) training and \(validation?.count ?? 0) validation samples (\(shape))\(archiveNote); per class in training: \(zip(classes, counts).prefix(12).map { "\($0) \($1)" }.joined(separator: ", "))\(classes.count > 12 ? ", ..." : ""); \(trainableModel.parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters"
     }
 
     /// The epoch's order of samples: a permutation of (seed, epoch), or with `data.sampler =

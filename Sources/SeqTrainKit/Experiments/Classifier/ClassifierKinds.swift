@@ -45,6 +45,10 @@ extension ClassifierExperiment {
         ConfigKey(section: "data", name: "label_field", type: .text, defaultValue: .text(""),
                   help: "JSON records: the dotted path of a sample's class (a name or an id), or of a list of classes "
                       + "(multi-label)."),
+        ConfigKey(section: "data", name: "input_array", type: .text, defaultValue: .text(""),
+                  help: ".npz inputs: the array of the samples; empty: the archive's first array."),
+        ConfigKey(section: "data", name: "label_array", type: .text, defaultValue: .text(""),
+                  help: ".npz inputs: the array of the labels; empty: the other array (when data.labels is empty)."),
         ConfigKey(section: "data", name: "class_names", type: .texts, defaultValue: .texts([]),
                   help: "Single-label: the name of each integer class id (0, 1, ...), used in reports, predict and "
                       + "the confusion matrix; empty: the ids (or the labels as written)."),
@@ -68,7 +72,8 @@ extension ClassifierExperiment {
         ConfigKey(section: "data", name: "rfft_bins", type: .positiveInteger, defaultValue: .integer(32),
                   help: "rfft: frequency bins kept per channel (the lowest)."),
         ConfigKey(section: "data", name: "downsample", type: .positiveInteger, defaultValue: .integer(50),
-                  help: "downsample: segments per channel, each the mean of its steps (F.adaptive_avg_pool1d's windows)."),
+                  help: "downsample: segments per channel, each the mean of its steps "
+                      + "(F.adaptive_avg_pool1d's windows)."),
         ConfigKey(section: "data", name: "sampler", type: .choice(["shuffle", "balanced"]), defaultValue: .text("shuffle"),
                   help: "shuffle: a permutation per epoch; balanced: draw every class (label) equally often, with replacement."),
     ]
@@ -119,7 +124,8 @@ public struct LoadedClassifier {
         let c = stored.classes.count, features = stored.inputFeatures
         guard c >= 1, features >= 1, features <= 1 << 24, Set(stored.classes).count == c,
               stored.classLabels.map({ $0.count == c && Set($0).count == c }) ?? true,
-              (1...65_536).contains(stored.rfftBins), (1...65_536).contains(stored.downsample ?? 50), stored.blocks != nil,
+              (1...65_536).contains(stored.rfftBins), (1...65_536).contains(stored.downsample ?? 50),
+              stored.blocks != nil,
               SampleLayout(rawValue: stored.layout) != nil,
               stored.mean.map({ $0.count == features && $0.allSatisfy { $0.isFinite } }) ?? true,
               stored.std.map({ $0.count == features && $0.allSatisfy { $0 > 0 && $0.isFinite } }) ?? true else {
@@ -150,7 +156,8 @@ public struct LoadedClassifier {
         let expected = preprocessing.inputFeatures
         guard featured.features == expected else {
             let made = preprocessing.features == "raw" ? "" : " from data.features = [\(preprocessing.features)]"
-            throw SeqTrainError("--data: samples have \(featured.features) features\(made), the model was trained on \(expected)")
+            throw SeqTrainError("--data: samples have \(featured.features) features\(made), "
+                + "the model was trained on \(expected)")
         }
         if let mean = preprocessing.mean, let std = preprocessing.std { Standardization(mean: mean, std: std).apply(&featured) }
         return featured
