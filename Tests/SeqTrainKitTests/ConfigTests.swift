@@ -86,6 +86,20 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    /// A `--set` value that starts like a TOML string or list must be one: an unterminated quote
+    /// once became part of the value (a run directory named `'runs`). A bare word is still a string.
+    func testOverridesThatStartLikeTOMLButAreNotAreRefusedNamingTheKey() throws {
+        for (override, key) in [("job.run_dir='runs", "job.run_dir"), ("data.paths=[\"a\"", "data.paths"),
+                                ("job.name=\"grammar", "job.name")] {
+            XCTAssertThrowsError(try ExperimentConfig.parse("", source: "x.toml", overrides: [override]), override) { error in
+                XCTAssertTrue("\(error)".hasPrefix("--set \(override): \(key): "), "\(override) -> \(error)")
+                XCTAssertTrue("\(error)".contains("not a valid TOML value"), "\(override) -> \(error)")
+            }
+        }
+        let bare = try ExperimentConfig.parse("", source: "x.toml", overrides: ["job.run_dir=runs/plain"])
+        XCTAssertEqual(bare.text("job.run_dir"), "runs/plain")
+    }
+
     /// toml++ stops on an `assert` (SIGABRT) for these shapes instead of returning a parse error; the config
     /// must get an error naming the line, and TOML that only looks alike must still parse.
     func testMalformedTOMLThatWouldAbortTheParserGetsAnErrorNamingTheLine() throws {
