@@ -204,6 +204,22 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try fresh.run().losses, whole.losses)
     }
 
+    /// A resume refused because a key changed names the key and both values; keys a resume may
+    /// change (max_steps here) are not listed.
+    func testAResumeRefusedForAChangedKeyNamesItAndBothValues() throws {
+        let (dir, _, options) = try scratchRun()
+        let sets = ["training.max_steps=2", "checkpoint.interval=2"]
+        _ = try Trainer(config: try makeConfig(dir, overrides: sets), options: options).run()
+        var resuming = options
+        resuming.resume = true
+        let changed = try makeConfig(dir, overrides: sets + ["training.max_steps=4", "model.hidden=24"])
+        XCTAssertThrowsError(try Trainer(config: changed, options: resuming).run()) { error in
+            XCTAssertTrue("\(error)".contains(
+                "the checkpoint's model layout differs from this config's: model.hidden = 24 here, 48 in the checkpoint; "
+                + "resume with the run's own config.toml"), "\(error)")
+        }
+    }
+
     func testAnOccupiedRunDirectoryIsNotOverwrittenSilently() throws {
         let (dir, _, options) = try scratchRun()
         _ = try Trainer(config: try makeConfig(dir, overrides: ["training.max_steps=3"]), options: options).run()
