@@ -276,7 +276,7 @@ public final class Trainer {
         do {
             try fm.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         } catch {
-            throw SeqTrainError("\(runDirectory): cannot create the run directory: \(error.localizedDescription)")
+            throw SeqTrainError("job.run_dir = \(runDirectory): cannot create the run directory: \(describeFileError(error))")
         }
         lock = try RunDirectoryLock(directory: runDirectory)
         do {
@@ -309,7 +309,7 @@ public final class Trainer {
         do {
             try fm.createDirectory(atPath: "\(runDirectory)/checkpoints", withIntermediateDirectories: true)
         } catch {
-            throw SeqTrainError("\(runDirectory)/checkpoints: cannot create the directory: \(error.localizedDescription)")
+            throw SeqTrainError("\(runDirectory)/checkpoints: cannot create the directory: \(describeFileError(error))")
         }
         let header = "\(RunFiles.configMarker)\n# \(BLASKernelSelection.summary)\n# \(participantsLine)\n"
         try DurableFile.write(Data((header + config.resolvedTOML).utf8), to: "\(runDirectory)/\(RunFiles.configName)")
