@@ -99,6 +99,41 @@ final class AutoencoderTrainingTests: XCTestCase {
         XCTAssertTrue(scores[..<10].allSatisfy { $0 > intact }, "every damaged curve scores above every intact one: \(scores[..<10]) vs \(intact)")
     }
 
+    /// A checkpoint trained on a CSV with a header reads new files by column name: the same rows
+    /// with the columns reversed (and an id column in front) evaluate to the same loss; a file
+    /// without one of the columns is an error naming it.
+    func testCSVColumnsAreReadByTheirHeaderNames() throws {
+        let (count, length) = (40, 12)
+        let (inputs, _) = SyntheticSets.curves(count: count, length: length, seed: 1)
+        let names = (0..<length).map { "t\($0)" }
+        func write(_ name: String, columns: [Int], id: Bool = false) throws -> String {
+            var lines = [((id ? ["id"] : []) + columns.map { names[$0] }).joined(separator: ",")]
+            for row in 0..<count {
+                lines.append(((id ? ["\(row)"] : []) + columns.map { "\(inputs[row * length + $0])" }).joined(separator: ","))
+            }
+            try (lines.joined(separator: "\n") + "\n").write(toFile: "\(dir)/\(name)", atomically: true, encoding: .utf8)
+            return "\(dir)/\(name)"
+        }
+        let original = try write("original.csv", columns: Array(0..<length))
+        let reversed = try write("reversed.csv", columns: Array((0..<length).reversed()), id: true)
+        let narrow = try write("narrow.csv", columns: Array(0..<length).filter { $0 != 5 })
+        let sets = ["data.inputs=\(original)", "data.validation_inputs=[]", "data.header=true", "training.max_steps=2",
+                    "model.hidden=8", "model.latent=4", "training.batch_size=8", "training.workers=1"]
+        let trained = try seqtrain(["train", try config(), "--quiet"] + sets.flatMap { ["--set", $0] })
+        XCTAssertEqual(trained.status, 0, trained.errors)
+        func loss(_ path: String) throws -> Double {
+            let run = try seqtrain(["eval", "\(dir)/run", "--data", path, "--json"])
+            XCTAssertEqual(run.status, 0, run.errors)
+            let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
+            return try XCTUnwrap(json["loss"] as? Double, run.output)
+        }
+        let expected = try loss(original)
+        XCTAssertEqual(try loss(reversed), expected, accuracy: 1e-9 * max(1, abs(expected)))
+        let missing = try seqtrain(["eval", "\(dir)/run", "--data", narrow])
+        XCTAssertEqual(missing.status, 2, missing.output)
+        XCTAssertTrue(missing.errors.contains("narrow.csv has no column t5"), missing.errors)
+    }
+
     func metrics() throws -> [[String: Any]] {
         try String(contentsOfFile: "\(dir)/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
             .map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }

@@ -372,6 +372,29 @@ final class ClassifierTrainingTests: XCTestCase {
         XCTAssertEqual(loss ?? .nan, validation.loss, accuracy: 1e-9)
     }
 
+    /// Explicit weight lists (one per class, one per label) through the binary: train, gradcheck
+    /// and debug finish. The doctor once read such a list as a word and trapped (SIGILL).
+    func testExplicitClassAndPositiveWeightListsTrainCheckAndDebug() throws {
+        let cases = try ClassifierCases.write(in: dir)
+        let lists = [("mlp", "loss.class_weights=[1, 1, 1]"), ("lstm", "loss.pos_weight=[1, 1, 1, 1, 1, 1, 1]")]
+        for (name, weights) in lists {
+            let (_, config, sets) = try XCTUnwrap(cases.first { $0.name == name })
+            let fixed = (sets + [weights, "training.max_steps=2", "training.eval_every=0", "training.workers=1"])
+                .flatMap { ["--set", $0] }
+            let binary = MultiRankTests.binary
+            let commands = [
+                [binary, "train", config, "--quiet", "--set", "job.run_dir=\(dir)/\(name)"] + fixed,
+                [binary, "gradcheck", config, "--samples", "2"] + fixed,
+                [binary, "debug", config, "-n", "2", "--steps", "2"] + fixed,
+            ]
+            for command in commands {
+                let run = try MultiRankTests.execute(command, timeout: 120)
+                XCTAssertEqual(run.status, 0, "\(name) \(command[1]) with \(weights): \(run.errors.suffix(600))")
+                if command[1] == "debug" { XCTAssertTrue(run.output.contains("verdict: the 2 ranks agree"), run.output) }
+            }
+        }
+    }
+
     func testCertainMistakesAreRefusedWithTheReason() throws {
         try writeCurves("train", count: 50, length: 20, seed: 1)
         let data = "[data]\ninputs = [\"\(dir)/train/inputs.npy\"]\nlabels = [\"\(dir)/train/labels.npy\"]\n[model]\nkind = \"sequence_classifier\"\n"

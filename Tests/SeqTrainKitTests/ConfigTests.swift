@@ -86,6 +86,58 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    /// A `--set` value that starts like a TOML string or list must be one: an unterminated quote
+    /// once became part of the value (a run directory named `'runs`). A bare word is still a string.
+    func testOverridesThatStartLikeTOMLButAreNotAreRefusedNamingTheKey() throws {
+        for (override, key) in [("job.run_dir='runs", "job.run_dir"), ("data.paths=[\"a\"", "data.paths"),
+                                ("job.name=\"grammar", "job.name")] {
+            XCTAssertThrowsError(try ExperimentConfig.parse("", source: "x.toml", overrides: [override]), override) { error in
+                XCTAssertTrue("\(error)".hasPrefix("--set \(override): \(key): "), "\(override) -> \(error)")
+                XCTAssertTrue("\(error)".contains("not a valid TOML value"), "\(override) -> \(error)")
+            }
+        }
+        let bare = try ExperimentConfig.parse("", source: "x.toml", overrides: ["job.run_dir=runs/plain"])
+        XCTAssertEqual(bare.text("job.run_dir"), "runs/plain")
+    }
+
+    /// File errors are said in words, never as "NSCocoaErrorDomain error 513"; a config that is
+    /// missing or behind a folder this user may not open says which.
+    func testFileErrorsAreWordsAndAnUnreadableConfigSaysWhy() throws {
+        for (code, words) in [(513, "permission denied"), (260, "does not exist"), (4, "does not exist")] {
+            let said = describeFileError(NSError(domain: NSCocoaErrorDomain, code: code))
+            XCTAssertTrue(said.contains(words), "\(code): \(said)")
+            XCTAssertFalse(said.contains("NSCocoaErrorDomain"), "\(code): \(said)")
+        }
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let missing = try MultiRankTests.execute([MultiRankTests.binary, "train", "\(dir)/missing.toml"], timeout: 30)
+        XCTAssertEqual(missing.status, 2, missing.errors)
+        XCTAssertTrue(missing.errors.contains("\(dir)/missing.toml: cannot read the config file: it does not exist"),
+                      missing.errors)
+
+        // A config in a folder of mode 000, read as user nobody (root reads through any mode).
+        try FileManager.default.createDirectory(atPath: "\(dir)/closed", withIntermediateDirectories: true)
+        try "[model]\nhidden = 8\n".write(toFile: "\(dir)/closed/c.toml", atomically: true, encoding: .utf8)
+        XCTAssertEqual(chmod("\(dir)/closed", 0), 0)
+        defer { chmod("\(dir)/closed", 0o755) }
+        let denied = "\(dir)/closed/c.toml: cannot read the config file: permission denied on a folder of its path"
+        let asRoot = getuid() == 0
+        if !asRoot || FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") {
+            let nobody = asRoot ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : []
+            let run = try MultiRankTests.execute(nobody + [MultiRankTests.binary, "train", "\(dir)/closed/c.toml"], timeout: 30)
+            XCTAssertEqual(run.status, 2, run.errors)
+            XCTAssertTrue(run.errors.contains(denied), run.errors)
+        }
+        if asRoot {
+            XCTAssertEqual(setegid(65534), 0)
+            XCTAssertEqual(seteuid(65534), 0)
+        }
+        defer { if asRoot { seteuid(0); setegid(0) } }
+        XCTAssertThrowsError(try ExperimentConfig.load(path: "\(dir)/closed/c.toml")) { error in
+            XCTAssertEqual("\(error)", denied)
+        }
+    }
+
     /// toml++ stops on an `assert` (SIGABRT) for these shapes instead of returning a parse error; the config
     /// must get an error naming the line, and TOML that only looks alike must still parse.
     func testMalformedTOMLThatWouldAbortTheParserGetsAnErrorNamingTheLine() throws {

@@ -174,6 +174,36 @@ final class FileSafetyTests: XCTestCase {
         XCTAssertEqual(beside.status, 0, beside.errors)
     }
 
+    /// encode and score (an autoencoder run) and forecast (a forecaster run) refuse `--out` onto
+    /// the run's metrics before anything is computed, and leave its bytes as they were.
+    func testEncodeScoreAndForecastNeverReplaceARunsMetrics() throws {
+        let cases = try SequenceKindCases.write(in: dir)
+        var options = TrainerOptions()
+        options.quiet = true
+        var runs: [String: String] = [:]
+        for name in ["autoencoder", "forecaster-windows"] {
+            let (_, config, sets) = try XCTUnwrap(cases.first { $0.name == name })
+            let run = "\(dir)/\(name)"
+            let overrides = sets + ["job.run_dir=\(run)", "training.max_steps=2", "training.eval_every=0", "training.workers=1"]
+            _ = try Trainer(config: try ExperimentConfig.load(path: config, overrides: overrides), options: options).run()
+            runs[name] = run
+        }
+        let commands: [(run: String, args: [String])] = [
+            (runs["autoencoder"]!, ["encode", "--data", "\(dir)/ae.npy"]),
+            (runs["autoencoder"]!, ["score", "--data", "\(dir)/ae.npy"]),
+            (runs["forecaster-windows"]!, ["forecast", "--data", "\(dir)/series.npy", "--steps", "3"]),
+        ]
+        for (run, args) in commands {
+            let target = "\(run)/metrics.jsonl"
+            let before = try XCTUnwrap(bytes(target))
+            let result = try seqtrain([args[0], run] + args.dropFirst() + ["--out", target])
+            XCTAssertEqual(result.status, 2, "\(args[0]): \(result.output)")
+            XCTAssertTrue(result.errors.contains("--out \(target): that is the metrics of the run in \(run)"), result.errors)
+            XCTAssertTrue(result.errors.contains("which seqtrain never replaces"), result.errors)
+            XCTAssertEqual(bytes(target), before, "\(args[0]): the metrics are untouched")
+        }
+    }
+
     func testPredictReplacesBothOutputsOrNeither() throws {
         let made = try seqtrain(["data", "curves", "--out", "\(dir)/curves", "--count", "40", "--length", "24"])
         XCTAssertEqual(made.status, 0, made.errors)

@@ -323,6 +323,20 @@ final class MultiRankTests: XCTestCase {
         XCTAssertTrue(poisoned.output.contains("the first layer of the forward pass to do so"), poisoned.output)
     }
 
+    /// The launch line users type first, `mpirun -n 2 seqtrain` (and with --help): the usage once,
+    /// from rank 0, where every rank used to print it. Each rank first says its place in the world.
+    func testHelpUnderMpirunIsPrintedOnce() throws {
+        for args in [[], ["--help"]] {
+            let script = "echo \"rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE\" >&2; exec \"$0\" \"$@\""
+            let result = try Self.execute(Self.mpirunPrefix(2) + ["sh", "-c", script, Self.binary] + args, timeout: 60)
+            XCTAssertEqual(result.status, 0, "\(args): \(result.errors)")
+            XCTAssertTrue(result.errors.contains("rank 0 of 2") && result.errors.contains("rank 1 of 2"),
+                          "\(args): the job had world size 2: \(result.errors)")
+            let usage = (result.output + result.errors).components(separatedBy: "USAGE:").count - 1
+            XCTAssertEqual(usage, 1, "\(args): \(result.output)")
+        }
+    }
+
     func testABatchThatDoesNotDivideAmongTheRanksIsRefused() throws {
         let result = try Self.train(ranks: 2, "\(dir)/config.toml", ["--set", "job.run_dir=\(dir)/odd", "--set", "training.batch_size=5"], timeout: 60)
         XCTAssertNotEqual(result.status, 0)

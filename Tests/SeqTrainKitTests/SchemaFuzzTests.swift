@@ -73,7 +73,10 @@ final class SchemaFuzzTests: XCTestCase {
     func testEveryConfigKeyOfEveryKindWithEveryValueClass() throws {
         var draws = InputFuzzTests.Draws(state: 2_101)
         var cases: [Case] = []
-        for (name, kind, config, sets) in try baseRuns() {
+        // The key each case sets, which a refusal must name.
+        var keyOf: [String: String] = [:]
+        let bases = try baseRuns()
+        for (name, kind, config, sets) in bases {
             let fixed = sets.flatMap { ["--set", $0] }
             for (index, key) in ConfigSchema.keys(for: kind).enumerated() where key.path != "model.kind" {
                 for (position, value) in Self.classes(forKeyAt: index, &draws).enumerated() {
@@ -83,12 +86,32 @@ final class SchemaFuzzTests: XCTestCase {
                         : ["train", config, "--quiet", "--set", "job.run_dir=\(run)"]
                     cases.append(Case(name: "\(name): \(key.path) = \(value.name) (\(command[0]))",
                                       command: command + fixed + ["--set", "\(key.path)=\(value.toml)"]))
+                    keyOf[cases[cases.count - 1].name] = key.path
                 }
+            }
+        }
+        // Whatever the sample draws: the sizes whose products once overflowed, through train.
+        let pinned = [("char_lm", "training.epochs"), ("char_lm", "training.batch_size"), ("char_lm", "training.workers"),
+                      ("forecaster-windows", "eval.season")]
+        for (name, path) in pinned {
+            let (_, _, config, sets) = try XCTUnwrap(bases.first { $0.name == name })
+            for (label, value) in [("2^62", "4611686018427387904"), ("largest integer", "9223372036854775807")] {
+                let run = "\(dir)/runs/pinned-\(name)-\(path)-\(value)"
+                cases.append(Case(name: "\(name): \(path) = \(label) (train, pinned)",
+                                  command: ["train", config, "--quiet", "--set", "job.run_dir=\(run)"]
+                                    + sets.flatMap { ["--set", $0] } + ["--set", "\(path)=\(value)"]))
+                keyOf[cases[cases.count - 1].name] = path
             }
         }
         let outcomes = InputFuzzTests.run(cases, binary: MultiRankTests.binary, in: dir, timeout: 60)
         Self.list(outcomes)
         let (ok, refused) = InputFuzzTests.assertNoCrash(outcomes, expectCases: cases.count)
+        // A refusal names the key it refuses, so a user knows which line to change.
+        let unnamed = outcomes.filter { $0.status == 2 && !$0.signaled && !$0.errors.contains(keyOf[$0.name] ?? "") }
+        for outcome in unnamed.prefix(20) {
+            XCTFail("\(outcome.name): refused without naming \(keyOf[outcome.name] ?? "?"): \(outcome.errors.prefix(400))")
+        }
+        if unnamed.count > 20 { XCTFail("\(unnamed.count) refusals in all do not name their key") }
         print("schema fuzz: \(cases.count) keys × value classes: \(ok) trained, \(refused) refused, none crashed")
         XCTAssertGreaterThan(ok, cases.count / 10)
         XCTAssertGreaterThan(refused, cases.count / 3)

@@ -141,6 +141,41 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    /// `sample --length` far beyond what fits in a terminal streams: text arrives within seconds,
+    /// long before the end (it was once held whole and printed last); a length past the bound is
+    /// refused naming the option.
+    func testALongSampleStreamsAndAnEndlessOneIsRefused() throws {
+        let (dir, _, options) = try scratchRun()
+        _ = try Trainer(config: try makeConfig(dir, overrides: ["training.max_steps=2"]), options: options).run()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: MultiRankTests.binary)
+        process.arguments = ["sample", "\(dir)/run", "--length", "100000000"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        final class Received: @unchecked Sendable { var data = Data() }
+        let received = Received(), arrived = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            received.data = out.fileHandleForReading.availableData
+            arrived.signal()
+        }
+        let inTime = arrived.wait(timeout: .now() + 15) == .success
+        let stillRunning = process.isRunning
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        if !inTime { _ = arrived.wait(timeout: .now() + 5) }
+        XCTAssertTrue(inTime, "no text within 15 s")
+        XCTAssertFalse(received.data.isEmpty, "stdout had text before the end")
+        XCTAssertTrue(stillRunning, "the text came while 100,000,000 characters were still being generated")
+
+        let endless = try MultiRankTests.execute([MultiRankTests.binary, "sample", "\(dir)/run", "--length", "2000000000"],
+                                                 timeout: 30)
+        XCTAssertEqual(endless.status, 64, endless.errors)
+        XCTAssertTrue(endless.errors.contains("--length must be between 0 and 1000000000 characters, got 2000000000"),
+                      endless.errors)
+    }
+
     /// A batch script passes --resume on every start: with no checkpoint yet it starts at step 0,
     /// and metrics of a run stopped before its first checkpoint are not kept beside the new ones.
     func testResumeWithoutACheckpointStartsAtStepZero() throws {
@@ -167,6 +202,22 @@ final class TrainingTests: XCTestCase {
         // Into a directory that does not exist yet.
         let fresh = try Trainer(config: try makeConfig(dir, overrides: sets + ["job.run_dir=\(dir)/new"]), options: resuming)
         XCTAssertEqual(try fresh.run().losses, whole.losses)
+    }
+
+    /// A resume refused because a key changed names the key and both values; keys a resume may
+    /// change (max_steps here) are not listed.
+    func testAResumeRefusedForAChangedKeyNamesItAndBothValues() throws {
+        let (dir, _, options) = try scratchRun()
+        let sets = ["training.max_steps=2", "checkpoint.interval=2"]
+        _ = try Trainer(config: try makeConfig(dir, overrides: sets), options: options).run()
+        var resuming = options
+        resuming.resume = true
+        let changed = try makeConfig(dir, overrides: sets + ["training.max_steps=4", "model.hidden=24"])
+        XCTAssertThrowsError(try Trainer(config: changed, options: resuming).run()) { error in
+            XCTAssertTrue("\(error)".contains(
+                "the checkpoint's model layout differs from this config's: model.hidden = 24 here, 48 in the checkpoint; "
+                + "resume with the run's own config.toml"), "\(error)")
+        }
     }
 
     func testAnOccupiedRunDirectoryIsNotOverwrittenSilently() throws {

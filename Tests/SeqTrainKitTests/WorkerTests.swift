@@ -115,6 +115,18 @@ final class WorkerTests: XCTestCase {
         return try MultiRankTests.execute(command + args, timeout: timeout)
     }
 
+    /// A worker count far above the batch is refused at once: checked before any thread starts,
+    /// where starting 100,000 threads first once took minutes and printed nothing.
+    func testAWorkerCountAboveTheBatchIsRefusedBeforeThreadsStart() throws {
+        let run = try train("many", ["--set", "training.workers=100000"], timeout: 20)
+        XCTAssertEqual(run.status, 2, "ended in \(run.seconds) s: \(run.errors)")
+        XCTAssertLessThan(run.seconds, 20)
+        XCTAssertTrue(run.errors.contains(
+            "training.workers = 100000: more replicas than the 8 rows of the global batch (training.batch_size) on 1 rank(s)"),
+                      run.errors)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/many"), "nothing written")
+    }
+
     func metrics(_ run: String) throws -> [[String: Any]] {
         let text = try String(contentsOfFile: "\(dir)/\(run)/metrics.jsonl", encoding: .utf8)
         return try text.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }

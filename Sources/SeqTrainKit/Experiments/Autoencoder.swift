@@ -171,7 +171,7 @@ public final class AutoencoderExperiment: Experiment {
         try MemoryCheck.requireRecurrentBuffers(rows: 2 * rows.count, steps: training.steps, hidden: config.integer("model.hidden"),
                                                 layers: config.integer("model.layers"),
                                                 what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
-                                                fix: "lower training.batch_size or model.hidden")
+                                                fix: "lower training.batch_size, model.hidden or model.layers")
         model = try Self.makeModel(config, features: all.features)
     }
 

@@ -49,7 +49,7 @@ public func describeFileError(_ error: Error) -> String {
     if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
     guard ns.domain == NSCocoaErrorDomain else { return ns.localizedDescription }
     switch CocoaError.Code(rawValue: ns.code) {
-    case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or directory"
+    case .fileNoSuchFile, .fileReadNoSuchFile: return "the file or its folder does not exist"
     case .fileReadNoPermission, .fileWriteNoPermission: return "permission denied"
     case .fileWriteOutOfSpace: return "no space left on the device"
     case .fileWriteVolumeReadOnly: return "the file system is read-only"

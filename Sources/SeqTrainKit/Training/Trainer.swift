@@ -289,7 +289,7 @@ public final class Trainer {
         do {
             try fm.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         } catch {
-            throw SeqTrainError("\(runDirectory): cannot create the run directory: \(error.localizedDescription)")
+            throw SeqTrainError("job.run_dir = \(runDirectory): cannot create the run directory: \(describeFileError(error))")
         }
         lock = try RunDirectoryLock(directory: runDirectory)
         do {
@@ -322,7 +322,7 @@ public final class Trainer {
         do {
             try fm.createDirectory(atPath: "\(runDirectory)/checkpoints", withIntermediateDirectories: true)
         } catch {
-            throw SeqTrainError("\(runDirectory)/checkpoints: cannot create the directory: \(error.localizedDescription)")
+            throw SeqTrainError("\(runDirectory)/checkpoints: cannot create the directory: \(describeFileError(error))")
         }
         let header = "\(RunFiles.configMarker)\n# \(BLASKernelSelection.summary)\n# \(participantsLine)\n"
         try DurableFile.write(Data((header + config.resolvedTOML).utf8), to: "\(runDirectory)/\(RunFiles.configName)")
@@ -797,11 +797,14 @@ public final class Trainer {
         }
         let statePath = Checkpoint.statePath(forWeights: path)
         let parameters = experiment.trainableModel.parameters
+        let changed = changedKeys(since: weights.metadata["seqtrain.config"])
         guard state.metadata["seqtrain.layout"] == parameters.layout.signature else {
-            throw SeqTrainError("\(statePath): the checkpoint's model layout differs from this config's; resume with the run's own config.toml")
+            throw SeqTrainError("\(statePath): the checkpoint's model layout differs from this config's\(changed); "
+                + "resume with the run's own config.toml")
         }
         guard state.metadata["seqtrain.data_fingerprint"] == "\(experiment.dataFingerprint)" else {
-            throw SeqTrainError("\(statePath): the training data differs from the data this run was trained on; resume with the same data files")
+            throw SeqTrainError("\(statePath): the training data differs from the data this run was trained on\(changed); "
+                + "resume with the same data files")
         }
         // The worker threads of a process share the parameters and the optimizer state: the
         // first one loads them (prepare() waits for it).
@@ -873,6 +876,29 @@ public final class Trainer {
                 try scatterLanes(try state.tensor("lanes.cell", in: statePath).floats(), into: carried.state.cell, of: carried)
             }
         }
+    }
+
+    /// Keys a resumed run may change: how long it runs, how often it validates, checkpoints and
+    /// logs, where it writes and on how many threads. Every other key shapes what is learned.
+    static func mayChangeOnResume(_ path: String) -> Bool {
+        ["checkpoint.", "metrics."].contains { path.hasPrefix($0) } || [
+            "training.max_steps", "training.epochs", "training.eval_every", "training.workers",
+            "training.collective_timeout_s", "job.run_dir", "job.name",
+        ].contains(path)
+    }
+
+    /// ": model.hidden = 24 here, 16 in the checkpoint" for every key of `stored` (the checkpoint's
+    /// resolved config) that differs from this run's and may not change on resume; "" when none
+    /// does or the checkpoint's config cannot be read.
+    func changedKeys(since stored: String?) -> String {
+        guard let stored, let old = try? ExperimentConfig.parse(stored, source: "the checkpoint's config") else { return "" }
+        let before = Dictionary(old.resolvedPairs.map { ($0.0, "\($0.1)") }, uniquingKeysWith: { a, _ in a })
+        let now = Dictionary(config.resolvedPairs.map { ($0.0, "\($0.1)") }, uniquingKeysWith: { a, _ in a })
+        let paths = (config.resolvedPairs.map(\.0) + old.resolvedPairs.map(\.0).filter { now[$0] == nil })
+            .filter { !Self.mayChangeOnResume($0) && now[$0] != before[$0] }
+        guard !paths.isEmpty else { return "" }
+        return ": " + paths.map { "\($0) = \(now[$0] ?? "(not a key here)") here, \(before[$0] ?? "(not a key)") in the checkpoint" }
+            .joined(separator: "; ")
     }
 
     /// Metrics lines of steps after the resumed checkpoint were written by the run that died; the

@@ -241,7 +241,7 @@ public final class ClassifierExperiment: Experiment {
             try MemoryCheck.requireRecurrentBuffers(rows: rows.count, steps: training.steps, hidden: config.integer("model.hidden"),
                                                     layers: config.integer("model.layers"),
                                                     what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
-                                                    fix: "lower training.batch_size or model.hidden, or use data.features = \"rfft\"")
+                                                    fix: "lower training.batch_size, model.hidden or model.layers, or use data.features = \"rfft\"")
 
         }
         network = try ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
