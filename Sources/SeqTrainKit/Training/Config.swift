@@ -123,6 +123,20 @@ public struct ExperimentConfig: Equatable {
             let line = lineOf(section: "optimizer", key: "nesterov", in: lines)
             throw SeqTrainError("\(source):\(line): optimizer.nesterov: needs optimizer.kind = \"sgd\" and optimizer.momentum > 0 (as torch.optim.SGD)")
         }
+        // Values PyTorch takes without a word and that can only diverge: refused before training, naming the key.
+        let momentum = config.number("optimizer.momentum"), lr = config.number("optimizer.lr")
+        if momentum >= 1 {
+            let line = lineOf(section: "optimizer", key: "momentum", in: lines)
+            throw SeqTrainError("\(source):\(line): optimizer.momentum = \(momentum): at 1 or above the velocity never "
+                + "decays and the steps grow without bound; use a value below 1 (0.9 is usual)")
+        }
+        let decay = config.number("optimizer.weight_decay")
+        if decay * lr >= 1 {
+            let line = lineOf(section: "optimizer", key: "weight_decay", in: lines)
+            throw SeqTrainError("\(source):\(line): optimizer.weight_decay = \(decay) with optimizer.lr = \(lr): "
+                + "lr × weight_decay = \(decay * lr) ≥ 1, so one step decays every weight past zero; "
+                + "use weight_decay well below 1 / lr (1e-4 to 0.1 are usual)")
+        }
         return config
     }
 
