@@ -399,11 +399,13 @@ public struct NumericReader {
             })
         }
         guard array.shape.count == 2 else {
-            throw SeqTrainError("\(labelsKey): \(path) has shape \(array.shape); labels are (N,) class ids or (N, C) of 0/1")
+            throw SeqTrainError("\(labelsKey): \(path) has shape \(array.shape); "
+                + "labels are (N,) class ids or (N, C) of 0/1")
         }
         let c = array.shape[1]
         for (i, v) in values.enumerated() where v != 0 && v != 1 {
-            throw SeqTrainError("\(labelsKey): \(path), sample \(i / c), label \(i % c): \(v) is not 0 or 1; (N, C) labels are multi-label 0/1")
+            throw SeqTrainError("\(labelsKey): \(path), sample \(i / c), label \(i % c): \(v) is not 0 or 1; "
+                + "(N, C) labels are multi-label 0/1")
         }
         return .matrix(values.map { Float($0) }, columns: (0..<c).map(String.init))
     }

@@ -18,7 +18,8 @@ public struct NumpyArchive {
         do {
             archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
         } catch {
-            throw SeqTrainError("\(path): not a NumPy archive (.npz is a zip file; this one cannot be opened: \(error))")
+            throw SeqTrainError("\(path): not a NumPy archive (.npz is a zip file; "
+                + "this one cannot be opened: \(error))")
         }
         names = archive.filter { $0.type == .file && $0.path.hasSuffix(".npy") }.map { String($0.path.dropLast(4)) }
         guard !names.isEmpty else { throw SeqTrainError("\(path): the archive holds no .npy arrays") }
@@ -31,7 +32,9 @@ public struct NumpyArchive {
                 + names.prefix(12).joined(separator: ", ") + (names.count > 12 ? ", ..." : ""))
         }
         let declared = entry.uncompressedSize
-        guard declared <= UInt64(Int.max / 2) else { throw SeqTrainError("\(path): array \(name) claims \(declared) bytes") }
+        guard declared <= UInt64(Int.max / 2) else {
+            throw SeqTrainError("\(path): array \(name) claims \(declared) bytes; the archive is damaged")
+        }
         try MemoryCheck.require(floats: Int(declared) / 4 + 1, what: "array \(name) of \(path)",
                                 fix: "split the archive, or save the array as .npy")
         var bytes = Data()

@@ -153,7 +153,8 @@ public final class CharLMTask: Experiment {
                                 what: "a model of embedding \(E), hidden \(H) and \(L) layers", fix: "lower model.hidden or model.layers")
         let buffers = try MemoryCheck.product([rows, config.integer("training.seq_len"), 8, gates, L],
                                               what: "training.batch_size × training.seq_len × model.hidden × model.layers")
-        try MemoryCheck.require(floats: buffers, what: "the recurrent buffers of a batch", fix: "lower training.batch_size, training.seq_len, model.hidden or model.layers")
+        try MemoryCheck.require(floats: buffers, what: "the recurrent buffers of a batch",
+                                fix: "lower training.batch_size, training.seq_len, model.hidden or model.layers")
     }
 
     // MARK: Experiment

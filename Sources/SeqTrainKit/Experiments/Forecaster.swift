@@ -258,7 +258,8 @@ public final class ForecasterExperiment: Experiment {
         let steps = stateful ? min(seqLen, laneLength) : lookBack
         try MemoryCheck.requireRecurrentBuffers(rows: rows.count, steps: steps, hidden: config.integer("model.hidden"), layers: config.integer("model.layers"),
                                                 what: "the recurrent buffers of a batch of \(rows.count) \(stateful ? "lanes" : "windows") of \(steps) steps",
-                                                fix: "lower training.batch_size, model.hidden, model.layers or \(stateful ? "training.seq_len" : "training.look_back")")
+                                                fix: "lower training.batch_size, model.hidden, model.layers or "
+                                                    + (stateful ? "training.seq_len" : "training.look_back"))
         model = try Self.makeModel(config, features: columns.count, targets: targets.count)
         state = stateful ? model.makeState(batch: rows.count) : nil
     }

@@ -197,7 +197,8 @@ public final class Seq2SeqExperiment: Experiment {
         try MemoryCheck.requireRecurrentBuffers(rows: 2 * rows.count, steps: steps, hidden: config.integer("model.hidden"),
                                                 layers: config.integer("model.layers"),
                                                 what: "the recurrent buffers of a batch of \(rows.count) sequences of \(steps) steps",
-                                                fix: "lower training.batch_size, model.hidden, model.layers or data.max_length")
+                                                fix: "lower training.batch_size, model.hidden, model.layers "
+                                                    + "or data.max_length")
         try MemoryCheck.require(floats: try MemoryCheck.product([rows.count, steps, vocabulary.count, 2], what: "training.batch_size × data.max_length × the vocabulary"),
                                 what: "the logits of a batch", fix: "lower training.batch_size or data.max_length, or raise data.min_count")
         model = try Self.makeModel(config, vocabulary: vocabulary.count)

@@ -289,7 +289,8 @@ public final class Trainer {
         do {
             try fm.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         } catch {
-            throw SeqTrainError("job.run_dir = \(runDirectory): cannot create the run directory: \(describeFileError(error))")
+            throw SeqTrainError("job.run_dir = \(runDirectory): cannot create the run directory: "
+                + describeFileError(error))
         }
         lock = try RunDirectoryLock(directory: runDirectory)
         do {
@@ -803,8 +804,8 @@ public final class Trainer {
                 + "resume with the run's own config.toml")
         }
         guard state.metadata["seqtrain.data_fingerprint"] == "\(experiment.dataFingerprint)" else {
-            throw SeqTrainError("\(statePath): the training data differs from the data this run was trained on\(changed); "
-                + "resume with the same data files")
+            throw SeqTrainError("\(statePath): the training data differs from the data this run was trained "
+                + "on\(changed); resume with the same data files")
         }
         // The worker threads of a process share the parameters and the optimizer state: the
         // first one loads them (prepare() waits for it).
@@ -891,14 +892,18 @@ public final class Trainer {
     /// resolved config) that differs from this run's and may not change on resume; "" when none
     /// does or the checkpoint's config cannot be read.
     func changedKeys(since stored: String?) -> String {
-        guard let stored, let old = try? ExperimentConfig.parse(stored, source: "the checkpoint's config") else { return "" }
+        guard let stored, let old = try? ExperimentConfig.parse(stored, source: "the checkpoint's config") else {
+            return ""
+        }
         let before = Dictionary(old.resolvedPairs.map { ($0.0, "\($0.1)") }, uniquingKeysWith: { a, _ in a })
         let now = Dictionary(config.resolvedPairs.map { ($0.0, "\($0.1)") }, uniquingKeysWith: { a, _ in a })
         let paths = (config.resolvedPairs.map(\.0) + old.resolvedPairs.map(\.0).filter { now[$0] == nil })
             .filter { !Self.mayChangeOnResume($0) && now[$0] != before[$0] }
         guard !paths.isEmpty else { return "" }
-        return ": " + paths.map { "\($0) = \(now[$0] ?? "(not a key here)") here, \(before[$0] ?? "(not a key)") in the checkpoint" }
-            .joined(separator: "; ")
+        let changes = paths.map {
+            "\($0) = \(now[$0] ?? "(not a key here)") here, \(before[$0] ?? "(not a key)") in the checkpoint"
+        }
+        return ": " + changes.joined(separator: "; ")
     }
 
     /// Metrics lines of steps after the resumed checkpoint were written by the run that died; the

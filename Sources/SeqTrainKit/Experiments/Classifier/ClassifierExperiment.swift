@@ -241,7 +241,8 @@ public final class ClassifierExperiment: Experiment {
             try MemoryCheck.requireRecurrentBuffers(rows: rows.count, steps: training.steps, hidden: config.integer("model.hidden"),
                                                     layers: config.integer("model.layers"),
                                                     what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
-                                                    fix: "lower training.batch_size, model.hidden or model.layers, or use data.features = \"rfft\"")
+                                                    fix: "lower training.batch_size, model.hidden or model.layers, "
+                                                        + "or use data.features = \"rfft\"")
 
         }
         network = try ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
@@ -357,7 +358,12 @@ public final class ClassifierExperiment: Experiment {
             ? "sequences of up to \(training.steps) steps × \(training.features) feature(s)"
             : "vectors of \(training.features) features\(featureNote)"
         let counts = trainingTargets.counts(classes: classes.count).map { String(Int($0)) }
-        return "\(config.text("job.name")): \(config.kind), \(preprocessing.task.rawValue), \(classes.count) classes, \(training.count) training and \(validation?.count ?? 0) validation samples (\(shape))\(archiveNote); per class in training: \(zip(classes, counts).prefix(12).map { "\($0) \($1)" }.joined(separator: ", "))\(classes.count > 12 ? ", ..." : ""); \(trainableModel.parameters.layout.entries.reduce(0) { $0 + $1.count }) parameters"
+        let perClass = zip(classes, counts).prefix(12).map { "\($0) \($1)" }.joined(separator: ", ")
+            + (classes.count > 12 ? ", ..." : "")
+        let parameters = trainableModel.parameters.layout.entries.reduce(0) { $0 + $1.count }
+        return "\(config.text("job.name")): \(config.kind), \(preprocessing.task.rawValue), \(classes.count) classes, "
+            + "\(training.count) training and \(validation?.count ?? 0) validation samples (\(shape))\(archiveNote); "
+            + "per class in training: \(perClass); \(parameters) parameters"
     }
 
     /// The epoch's order of samples: a permutation of (seed, epoch), or with `data.sampler =
