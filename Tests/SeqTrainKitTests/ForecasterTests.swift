@@ -144,6 +144,8 @@ final class ForecasterTests: XCTestCase {
         XCTAssertEqual(try clock(["2024-03-01 00:00:00", "2024-03-01 00:00:30"]).future(3), "2024-03-01 00:02:00")
         XCTAssertEqual(try clock(["1949", "1950"]).future(11), "1961")
         XCTAssertNil(try clock(["1", "2", "4"]).future(1), "an irregular step names no future")
+        XCTAssertNil(try clock(["\(Int64.min)", "\(Int64.max)"]).future(1), "a step beyond Int64 is not a trap")
+        XCTAssertNil(try clock(["\(Int64.max - 1)", "\(Int64.max)"]).future(5), "nor is a future beyond it")
         XCTAssertThrowsError(try clock(["1960-01", "1960-03", "1960-02"])) { error in
             XCTAssertTrue("\(error)".contains("t.csv, step 2: \"1960-02\" does not come after \"1960-03\""), "\(error)")
         }

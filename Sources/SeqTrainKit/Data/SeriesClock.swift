@@ -47,8 +47,12 @@ public struct SeriesClock: Equatable {
         }
         self.style = style_
         last = units[units.count - 1]
-        let steps = zip(units.dropFirst(), units).map { $0 - $1 }
-        step = steps.first.flatMap { s in steps.allSatisfy { $0 == s } ? s : nil }
+        // Integer stamps may span all of Int64: a difference that overflows is an irregular step.
+        let steps = zip(units.dropFirst(), units).map { a, b -> Int64? in
+            let (d, overflow) = a.subtractingReportingOverflow(b)
+            return overflow ? nil : d
+        }
+        step = steps.first.flatMap { s in s.flatMap { s in steps.allSatisfy { $0 == s } ? s : nil } }
     }
 
     /// The k-th timestamp after the last (k ≥ 1), or nil when the steps are irregular.
