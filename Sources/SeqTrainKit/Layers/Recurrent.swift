@@ -10,10 +10,23 @@ import CKernels
 ///
 /// Parameters per layer k, PyTorch's names and shapes: `{name}.weight_ih_l{k}` (G·H, I),
 /// `{name}.weight_hh_l{k}` (G·H, H), `{name}.bias_ih_l{k}` (G·H), `{name}.bias_hh_l{k}` (G·H),
-/// all uniform ±1/√H. Gate order: LSTM i, f, g, o; GRU r, z, n.
+/// all uniform ±1/√H. Gate order: LSTM i, f, g, o; GRU r, z, n; the Elman RNN has one (its output).
 public enum RecurrentCell: String, Codable, CaseIterable {
-    case lstm, gru
-    public var gateCount: Int { self == .lstm ? 4 : 3 }
+    case lstm, gru, rnn
+    public var gateCount: Int {
+        switch self {
+        case .lstm: return 4
+        case .gru: return 3
+        case .rnn: return 1
+        }
+    }
+    /// b_ih + b_hh can be added once before the time loop (the GRU's b_hn sits inside r ⊙ (…)).
+    var combinesBiases: Bool { self != .gru }
+}
+
+/// The Elman RNN's activation (`nn.RNN(nonlinearity=...)`).
+public enum RecurrentNonlinearity: String, Codable, CaseIterable {
+    case tanh, relu
 }
 
 /// How a caller's sequence buffer is laid out.
@@ -102,9 +115,11 @@ public final class RecurrentNetwork {
         public let inputWeight, recurrentWeight, inputBias, recurrentBias: ParameterRef
     }
 
-    /// The prefix of its parameters' names ("lstm", "gru", "encoder").
+    /// The prefix of its parameters' names ("lstm", "gru", "encoder", "layers.1").
     public let name: String
     public let cellKind: RecurrentCell
+    /// The Elman RNN's activation (ignored by the LSTM and the GRU).
+    public let nonlinearity: RecurrentNonlinearity
     public let inputSize: Int
     public let hiddenSize: Int
     public let layerCount: Int
@@ -120,6 +135,7 @@ public final class RecurrentNetwork {
     var gates: [FloatBuffer]        // (T, B, G·H): activated gates (LSTM i,f,g,o; GRU r,z,n)
     var hidden: [FloatBuffer]       // (T+1, B, H): slot 0 the initial h, slot t+1 the output of step t
     var cell: [FloatBuffer]         // LSTM (T+1, B, H): slot 0 the initial c. GRU (T, B, H): W_hn h + b_hn
+                                    // RNN: empty
     var tanhCell: [FloatBuffer]     // LSTM (T, B, H): tanh(c_t)
     var masks: [FloatBuffer]        // (T, B, H): dropout mask on layer l's output, l < L-1
     var droppedOut = false
@@ -151,10 +167,14 @@ public final class RecurrentNetwork {
     /// under way make progress while backward runs.
     public var progressHook: (() -> Void)?
 
-    public init(_ name: String, cell kind: RecurrentCell, inputSize: Int, hiddenSize: Int, layers: Int = 1,
-                dropout: Float = 0, dropoutStream: Int = 0, layout: inout ParameterLayout) {
+    /// - firstLayerIndex, nameSuffix: PyTorch's names of one level of a bidirectional stack
+    ///   (`weight_ih_l1_reverse` is level 1's reverse direction, a one-layer network of its own).
+    public init(_ name: String, cell kind: RecurrentCell, nonlinearity: RecurrentNonlinearity = .tanh,
+                inputSize: Int, hiddenSize: Int, layers: Int = 1, dropout: Float = 0, dropoutStream: Int = 0,
+                firstLayerIndex: Int = 0, nameSuffix: String = "", layout: inout ParameterLayout) {
         self.name = name
         cellKind = kind
+        self.nonlinearity = nonlinearity
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
         layerCount = layers
@@ -163,11 +183,12 @@ public final class RecurrentNetwork {
         let gh = kind.gateCount * hiddenSize
         let bound = Initialization.uniform(bound: 1 / Float(hiddenSize).squareRoot())
         self.layers = (0..<layers).map { k in
-            LayerWeights(
-                inputWeight: layout.add("\(name).weight_ih_l\(k)", shape: [gh, k == 0 ? inputSize : hiddenSize], initialization: bound),
-                recurrentWeight: layout.add("\(name).weight_hh_l\(k)", shape: [gh, hiddenSize], initialization: bound),
-                inputBias: layout.add("\(name).bias_ih_l\(k)", shape: [gh], initialization: bound),
-                recurrentBias: layout.add("\(name).bias_hh_l\(k)", shape: [gh], initialization: bound))
+            let level = "l\(k + firstLayerIndex)\(nameSuffix)", width = k == 0 ? inputSize : hiddenSize
+            return LayerWeights(
+                inputWeight: layout.add("\(name).weight_ih_\(level)", shape: [gh, width], initialization: bound),
+                recurrentWeight: layout.add("\(name).weight_hh_\(level)", shape: [gh, hiddenSize], initialization: bound),
+                inputBias: layout.add("\(name).bias_ih_\(level)", shape: [gh], initialization: bound),
+                recurrentBias: layout.add("\(name).bias_hh_\(level)", shape: [gh], initialization: bound))
         }
         layerInput = (0..<layers).map { _ in FloatBuffer() }
         gates = (0..<layers).map { _ in FloatBuffer() }
@@ -214,6 +235,7 @@ public final class RecurrentNetwork {
             switch cellKind {
             case .lstm: lstmForwardLayer(l, parameters: p)
             case .gru: gruForwardLayer(l, parameters: p)
+            case .rnn: rnnForwardLayer(l, parameters: p)
             }
             if let final { copyFinalState(l, into: final) }
         }
@@ -227,7 +249,8 @@ public final class RecurrentNetwork {
             if l == 0 || droppedOut { layerInput[l].resize(T * B * inputWidth(l), keep: true) }
             gates[l].resize(T * B * G, keep: true)
             hidden[l].resize((T + 1) * B * H, keep: true)
-            cell[l].resize((cellKind == .lstm ? T + 1 : T) * B * H, keep: true)
+            let cellSteps = cellKind == .lstm ? T + 1 : cellKind == .gru ? T : 0
+            cell[l].resize(cellSteps * B * H, keep: true)
             if cellKind == .lstm { tanhCell[l].resize(T * B * H, keep: true) }
             if droppedOut && l < layerCount - 1 { masks[l].resize(T * B * H, keep: true) }
         }
@@ -274,7 +297,7 @@ public final class RecurrentNetwork {
             recurrent.pack(p.value(w.recurrentWeight), ldb: H, transposed: true, depth: H, columns: G)
             bias.resize(G)
             let bih = p.value(w.inputBias), bhh = p.value(w.recurrentBias)
-            for j in 0..<G { bias[j] = cellKind == .lstm ? bih[j] + bhh[j] : bih[j] }
+            for j in 0..<G { bias[j] = cellKind.combinesBiases ? bih[j] + bhh[j] : bih[j] }
         }
         stepScratch.resize(B * G)
     }
@@ -314,6 +337,9 @@ public final class RecurrentNetwork {
                 broadcastRows(gh, p.value(layers[l].recurrentBias), rowCount: B, width: G)
                 gemmPacked(gh, ldc: G, hPrev, lda: H, recurrentWeights, m: B, accumulate: true)
                 st_gru_forward_step(g, gh, hPrev, hNext, cell[l].pointer + t * B * H, Int64(B), Int64(H))
+            case .rnn:
+                gemmPacked(g, ldc: G, hPrev, lda: H, recurrentWeights, m: B, accumulate: true)
+                rnnActivate(g, hNext, count: B * H)
             }
         }
         steps = t + 1
@@ -365,6 +391,7 @@ public final class RecurrentNetwork {
             switch cellKind {
             case .lstm: lstmBackwardLayer(l, parameters: p)
             case .gru: gruBackwardLayer(l, parameters: p)
+            case .rnn: rnnBackwardLayer(l, parameters: p)
             }
             if let dInitial {
                 (dInitial.hidden.pointer + l * B * H).update(from: dHidden.pointer, count: B * H)

@@ -9,10 +9,11 @@ public enum Pooling: String, CaseIterable {
     case max
 }
 
-/// Sequence classifier: an L-layer LSTM (or GRU) over real-valued features, its outputs pooled over
-/// each sample's valid steps → Linear to C logits. The loss (softmax cross-entropy for one label,
-/// sigmoid binary cross-entropy for several) is the experiment's; this model takes the gradient of
-/// the logits. The PyTorch module with the same state_dict:
+/// Sequence classifier: a layer stack over real-valued features (by default one L-layer LSTM or GRU),
+/// its outputs pooled over each sample's valid steps → Linear to C logits. The loss (softmax
+/// cross-entropy for one label, sigmoid binary cross-entropy for several) is the experiment's; this
+/// model takes the gradient of the logits. The PyTorch module with the same state_dict, for the
+/// shorthand stack (`model.cell`, `hidden`, `layers`, `dropout`):
 ///
 ///     class SequenceClassifier(nn.Module):
 ///         def __init__(s, I, H, C, L=1, dropout=0.0, pooling="last"):
@@ -27,63 +28,77 @@ public enum Pooling: String, CaseIterable {
 ///             else: pooled = out.masked_fill(~valid, float("-inf")).amax(1)
 ///             return s.head(pooled)
 ///
-/// Legend: B batch, T steps, I features, H hidden, C labels.
+/// With `[[model.layers]]` the stack is an `nn.ModuleList` named `layers` (launch/seqtrain_torch.py
+/// builds it); "last" pooling of a bidirectional top layer takes both directions' final states
+/// (PyTorch's h_n: the forward half at the last valid step, the reverse half at step 0).
+///
+/// Legend: B batch, T steps, I features, O the stack's output features, C labels.
 public final class SequenceClassifier: TrainableModel {
-    public let rnn: RecurrentNetwork
+    public let body: LayerStack
     public let head: Linear
     public let parameters: ParameterArena
     public let labelCount: Int
     public let pooling: Pooling
-    public var recurrentStacks: [RecurrentNetwork] { [rnn] }
-    public var forwardOutputs: [(name: String, values: FloatBuffer)] { rnn.layerOutputs + [("head output (logits)", logits)] }
+    public var recurrentStacks: [RecurrentNetwork] { body.recurrentNetworks }
+    public var forwardOutputs: [(name: String, values: FloatBuffer)] {
+        body.layerOutputs + [("head output (logits)", logits)]
+    }
 
     public let logits = FloatBuffer()          // (B, C)
     private let dLogits = FloatBuffer()        // (B, C)
-    private let pooled = FloatBuffer()         // (B, H)
-    private let dPooled = FloatBuffer()        // (B, H)
-    private let dOutputs = FloatBuffer()       // (T, B, H), step-major
-    private var argmax: [Int32] = []           // (B, H): the step max pooling took
-    private var lengths: [Int] = []            // (B)
-    private var batch = 0, steps = 0
+    private let pooled = FloatBuffer()         // (B, O)
+    private let dPooled = FloatBuffer()        // (B, O)
+    private let dOutputs = FloatBuffer()       // (T′, B, O), step-major
+    private var argmax: [Int32] = []           // (B, O): the step max pooling took
+    private var batch = 0
 
-    public init(cell: RecurrentCell = .gru, inputSize: Int, hiddenSize: Int, layers: Int = 1, labels: Int, dropout: Float = 0,
+    /// The shorthand model: one recurrent entry named by its cell (`gru.weight_ih_l0`).
+    public convenience init(cell: RecurrentCell = .gru, inputSize: Int, hiddenSize: Int, layers: Int = 1, labels: Int,
+                            dropout: Float = 0, pooling: Pooling = .last) {
+        let spec = RecurrentSpec(cell: cell, hidden: hiddenSize, layers: layers, dropout: Double(dropout))
+        self.init(stack: [.recurrent(spec)], naming: .shorthand, inputSize: inputSize, labels: labels, pooling: pooling)
+    }
+
+    public init(stack: [LayerSpec], naming: StackNaming = .indexed(prefix: "layers"), inputSize: Int, labels: Int,
                 pooling: Pooling = .last) {
         var layout = ParameterLayout()
-        rnn = RecurrentNetwork(cell.rawValue, cell: cell, inputSize: inputSize, hiddenSize: hiddenSize, layers: layers,
-                               dropout: dropout, dropoutStream: 1, layout: &layout)
-        head = Linear("head", inFeatures: hiddenSize, outFeatures: labels, layout: &layout)
+        body = LayerStack(stack, inputWidth: inputSize, naming: naming, layout: &layout)
+        head = Linear("head", inFeatures: body.outputWidth, outFeatures: labels, layout: &layout)
         parameters = ParameterArena(layout)
         labelCount = labels
         self.pooling = pooling
     }
 
+    /// The step pooling "last" reads feature j of a sample of `length` valid steps at.
+    @inline(__always) func lastStep(feature j: Int, length: Int) -> Int {
+        j >= body.outputWidth - body.reverseWidth ? 0 : length - 1
+    }
+
     /// logits (B, C) ← head(pool(stack(x (B, T, I)))) over each sample's `lengths` (nil: all T steps).
-    public func forward(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, lengths given: [Int]? = nil, dropout: DropoutContext? = nil) {
+    public func forward(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, lengths given: [Int]? = nil,
+                        dropout: DropoutContext? = nil) {
         batch = B
-        steps = T
-        lengths = given ?? [Int](repeating: T, count: B)
-        let H = rnn.hiddenSize
-        rnn.forward(nil, x, batch: B, steps: T, initial: nil, final: nil, parameters: parameters, dropout: dropout)
-        let outputs = rnn.outputs  // (T, B, H)
-        pooled.resize(B * H)
-        if pooling == .max { argmax = [Int32](repeating: 0, count: B * H) }
+        body.forward(x, batch: B, steps: T, lengths: given, parameters: parameters, dropout: dropout)
+        let O = body.outputWidth, outputs = body.output, lengths = body.outputLengths  // (T′, B, O)
+        pooled.resize(B * O)
+        if pooling == .max { argmax = [Int32](repeating: 0, count: B * O) }
         for b in 0..<B {
-            let length = min(max(lengths[b], 1), T)
-            let out = pooled.pointer + b * H
+            let length = lengths[b]
+            let out = pooled.pointer + b * O
             switch pooling {
             case .last:
-                out.update(from: outputs + ((length - 1) * B + b) * H, count: H)
+                for j in 0..<O { out[j] = outputs[(lastStep(feature: j, length: length) * B + b) * O + j] }
             case .mean:
-                out.update(repeating: 0, count: H)
-                for t in 0..<length { addInPlace(out, outputs + (t * B + b) * H, count: H) }
-                scaleInPlace(out, by: 1 / Float(length), count: H)
+                out.update(repeating: 0, count: O)
+                for t in 0..<length { addInPlace(out, outputs + (t * B + b) * O, count: O) }
+                scaleInPlace(out, by: 1 / Float(length), count: O)
             case .max:
-                out.update(from: outputs + b * H, count: H)
+                out.update(from: outputs + b * O, count: O)
                 for t in 1..<max(length, 1) {
-                    let row = outputs + (t * B + b) * H
-                    for j in 0..<H where row[j] > out[j] {
+                    let row = outputs + (t * B + b) * O
+                    for j in 0..<O where row[j] > out[j] {
                         out[j] = row[j]
-                        argmax[b * H + j] = Int32(t)
+                        argmax[b * O + j] = Int32(t)
                     }
                 }
             }
@@ -95,30 +110,29 @@ public final class SequenceClassifier: TrainableModel {
     /// Back-propagates dLogits (B, C) (the gradient of the loss sum), adding every weight gradient.
     /// `gradientsReady(offset)` is called as parts of the arena become final (see GradientReducer).
     public func backward(_ dLogits: UnsafePointer<Float>, gradientsReady: ((Int) -> Void)? = nil) {
-        let B = batch, T = steps, H = rnn.hiddenSize
-        dPooled.resize(B * H)
+        let B = batch, T = body.outputStepCount, O = body.outputWidth, lengths = body.outputLengths
+        dPooled.resize(B * O)
         head.backward(dPooled.pointer, dLogits, pooled.pointer, rows: B, parameters: parameters)
         gradientsReady?(head.weight.offset)
-        dOutputs.resize(T * B * H)
+        dOutputs.resize(T * B * O)
         dOutputs.zero()
         for b in 0..<B {
-            let length = min(max(lengths[b], 1), T)
-            let d = dPooled.pointer + b * H
+            let length = lengths[b]
+            let d = dPooled.pointer + b * O
             switch pooling {
             case .last:
-                (dOutputs.pointer + ((length - 1) * B + b) * H).update(from: d, count: H)
+                for j in 0..<O { dOutputs[(lastStep(feature: j, length: length) * B + b) * O + j] = d[j] }
             case .mean:
                 let scale = 1 / Float(length)
                 for t in 0..<length {
-                    let row = dOutputs.pointer + (t * B + b) * H
-                    for j in 0..<H { row[j] = d[j] * scale }
+                    let row = dOutputs.pointer + (t * B + b) * O
+                    for j in 0..<O { row[j] = d[j] * scale }
                 }
             case .max:
-                for j in 0..<H { dOutputs[(Int(argmax[b * H + j]) * B + b) * H + j] = d[j] }
+                for j in 0..<O { dOutputs[(Int(argmax[b * O + j]) * B + b) * O + j] = d[j] }
             }
         }
-        rnn.backward(nil, dOutputs.pointer, outputLayout: .stepMajor, parameters: parameters,
-                     afterLayer: gradientsReady.map { ready in { [rnn] l in ready(rnn.layers[l].inputWeight.offset) } })
+        body.backward(dOutputs.pointer, parameters: parameters, gradientsReady: gradientsReady)
         gradientsReady?(0)
     }
 

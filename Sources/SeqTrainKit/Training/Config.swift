@@ -14,6 +14,8 @@ public struct ExperimentConfig: Equatable {
     public let kind: String
     /// The keys of this kind, in the order the resolved config writes them.
     public let keys: [ConfigKey]
+    /// Keys given that have no effect (a shorthand key beside a layer stack), for the run's first lines.
+    public private(set) var warnings: [String] = []
 
     public init(defaultsFrom source: String = "defaults", kind: String = ConfigSchema.defaultKind) {
         self.kind = kind
@@ -106,7 +108,12 @@ public struct ExperimentConfig: Equatable {
                         throw SeqTrainError("\(where_): \(path): unknown key\(belongs); [\(section)] accepts \(known.joined(separator: ", "))\(suggestion(name, among: known))")
                     }
                     guard let entry = entries[name] else { continue }
-                    let raw = try configValue(entry, at: "\(where_): \(path)", expected: key.type)
+                    let raw: ConfigValue
+                    if key.type == .layerStack, let items = entry.array {
+                        raw = .layers(try LayerStackConfig.parse(items, path: path, place: where_, file: source, lines: lines))
+                    } else {
+                        raw = try configValue(entry, at: "\(where_): \(path)", expected: key.type)
+                    }
                     try config.set(key, raw, at: where_)
                     explicit.insert(path)
                 }
@@ -118,6 +125,7 @@ public struct ExperimentConfig: Equatable {
             explicit.insert(key.path)
         }
         config.applyKindDefaults(explicit: explicit)
+        config.warnShorthandBesideStack(explicit: explicit)
         if config.text("job.run_dir").isEmpty { config.values["job.run_dir"] = .text("runs/\(config.text("job.name"))") }
         if config.boolean("optimizer.nesterov") && (config.number("optimizer.momentum") == 0 || config.text("optimizer.kind") != "sgd") {
             let line = lineOf(section: "optimizer", key: "nesterov", in: lines)
@@ -160,6 +168,9 @@ public struct ExperimentConfig: Equatable {
             throw SeqTrainError("--set \(text): \(key.path): not a valid TOML value: \(trap.problem)")
         }
         if let table = try? TOMLTable(string: "v = \(valueText)"), table.count == 1, let value = table["v"] {
+            if key.type == .layerStack, let items = value.array {
+                return (key, .layers(try LayerStackConfig.parse(items, path: key.path, place: "--set \(text)")))
+            }
             return (key, try configValue(value, at: "--set \(text): \(key.path)", expected: key.type))
         }
         // A bare word is a string; what starts like a TOML string, list or table must be one.
@@ -189,6 +200,12 @@ public struct ExperimentConfig: Equatable {
                 default: return .texts([])
                 }
             }
+            if items.contains(where: { $0.type == .table }) {
+                let kinds = ExperimentRegistry.kinds.filter { $0.configKeys.contains { $0.type == .layerStack } }
+                throw SeqTrainError("\(place): expected \(expected.describe), got an array of tables; a layer stack "
+                    + "is read for model.kind = " + kinds.map { "\"\($0.name)\"" }.joined(separator: ", ")
+                    + " (model.layers); here use the shorthand keys (model.cell, model.hidden, model.layers)")
+            }
             if types == ["string"] { return .texts(items.map { $0.string! }) }
             if expected == .columns, types.isSubset(of: ["string", "int"]) {
                 return .texts(items.map { $0.string ?? String($0.int!) })
@@ -209,6 +226,33 @@ public struct ExperimentConfig: Equatable {
             throw SeqTrainError("\(place): \(key.path): expected \(key.type.describe), got \(raw)")
         }
         values[key.path] = value
+    }
+
+    /// The shorthand keys a layer stack replaces, when given beside one: named, not silently ignored.
+    mutating func warnShorthandBesideStack(explicit: Set<String>) {
+        for stack in keys where stack.type == .layerStack {
+            guard case .layers = value(stack.path) else { continue }
+            let section = stack.section
+            let ignored = ["cell", "hidden", "dropout"].map { "\(section).\($0)" }.filter(explicit.contains)
+            guard !ignored.isEmpty else { continue }
+            warnings.append(ignored.joined(separator: ", ") + " \(ignored.count == 1 ? "is" : "are") ignored: "
+                + "\(stack.path) gives the layer stack, and each of its layers its own sizes")
+        }
+    }
+
+    /// The model's layer stack: the one `model.layers` gives, or the shorthand's one recurrent
+    /// entry (`model.cell`, `hidden`, `layers`, `dropout`); nil for a kind without either.
+    public var modelStack: (specs: [LayerSpec], naming: StackNaming)? {
+        switch values["model.layers"] {
+        case .layers(let specs)?: return (specs, .indexed(prefix: "layers"))
+        case .integer(let layers)?:
+            guard case .text(let cellName)? = values["model.cell"], let cell = RecurrentCell(rawValue: cellName),
+                  case .integer(let hidden)? = values["model.hidden"] else { return nil }
+            let dropout: Double
+            if case .number(let p)? = values["model.dropout"] { dropout = p } else { dropout = 0 }
+            return ([.recurrent(RecurrentSpec(cell: cell, hidden: hidden, layers: layers, dropout: dropout))], .shorthand)
+        default: return nil
+        }
     }
 
     /// Defaults that depend on another key, as PyTorch's: AdamW's weight decay, Adagrad's eps.

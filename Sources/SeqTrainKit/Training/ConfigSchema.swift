@@ -9,6 +9,8 @@ public enum ConfigValue: Equatable, CustomStringConvertible {
     case texts([String])
     case integers([Int])
     case numbers([Double])
+    /// A layer stack (`[[model.layers]]`), already checked entry by entry.
+    case layers([LayerSpec])
 
     public var description: String {
         switch self {
@@ -19,6 +21,7 @@ public enum ConfigValue: Equatable, CustomStringConvertible {
         case .texts(let v): return "[" + v.map(tomlString).joined(separator: ", ") + "]"
         case .integers(let v): return "[" + v.map(String.init).joined(separator: ", ") + "]"
         case .numbers(let v): return "[" + v.map(tomlNumber).joined(separator: ", ") + "]"
+        case .layers(let v): return "[" + v.map(LayerStackConfig.inlineTable).joined(separator: ", ") + "]"
         }
     }
 }
@@ -71,6 +74,8 @@ public enum ConfigType: Equatable {
     case weights([String])
     /// "auto" or a positive integer.
     case autoOrPositiveInteger
+    /// A positive integer (the shorthand's layer count) or an array of layer tables.
+    case layerStack
 
     public var describe: String {
         switch self {
@@ -91,6 +96,9 @@ public enum ConfigType: Equatable {
         case .columns: return "a list of column names or 0-based indices"
         case .weights(let words): return words.map { "\"\($0)\"" }.joined(separator: ", ") + " or a list of non-negative numbers"
         case .autoOrPositiveInteger: return "\"auto\" or a positive integer"
+        case .layerStack:
+            return "a positive integer (the shorthand's layer count) or a layer stack ([[model.layers]] tables: "
+                + "lstm, gru, rnn, conv1d, dense, dropout)"
         }
     }
 
@@ -133,6 +141,8 @@ public enum ConfigType: Equatable {
         case (.weights, .numbers(let v)): return v.allSatisfy { $0 >= 0 && $0.isFinite } ? raw : nil
         case (.autoOrPositiveInteger, .text("auto")): return raw
         case (.autoOrPositiveInteger, .integer(let v)): return v > 0 ? raw : nil
+        case (.layerStack, .integer(let v)): return v > 0 ? raw : nil
+        case (.layerStack, .layers(let v)): return v.isEmpty ? nil : raw
         default: return nil
         }
     }

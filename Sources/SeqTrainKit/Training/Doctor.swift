@@ -12,7 +12,8 @@ public enum TrainingDoctor {
     static let farFactor = 10.0
 
     public static func examine(_ config: ExperimentConfig) -> [String] {
-        var found: [String] = []
+        // Keys given that have no effect come first: certainly true, though not an error.
+        var found: [String] = config.warnings
         let kind = config.text("optimizer.kind"), lr = config.number("optimizer.lr")
         if let usual = usualRates[kind] {
             if lr > usual.upperBound * farFactor {

@@ -49,14 +49,15 @@ enum ClassifierNetwork {
             try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: "model.hidden_sizes"),
                                     what: "an MLP of widths \(widths)", fix: fix)
         case "sequence_classifier":
-            let hidden = config.integer("model.hidden"), layers = config.integer("model.layers")
-            let gates = try MemoryCheck.product([4, hidden], what: "model.hidden")
-            let count = try MemoryCheck.sum([try MemoryCheck.recurrentStack(input: inputFeatures, hidden: hidden, layers: layers, what: "model.hidden"),
-                                             try MemoryCheck.product([hidden + 1, classes], what: "model.hidden")], what: "model.hidden")
+            let (stack, _) = try Self.stack(config)
+            let what = Self.stackKeys(config)
+            let body = try LayerSpec.parameterCount(stack, input: inputFeatures, what: what)
+            let top = stack.reduce(inputFeatures) { $1.outputWidth(input: $0) }
+            let count = try MemoryCheck.sum([body, try MemoryCheck.product([top + 1, classes], what: what)], what: what)
             try MemoryCheck.requireStored(storedValues, estimate: count)
-            try MemoryCheck.requireMatrixDimensions([(gates, "4 × model.hidden"), (inputFeatures, "the input features")])
-            try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: "model.hidden"),
-                                    what: "a \(layers)-layer recurrent stack of hidden \(hidden)", fix: fix)
+            try MemoryCheck.requireMatrixDimensions([(count, "the parameters of \(what)"), (inputFeatures, "the input features")])
+            try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: what),
+                                    what: "a model of \(count) parameters (\(what))", fix: fix)
         default:
             throw SeqTrainError("model.kind = \"\(config.kind)\" is not a classifier kind")
         }
@@ -65,10 +66,23 @@ enum ClassifierNetwork {
             return .mlp(MLPClassifier(widths: widths, activation: Activation(rawValue: config.text("model.activation"))!,
                                       dropout: Float(config.number("model.dropout")), layerStride: 3))
         }
-        return .sequence(SequenceClassifier(cell: RecurrentCell(rawValue: config.text("model.cell"))!, inputSize: inputFeatures,
-                                            hiddenSize: config.integer("model.hidden"), layers: config.integer("model.layers"),
-                                            labels: classes, dropout: Float(config.number("model.dropout")),
-                                            pooling: Pooling(rawValue: config.text("model.pooling"))!))
+        let (stack, naming) = try Self.stack(config)
+        return .sequence(SequenceClassifier(stack: stack, naming: naming, inputSize: inputFeatures, labels: classes,
+                                            pooling: Pooling(rawValue: config.text("model.pooling")) ?? .max))
+    }
+
+    /// The config's layer stack (the shorthand's, or `[[model.layers]]`).
+    static func stack(_ config: ExperimentConfig) throws -> ([LayerSpec], StackNaming) {
+        guard let stack = config.modelStack else {
+            throw SeqTrainError("\(config.source): model.layers: no layer stack; give [[model.layers]] or model.cell and model.hidden")
+        }
+        return stack
+    }
+
+    /// The keys that size the stack, for messages.
+    static func stackKeys(_ config: ExperimentConfig) -> String {
+        if case .layers = config.value("model.layers") { return "model.layers" }
+        return "model.hidden, model.layers"
     }
 }
 
@@ -114,6 +128,11 @@ public final class ClassifierExperiment: Experiment {
     let trainingTargets: ClassTargets
     let validationTargets: ClassTargets?
     let network: ClassifierNetwork
+    /// Whether training steps need dropout keys (dropout somewhere in the model).
+    var usesDropout: Bool {
+        if let (stack, _) = config.modelStack, config.kind == "sequence_classifier" { return LayerSpec.usesDropout(stack) }
+        return config.number("model.dropout") > 0
+    }
     let loss: ClassifierLoss
     public let rows: Range<Int>
     let batchSize: Int
@@ -238,12 +257,23 @@ public final class ClassifierExperiment: Experiment {
         // The batch's recurrent buffers (gates, states, their gradients: about 8 of width 4H per
         // layer and step) for the longest sequence.
         if layout == .sequence && settings.features == "raw" {
-            try MemoryCheck.requireRecurrentBuffers(rows: rows.count, steps: training.steps, hidden: config.integer("model.hidden"),
-                                                    layers: config.integer("model.layers"),
-                                                    what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
-                                                    fix: "lower training.batch_size, model.hidden or model.layers, "
-                                                        + "or use data.features = \"rfft\"")
-
+            let (stack, _) = try ClassifierNetwork.stack(config)
+            let what = ClassifierNetwork.stackKeys(config)
+            let perStep = try LayerSpec.bufferFloatsPerStep(stack, input: settings.inputFeatures,
+                                                            what: "the buffers per step of the layer stack (\(what))")
+            let cells = try MemoryCheck.product([rows.count, training.steps], what: "training.batch_size × steps")
+            try MemoryCheck.requireMatrixDimensions([(cells, "training.batch_size × the sequence length")])
+            try MemoryCheck.require(floats: try MemoryCheck.product([cells, perStep], what: "training.batch_size × steps × \(what)"),
+                                    what: "the layer buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
+                                    fix: "lower training.batch_size or the sizes of \(what), or use data.features = \"rfft\"")
+            let shortest = training.lengths.min() ?? training.steps
+            if LayerStack.outputSteps(stack, shortest) == 0 {
+                throw SeqTrainError("""
+                    \(config.source): model.layers: the shortest training sequence has \(shortest) steps, too few for the \
+                    stack's convolutions to give one output step; use padding = "same" or "causal", a smaller \
+                    kernel_size, dilation or stride, or drop the shortest sequences
+                    """)
+            }
         }
         network = try ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
         recurrentSteps = layout == .sequence && settings.features == "raw" ? training.steps : 0
@@ -421,7 +451,7 @@ public final class ClassifierExperiment: Experiment {
         beginEpoch(epoch)
         let b = batch(k)
         let B = rows.count, C = classes.count
-        let dropout = config.number("model.dropout") > 0
+        let dropout = usesDropout
             ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: b.keys) : nil
         lap("data")
         let logits = b.inputs.withUnsafeBufferPointer {
@@ -478,7 +508,7 @@ public final class ClassifierExperiment: Experiment {
     var chanceCauses: String {
         let depth = config.has("model.hidden_sizes")
             ? "model.hidden_sizes = \(config.value("model.hidden_sizes"))"
-            : "model.layers = \(config.integer("model.layers")); 1 to 3 layers train well from scratch"
+            : "model.layers = \(config.value("model.layers")); 1 to 3 recurrent layers train well from scratch"
         var causes = ["a network too deep for its gradient to reach the first layers (\(depth))",
                       "a learning rate too high or too low (optimizer.lr = \(config.number("optimizer.lr"))"
                         + " with \(config.text("optimizer.kind")); try 1e-3 for adam)"]

@@ -1,0 +1,169 @@
+"""PyTorch reference values for seqtrain's layer stacks (`[[model.layers]]`).
+
+Each case is a sequence classifier: a stack of PyTorch layers in an nn.ModuleList named `layers`,
+pooling over each sample's valid steps, and a Linear `head`, on variable-length inputs. The stack
+follows seqtrain's rule for lengths: every layer's output is zero past each sample's valid steps
+(so the next layer reads zeros there, as a freshly zero-padded batch); bidirectional layers run
+as packed sequences (the reverse direction starts at each sample's last valid step); "last"
+pooling of a bidirectional top layer takes both directions' final states (h_n). Stored: the
+parameters (state_dict names), x, lengths, y, the logits, the BCE-with-logits loss, every gradient
+("grad." prefix) and the parameters after 3 Adam steps ("after." prefix). "__metadata__" holds
+the stack as a config writes it (model.layers = [...]) and the pooling.
+
+Regenerate:  pip install torch safetensors && python make_stacks.py
+"""
+import json
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from safetensors.torch import save_file
+
+torch.set_default_dtype(torch.float32)
+ACT = {"none": lambda v: v, "relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu}
+
+
+def conv_steps(spec, n):
+    k, d, s = spec["kernel_size"], spec.get("dilation", 1), spec.get("stride", 1)
+    span = d * (k - 1) + 1
+    padding = spec.get("padding", "valid")
+    if padding == "valid":
+        return torch.where(n < span, torch.zeros_like(n), (n - span) // s + 1)
+    if padding == "same":
+        return n
+    return (n - 1) // s + 1
+
+
+class Stack(nn.Module):
+    def __init__(s, specs, width):
+        super().__init__()
+        s.specs = specs
+        s.layers = nn.ModuleList()
+        for spec in specs:
+            t = spec["type"]
+            if t in ("lstm", "gru", "rnn"):
+                kw = dict(num_layers=spec.get("layers", 1), bidirectional=spec.get("bidirectional", False),
+                          dropout=spec.get("dropout", 0.0), batch_first=True)
+                if t == "rnn":
+                    kw["nonlinearity"] = spec.get("nonlinearity", "tanh")
+                cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[t]
+                s.layers.append(cls(width, spec["hidden"], **kw))
+                width = spec["hidden"] * (2 if kw["bidirectional"] else 1)
+            elif t == "conv1d":
+                s.layers.append(nn.Conv1d(width, spec["filters"], spec["kernel_size"], stride=spec.get("stride", 1),
+                                          dilation=spec.get("dilation", 1)))
+                width = spec["filters"]
+            elif t == "dense":
+                s.layers.append(nn.Linear(width, spec["units"]))
+                width = spec["units"]
+            else:
+                s.layers.append(nn.Dropout(spec["p"]))
+        s.width = width
+
+    def forward(s, x, lengths):
+        def masked(v, n):
+            return v * (torch.arange(v.shape[1])[None, :] < n[:, None]).to(v.dtype)[:, :, None]
+        x = masked(x, lengths)
+        for spec, layer in zip(s.specs, s.layers):
+            t = spec["type"]
+            if t in ("lstm", "gru", "rnn"):
+                if spec.get("bidirectional", False):
+                    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+                    out, _ = layer(packed)
+                    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+                else:
+                    out, _ = layer(x)
+            elif t == "conv1d":
+                k, d = spec["kernel_size"], spec.get("dilation", 1)
+                total = d * (k - 1)
+                left = {"valid": 0, "same": total // 2, "causal": total}[spec.get("padding", "valid")]
+                right = {"valid": 0, "same": total - total // 2, "causal": 0}[spec.get("padding", "valid")]
+                out = ACT[spec.get("activation", "none")](layer(F.pad(x.transpose(1, 2), (left, right)))).transpose(1, 2)
+                lengths = conv_steps(spec, lengths).clamp(min=1, max=out.shape[1])
+            elif t == "dense":
+                out = ACT[spec.get("activation", "none")](layer(x))
+            else:
+                out = layer(x)
+            x = masked(out, lengths)
+        return x, lengths
+
+
+class Classifier(nn.Module):
+    def __init__(s, specs, I, C, pooling):
+        super().__init__()
+        s.stack = Stack(specs, I)
+        s.layers = s.stack.layers
+        s.head = nn.Linear(s.stack.width, C)
+        s.pooling = pooling
+        top = specs[-1]
+        s.reverse = top["hidden"] if top["type"] in ("lstm", "gru", "rnn") and top.get("bidirectional") else 0
+
+    def forward(s, x, lengths):
+        out, n = s.stack(x, lengths)
+        B, T, O = out.shape
+        valid = (torch.arange(T)[None, :] < n[:, None])[:, :, None]
+        if s.pooling == "last":
+            pooled = out[torch.arange(B), n - 1]
+            if s.reverse:
+                pooled = torch.cat([pooled[:, :O - s.reverse], out[:, 0, O - s.reverse:]], 1)
+        elif s.pooling == "mean":
+            pooled = (out * valid).sum(1) / n[:, None]
+        else:
+            pooled = out.masked_fill(~valid, float("-inf")).amax(1)
+        return s.head(pooled)
+
+    def state(s):
+        return {k: v for k, v in s.state_dict().items() if not k.startswith("stack.")}
+
+
+def toml(specs):
+    """The stack as a config's `model.layers = [...]` value (TOML inline tables)."""
+    def value(v):
+        return ("true" if v else "false") if isinstance(v, bool) else f'"{v}"' if isinstance(v, str) else repr(v)
+    return "[" + ", ".join("{" + ", ".join(f"{k} = {value(v)}" for k, v in spec.items()) + "}" for spec in specs) + "]"
+
+
+def case(name, specs, I, C, B, T, lengths, pooling, seed):
+    torch.manual_seed(seed)
+    m = Classifier(specs, I, C, pooling)
+    m.eval()  # dropout off: the reference is deterministic (its training masks are tested in Swift)
+    init = {k: v.clone() for k, v in m.state().items()}
+    x = torch.randn(B, T, I)
+    n = torch.tensor(lengths)
+    x = x * (torch.arange(T)[None, :] < n[:, None]).float()[:, :, None]
+    y = (torch.rand(B, C) < 0.4).float()
+    logits = m(x, n)
+    loss = F.binary_cross_entropy_with_logits(logits, y)
+    loss.backward()
+    # m.layers is m.stack.layers: named_parameters() names it once, as stack.layers.
+    g = {f"grad.{k.removeprefix('stack.')}": p.grad.clone() for k, p in m.named_parameters()}
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        F.binary_cross_entropy_with_logits(m(x, n), y).backward()
+        opt.step()
+    after = {f"after.{k}": v for k, v in m.state().items()}
+    tensors = {**init, "x": x, "lengths": n, "y": y, "logits": logits, "loss": loss.reshape(1), **g, **after}
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, f"stack_{name}.safetensors",
+              metadata={"stack": toml(specs), "pooling": pooling,
+                        "sizes": json.dumps({"I": I, "C": C, "B": B, "T": T})})
+    print(name, logits.shape, float(loss))
+
+
+case("rnn", [{"type": "rnn", "hidden": 6, "layers": 2}, {"type": "rnn", "hidden": 5, "nonlinearity": "relu"}],
+     I=3, C=4, B=4, T=7, lengths=[7, 5, 3, 6], pooling="mean", seed=11)
+case("bilstm", [{"type": "lstm", "hidden": 5, "layers": 2, "bidirectional": True}],
+     I=3, C=4, B=4, T=6, lengths=[6, 2, 4, 5], pooling="last", seed=12)
+case("bigru", [{"type": "gru", "hidden": 4, "layers": 2, "bidirectional": True}],
+     I=2, C=3, B=3, T=5, lengths=[3, 5, 4], pooling="max", seed=13)
+case("widths", [{"type": "lstm", "hidden": 8}, {"type": "gru", "hidden": 5}, {"type": "dense", "units": 6, "activation": "relu"},
+                {"type": "dropout", "p": 0.3}, {"type": "lstm", "hidden": 4}],
+     I=3, C=4, B=3, T=6, lengths=[6, 4, 5], pooling="last", seed=14)
+case("conv", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "activation": "relu"},
+              {"type": "conv1d", "filters": 5, "kernel_size": 4, "dilation": 2, "padding": "same", "activation": "tanh"},
+              {"type": "conv1d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "causal"},
+              {"type": "lstm", "hidden": 5}],
+     I=2, C=3, B=4, T=12, lengths=[12, 9, 7, 10], pooling="mean", seed=15)
+case("conv_bilstm", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "padding": "causal", "dilation": 2, "activation": "relu"},
+                     {"type": "lstm", "hidden": 4, "bidirectional": True}, {"type": "dense", "units": 3, "activation": "gelu"}],
+     I=2, C=3, B=3, T=8, lengths=[8, 5, 6], pooling="last", seed=16)
