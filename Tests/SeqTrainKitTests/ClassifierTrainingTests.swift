@@ -185,7 +185,8 @@ final class ClassifierTrainingTests: XCTestCase {
 
     func testResumeContinuesBitForBitForClassifiers() throws {
         // The MLP reads complete rows; the sequence classifier rows that end early in NaN.
-        let csvs = [try writeSingleLabelCSV(), try writeSingleLabelCSV(variableLength: true)]
+        let csvs = [try writeSingleLabelCSV(), try writeSingleLabelCSV(variableLength: true),
+                    try writeSingleLabelCSV(variableLength: true)]
         let kinds = [
             """
             [model]
@@ -204,6 +205,27 @@ final class ClassifierTrainingTests: XCTestCase {
             [loss]
             class_weights = "balanced"
             label_smoothing = 0.1
+            """,
+            // A conv1d + bidirectional stack with dropout, as [[model.layers]] tables.
+            """
+            [model]
+            kind = "sequence_classifier"
+            pooling = "last"
+            [[model.layers]]
+            type = "conv1d"
+            filters = 6
+            kernel_size = 3
+            padding = "same"
+            activation = "relu"
+            [[model.layers]]
+            type = "gru"
+            hidden = 6
+            layers = 2
+            bidirectional = true
+            dropout = 0.3
+            [[model.layers]]
+            type = "dropout"
+            p = 0.2
             """,
         ]
         for (index, kind) in kinds.enumerated() {

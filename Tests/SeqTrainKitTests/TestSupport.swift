@@ -100,6 +100,14 @@ enum ClassifierCases {
                               "optimizer.momentum=0.9"]),
             ("gru-variable", config, ["model.kind=sequence_classifier", "data.inputs=\(dir)/variable-x.npy", "data.labels=\(dir)/variable-y.npy",
                                       "model.cell=gru", "model.hidden=10", "model.pooling=mean", "loss.pos_weight=balanced"]),
+            // A layer stack: a causal conv1d, a 2-level bidirectional LSTM with dropout between its
+            // levels, a dropout layer and a per-step dense layer, over variable-length curves.
+            ("stack-variable", config, ["model.kind=sequence_classifier", "data.inputs=\(dir)/variable-x.npy",
+                                        "data.labels=\(dir)/variable-y.npy", "model.pooling=last", """
+                                        model.layers=[{type = "conv1d", filters = 6, kernel_size = 3, padding = "causal", \
+                                        activation = "relu"}, {type = "lstm", hidden = 6, layers = 2, bidirectional = true, \
+                                        dropout = 0.3}, {type = "dropout", p = 0.2}, {type = "dense", units = 5, activation = "tanh"}]
+                                        """]),
             ("mlp", config, ["model.kind=mlp_classifier", "data.inputs=\(dir)/fixed-x.npy", "data.labels=\(dir)/ids.npy",
                              "model.hidden_sizes=[16, 8]", "model.dropout=0.2", "data.sampler=balanced", "loss.class_weights=balanced",
                              "loss.label_smoothing=0.1"]),
