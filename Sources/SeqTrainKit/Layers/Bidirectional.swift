@@ -22,6 +22,13 @@ final class RecurrentLayer: SequenceLayer {
                         final: nil, parameters: p, dropout: dropout)
     }
 
+    /// The same pass leaving the output in the network's own buffer (`network.outputs`, (T, B, H)).
+    func forwardInPlace(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, parameters p: ParameterArena,
+                        dropout: DropoutContext?) {
+        network.forward(nil, x, inputLayout: .stepMajor, batch: B, steps: T, initial: nil, final: nil, parameters: p,
+                        dropout: dropout)
+    }
+
     func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena,
                   gradientsReady: ((Int) -> Void)?) {
         let network = network

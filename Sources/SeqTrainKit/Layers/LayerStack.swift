@@ -196,11 +196,16 @@ public final class LayerStack {
 
     /// The last forward's output of every entry (T_i, B, O_i), for `--debug`.
     public var layerOutputs: [(name: String, values: FloatBuffer)] {
-        zip(entryNames, outputs).map { ("\($0) output", $1) }
+        let copied = zip(entryNames, outputs).map { ("\($0) output", $1) }
+        guard topOutput != nil, let top = entries.last as? RecurrentLayer else { return copied }
+        return copied.dropLast() + top.network.layerOutputs
     }
 
-    /// The top entry's output (T′, B, O) step-major, zero past each sample's length.
-    public var output: UnsafeMutablePointer<Float> { outputs[outputs.count - 1].pointer }
+    /// The top entry's output (T′, B, O) step-major; past each sample's length it is zero, or for a
+    /// recurrent top layer whatever its steps there gave (a head reads only valid steps).
+    public var output: UnsafeMutablePointer<Float> { topOutput ?? outputs[outputs.count - 1].pointer }
+    /// A unidirectional recurrent top layer's own output buffer, read in place (no copy).
+    private var topOutput: UnsafeMutablePointer<Float>?
     public var outputStepCount: Int { steps.last ?? 0 }
     /// Each sample's valid output steps (at least 1).
     public var outputLengths: [Int] { lengths.last ?? [] }
@@ -215,7 +220,15 @@ public final class LayerStack {
         copySequence(input.pointer, .stepMajor, x, layout, batch: B, steps: T, width: inputWidth)
         zeroPastLengths(input.pointer, steps: T, width: inputWidth, lengths: lengths[0])
         var x = UnsafePointer(input.pointer)
+        topOutput = nil
         for (i, entry) in entries.enumerated() {
+            if i == entries.count - 1, let top = entry as? RecurrentLayer {
+                top.forwardInPlace(x, batch: B, steps: steps[i], parameters: p, dropout: dropout)
+                topOutput = top.network.outputs
+                lengths.append(lengths[i])
+                steps.append(steps[i])
+                break
+            }
             let outSteps = max(specs[i].outputSteps(steps[i]), 1)
             outputs[i].resize(outSteps * B * entry.outputWidth)
             entry.forward(outputs[i].pointer, x, batch: B, steps: steps[i], lengths: lengths[i], parameters: p,
