@@ -52,3 +52,74 @@ final class LayerStackTests: XCTestCase {
     func testConv1DPaddingsDilationAndStrideBeforeAnLSTMAgainstPyTorch() throws { try check("conv") }
     func testCausalConvBidirectionalLSTMAndDenseAgainstPyTorch() throws { try check("conv_bilstm") }
 }
+
+/// `[[model.layers]]` as a config gives it: errors name the file, the line, the entry and the field.
+final class LayerStackConfigTests: XCTestCase {
+    let head = "[model]\nkind = \"sequence_classifier\"\nhidden = 8\n"
+
+    func refusal(_ text: String, overrides: [String] = []) -> String {
+        do {
+            _ = try ExperimentConfig.parse(text, source: "stack.toml", overrides: overrides)
+            return "accepted"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    func testTablesInlineAndSetGiveTheSameStackAndShorthandKeysAreNamedAsIgnored() throws {
+        let tables = head + "[[model.layers]]\ntype = \"conv1d\"\nfilters = 4\nkernel_size = 3\npadding = \"causal\"\n"
+            + "[[model.layers]]\ntype = \"gru\"\nhidden = 5\nbidirectional = true\n"
+        let fromTables = try ExperimentConfig.parse(tables, source: "stack.toml")
+        let inline = "[{type = \"conv1d\", filters = 4, kernel_size = 3, padding = \"causal\"}, "
+            + "{type = \"gru\", hidden = 5, bidirectional = true}]"
+        let fromSet = try ExperimentConfig.parse(head, source: "stack.toml", overrides: ["model.layers=\(inline)"])
+        XCTAssertEqual(fromTables.modelStack?.specs, fromSet.modelStack?.specs)
+        XCTAssertEqual(fromTables.modelStack?.specs, [
+            .conv1d(ConvolutionSpec(filters: 4, kernelSize: 3, padding: .causal)),
+            .recurrent(RecurrentSpec(cell: .gru, hidden: 5, bidirectional: true)),
+        ])
+        XCTAssertEqual(fromTables.modelStack?.naming, .indexed(prefix: "layers"))
+        XCTAssertEqual(fromTables.warnings.count, 1)
+        XCTAssertTrue(fromTables.warnings.first?.hasPrefix("model.hidden is ignored") ?? false, "\(fromTables.warnings)")
+        // The resolved config writes the stack back, and it reads again to the same stack.
+        let again = try ExperimentConfig.parse(fromTables.resolvedTOML, source: "resolved.toml")
+        XCTAssertEqual(again.modelStack?.specs, fromTables.modelStack?.specs)
+        // The shorthand is a one-entry stack named as before.
+        let shorthand = try ExperimentConfig.parse(head + "cell = \"rnn\"\nlayers = 2\n", source: "stack.toml")
+        XCTAssertEqual(shorthand.modelStack?.specs, [.recurrent(RecurrentSpec(cell: .rnn, hidden: 8, layers: 2))])
+        XCTAssertEqual(shorthand.modelStack?.naming, .shorthand)
+        XCTAssertEqual(shorthand.warnings, [])
+    }
+
+    func testBadEntriesAreRefusedNamingTheLineEntryAndField() {
+        let cases: [(String, String)] = [
+            ("[[model.layers]]\ntype = \"lstm\"\n", "model.layers[0].hidden: missing"),
+            ("[[model.layers]]\ntype = \"lstm\"\nhidden = 4\n[[model.layers]]\ntype = \"trasformer\"\n",
+             "model.layers[1].type: expected one of \"lstm\""),
+            ("[[model.layers]]\ntype = \"gru\"\nhidden = 4\nhiden = 5\n",
+             "model.layers[0].hiden: unknown field for type = \"gru\"; it accepts hidden, layers, "
+                + "bidirectional, dropout (did you mean hidden?)"),
+            ("[[model.layers]]\ntype = \"lstm\"\nhidden = 4\nactivation = \"relu\"\n",
+             "model.layers[0].activation: an LSTM's cell activation is tanh"),
+            ("[[model.layers]]\ntype = \"dense\"\nunits = 4\nactivation = \"softmax\"\n",
+             "model.layers[0].activation: \"softmax\" is refused"),
+            ("[[model.layers]]\ntype = \"conv1d\"\nfilters = 4\nkernel_size = 3\nstride = 2\npadding = \"same\"\n",
+             "model.layers[0].padding: \"same\" needs stride = 1"),
+            ("[[model.layers]]\ntype = \"dropout\"\np = 1.0\n", "model.layers[0].p: expected a number in [0, 1)"),
+            ("[[model.layers]]\ntype = \"lstm\"\nhidden = 0\n", "model.layers[0].hidden: expected an integer ≥ 1, got 0"),
+            ("[[model.layers]]\ntype = \"lstm\"\nhidden = 4611686018427387904\n", "far beyond what trains on a CPU"),
+            ("[[model.layers]]\nhidden = 4\n", "model.layers[0]: no type"),
+            ("layers = []\n", "model.layers: an empty layer stack"),
+        ]
+        for (body, expected) in cases {
+            let message = refusal(head + body)
+            XCTAssertTrue(message.contains(expected), "\(body)\n→ \(message)")
+        }
+        let set = refusal(head, overrides: ["model.layers=[{type = \"rnn\", hidden = 4, nonlinearity = \"sigmoid\"}]"])
+        XCTAssertTrue(set.contains("--set model.layers=") && set.contains("model.layers[0].nonlinearity: expected one of"),
+                      set)
+        // A kind that does not read a stack says which kinds do.
+        let other = refusal("[model]\nkind = \"forecaster\"\n[[model.layers]]\ntype = \"lstm\"\nhidden = 4\n")
+        XCTAssertTrue(other.contains("a layer stack is read for model.kind = \"sequence_classifier\""), other)
+    }
+}

@@ -86,6 +86,12 @@ enum LayerStackConfig {
             return v
         }
         func activation() throws -> Activation {
+            if table["activation"]?.string == "softmax" {
+                throw SeqTrainError("\(at("activation")): \"softmax\" is refused: the model's head gives logits and "
+                    + "its loss applies (log-)softmax or sigmoid itself; a softmax inside the stack squashes what the "
+                    + "head reads and one before the loss freezes learning; use \"relu\" or \"tanh\" here, and "
+                    + "`seqtrain predict` for probabilities")
+            }
             let name = try choice("activation", activations, default: "none")
             return name == "none" ? .identity : Activation(rawValue: name) ?? .identity
         }
