@@ -93,23 +93,23 @@ final class LayerStackConfigTests: XCTestCase {
 
     func testBadEntriesAreRefusedNamingTheLineEntryAndField() {
         let cases: [(String, String)] = [
-            ("[[model.layers]]\ntype = \"lstm\"\n", "model.layers[0].hidden: missing"),
+            ("[[model.layers]]\ntype = \"lstm\"\n", "stack.toml:4: model.layers[0].hidden: missing"),
             ("[[model.layers]]\ntype = \"lstm\"\nhidden = 4\n[[model.layers]]\ntype = \"trasformer\"\n",
-             "model.layers[1].type: expected one of \"lstm\""),
+             "stack.toml:8: model.layers[1].type: expected one of \"lstm\""),
             ("[[model.layers]]\ntype = \"gru\"\nhidden = 4\nhiden = 5\n",
-             "model.layers[0].hiden: unknown field for type = \"gru\"; it accepts hidden, layers, "
+             "stack.toml:7: model.layers[0].hiden: unknown field for type = \"gru\"; it accepts hidden, layers, "
                 + "bidirectional, dropout (did you mean hidden?)"),
             ("[[model.layers]]\ntype = \"lstm\"\nhidden = 4\nactivation = \"relu\"\n",
-             "model.layers[0].activation: an LSTM's cell activation is tanh"),
+             "stack.toml:7: model.layers[0].activation: an LSTM's cell activation is tanh"),
             ("[[model.layers]]\ntype = \"dense\"\nunits = 4\nactivation = \"softmax\"\n",
-             "model.layers[0].activation: \"softmax\" is refused"),
+             "stack.toml:7: model.layers[0].activation: \"softmax\" is refused"),
             ("[[model.layers]]\ntype = \"conv1d\"\nfilters = 4\nkernel_size = 3\nstride = 2\npadding = \"same\"\n",
-             "model.layers[0].padding: \"same\" needs stride = 1"),
-            ("[[model.layers]]\ntype = \"dropout\"\np = 1.0\n", "model.layers[0].p: expected a number in [0, 1)"),
-            ("[[model.layers]]\ntype = \"lstm\"\nhidden = 0\n", "model.layers[0].hidden: expected an integer ≥ 1, got 0"),
+             "stack.toml:9: model.layers[0].padding: \"same\" needs stride = 1"),
+            ("[[model.layers]]\ntype = \"dropout\"\np = 1.0\n", "stack.toml:6: model.layers[0].p: expected a number in [0, 1)"),
+            ("[[model.layers]]\ntype = \"lstm\"\nhidden = 0\n", "stack.toml:6: model.layers[0].hidden: expected an integer ≥ 1, got 0"),
             ("[[model.layers]]\ntype = \"lstm\"\nhidden = 4611686018427387904\n", "far beyond what trains on a CPU"),
-            ("[[model.layers]]\nhidden = 4\n", "model.layers[0]: no type"),
-            ("layers = []\n", "model.layers: an empty layer stack"),
+            ("[[model.layers]]\nhidden = 4\n", "stack.toml:4: model.layers[0]: no type"),
+            ("layers = []\n", "stack.toml:4: model.layers: an empty layer stack"),
         ]
         for (body, expected) in cases {
             let message = refusal(head + body)

@@ -10,13 +10,9 @@ extension RecurrentNetwork {
     /// Layer l over all steps: gates[l], hidden[l], cell[l], tanhCell[l] filled.
     func lstmForwardLayer(_ l: Int, parameters p: ParameterArena) {
         let B = batch, T = steps, H = hiddenSize, G = 4 * H
-        let w = layers[l]
-        combinedBias.resize(G)
-        let bih = p.value(w.inputBias), bhh = p.value(w.recurrentBias)
-        for j in 0..<G { combinedBias[j] = bih[j] + bhh[j] }
-        projectInput(l, bias: combinedBias.pointer, parameters: p)
+        projectInputWithBothBiases(l, parameters: p)
         // W_hhᵀ (H, G) packed once for the T steps.
-        packedRecurrent.pack(p.value(w.recurrentWeight), ldb: H, transposed: true, depth: H, columns: G)
+        packedRecurrent.pack(p.value(layers[l].recurrentWeight), ldb: H, transposed: true, depth: H, columns: G)
         for t in 0..<T {
             let g = gates[l].pointer + t * B * G        // (B, G): input part in, activated gates out
             let hPrev = hidden[l].pointer + t * B * H   // (B, H)

@@ -175,7 +175,8 @@ public final class LayerStack {
                 }
             case .conv1d(let c): entries.append(Convolution1DLayer(name, c, inputWidth: width, layout: &layout))
             case .dense(let units, let activation):
-                entries.append(DenseLayer(name, units: units, activation: activation, inputWidth: width, layout: &layout))
+                entries.append(DenseLayer(name, units: units, activation: activation, inputWidth: width,
+                                          layout: &layout))
             case .dropout(let p): entries.append(DropoutLayer(probability: Float(p), width: width, stream: i + 1))
             }
             width = spec.outputWidth(input: width)
@@ -189,7 +190,9 @@ public final class LayerStack {
     }
 
     /// Valid output steps of a sample of `steps` valid input steps (0: too short for the stack).
-    public static func outputSteps(_ specs: [LayerSpec], _ steps: Int) -> Int { specs.reduce(steps) { $1.outputSteps($0) } }
+    public static func outputSteps(_ specs: [LayerSpec], _ steps: Int) -> Int {
+        specs.reduce(steps) { $1.outputSteps($0) }
+    }
 
     /// The recurrent networks inside, for the trainer's progress hooks during backward.
     public var recurrentNetworks: [RecurrentNetwork] { entries.flatMap(\.recurrentNetworks) }
@@ -277,7 +280,11 @@ func reverseValidSteps(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<
     for (b, length) in lengths.enumerated() {
         for t in 0..<T {
             let row = dst + (t * B + b) * F
-            if t < length { row.update(from: src + ((length - 1 - t) * B + b) * F, count: F) } else { row.update(repeating: 0, count: F) }
+            if t < length {
+                row.update(from: src + ((length - 1 - t) * B + b) * F, count: F)
+            } else {
+                row.update(repeating: 0, count: F)
+            }
         }
     }
 }
@@ -353,66 +360,59 @@ final class DropoutLayer: SequenceLayer {
     func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena,
                   gradientsReady: ((Int) -> Void)?) {
         guard let dx else { return }
-        if active { dropout.backward(dx, dy, mask: mask.pointer, count: count) } else { dx.update(from: dy, count: count) }
+        if active {
+            dropout.backward(dx, dy, mask: mask.pointer, count: count)
+        } else {
+            dx.update(from: dy, count: count)
+        }
     }
 }
 
 // MARK: sizes, checked before anything is allocated
 
 extension LayerSpec {
-    /// Parameters of a stack over `input` features, with overflow-checked arithmetic (`what` names the key).
-    public static func parameterCount(_ specs: [LayerSpec], input: Int, what: String) throws -> Int {
+    /// Σ over the stack of the terms `entry(spec, its input width, product)` gives, every product and
+    /// sum overflow-checked (`what` names the key). Widths are at most 2^25, so `width + k` is safe.
+    static func sum(_ specs: [LayerSpec], input: Int, what: String,
+                    _ entry: (LayerSpec, Int, ([Int]) throws -> Int) throws -> [Int]) throws -> Int {
+        let product = { (factors: [Int]) in try MemoryCheck.product(factors, what: what) }
         var width = input, total = 0
         for spec in specs {
-            let count: Int
-            switch spec {
-            case .recurrent(let r):
-                let gates = try MemoryCheck.product([r.cell.gateCount, r.hidden], what: what)
-                let directions = r.bidirectional ? 2 : 1
-                var levels = 0
-                for level in 0..<r.layers {
-                    let levelInput = level == 0 ? width : r.outputWidth
-                    let perDirection = try MemoryCheck.product([gates, try MemoryCheck.sum([levelInput, r.hidden, 2], what: what)],
-                                                               what: what)
-                    levels = try MemoryCheck.sum([levels, try MemoryCheck.product([perDirection, directions], what: what)],
-                                                 what: what)
-                }
-                count = levels
-            case .conv1d(let c):
-                count = try MemoryCheck.product([c.filters, try MemoryCheck.sum([try MemoryCheck.product([width, c.kernelSize],
-                                                                                                           what: what), 1],
-                                                                                  what: what)], what: what)
-            case .dense(let units, _):
-                count = try MemoryCheck.product([units, try MemoryCheck.sum([width, 1], what: what)], what: what)
-            case .dropout:
-                count = 0
-            }
-            total = try MemoryCheck.sum([total, count], what: what)
+            total = try MemoryCheck.sum([total] + (try entry(spec, width, product)), what: what)
             width = spec.outputWidth(input: width)
         }
         return total
     }
 
-    /// Floats of forward and backward buffers per (sample, step) of a stack over `input` features,
-    /// an upper bound (recurrent layers: about 8 buffers of 4H per layer and direction).
-    public static func bufferFloatsPerStep(_ specs: [LayerSpec], input: Int, what: String) throws -> Int {
-        var width = input, total = 0
-        for spec in specs {
-            let count: Int
+    /// Parameters of a stack over `input` features.
+    public static func parameterCount(_ specs: [LayerSpec], input: Int, what: String) throws -> Int {
+        try sum(specs, input: input, what: what) { spec, width, product in
             switch spec {
             case .recurrent(let r):
-                count = try MemoryCheck.product([8, 4, r.hidden, r.layers, r.bidirectional ? 3 : 1], what: what)
-            case .conv1d(let c):
-                count = try MemoryCheck.sum([try MemoryCheck.product([2, width, c.kernelSize], what: what),
-                                             try MemoryCheck.product([3, c.filters], what: what)], what: what)
-            case .dense(let units, _): count = try MemoryCheck.product([4, units], what: what)
-            case .dropout: count = try MemoryCheck.product([2, width], what: what)
+                // Per level and direction: G·H (I_l + H + 2); I_l is the input, then the level's output.
+                let directions = r.bidirectional ? 2 : 1
+                return [try product([r.cell.gateCount, r.hidden, width + r.hidden + 2, directions]),
+                        try product([r.cell.gateCount, r.hidden, r.outputWidth + r.hidden + 2, r.layers - 1, directions])]
+            case .conv1d(let c): return [try product([c.filters, width, c.kernelSize]), c.filters]
+            case .dense(let units, _): return [try product([units, width + 1])]
+            case .dropout: return []
             }
-            total = try MemoryCheck.sum([total, count, try MemoryCheck.product([2, spec.outputWidth(input: width)], what: what)],
-                                        what: what)
-            width = spec.outputWidth(input: width)
         }
-        return total
+    }
+
+    /// Floats of forward and backward buffers per (sample, step) of a stack over `input` features,
+    /// an upper bound (recurrent layers: about 8 buffers of 4H per layer and direction; every entry's
+    /// output and its gradient).
+    public static func bufferFloatsPerStep(_ specs: [LayerSpec], input: Int, what: String) throws -> Int {
+        try sum(specs, input: input, what: what) { spec, width, product in
+            let output = try product([2, spec.outputWidth(input: width)])
+            switch spec {
+            case .recurrent(let r): return [try product([8, 4, r.hidden, r.layers, r.bidirectional ? 3 : 1]), output]
+            case .conv1d(let c): return [try product([2, width, c.kernelSize]), 3 * c.filters, output]
+            case .dense(let units, _): return [4 * units, output]
+            case .dropout: return [2 * width, output]
+            }
+        }
     }
 
     /// Whether dropout acts anywhere in the stack (training then needs dropout keys).

@@ -8,13 +8,9 @@ extension RecurrentNetwork {
     /// Layer l over all steps: gates[l] and hidden[l] both hold h′ (gates for backward's f′).
     func rnnForwardLayer(_ l: Int, parameters p: ParameterArena) {
         let B = batch, T = steps, H = hiddenSize
-        let w = layers[l]
-        combinedBias.resize(H)
-        let bih = p.value(w.inputBias), bhh = p.value(w.recurrentBias)
-        for j in 0..<H { combinedBias[j] = bih[j] + bhh[j] }
-        projectInput(l, bias: combinedBias.pointer, parameters: p)
+        projectInputWithBothBiases(l, parameters: p)
         // W_hhᵀ (H, H) packed once for the T steps.
-        packedRecurrent.pack(p.value(w.recurrentWeight), ldb: H, transposed: true, depth: H, columns: H)
+        packedRecurrent.pack(p.value(layers[l].recurrentWeight), ldb: H, transposed: true, depth: H, columns: H)
         for t in 0..<T {
             let g = gates[l].pointer + t * B * H        // (B, H): input part in, h′ out
             let hPrev = hidden[l].pointer + t * B * H   // (B, H)

@@ -186,7 +186,8 @@ public final class RecurrentNetwork {
             let level = "l\(k + firstLayerIndex)\(nameSuffix)", width = k == 0 ? inputSize : hiddenSize
             return LayerWeights(
                 inputWeight: layout.add("\(name).weight_ih_\(level)", shape: [gh, width], initialization: bound),
-                recurrentWeight: layout.add("\(name).weight_hh_\(level)", shape: [gh, hiddenSize], initialization: bound),
+                recurrentWeight: layout.add("\(name).weight_hh_\(level)", shape: [gh, hiddenSize],
+                                            initialization: bound),
                 inputBias: layout.add("\(name).bias_ih_\(level)", shape: [gh], initialization: bound),
                 recurrentBias: layout.add("\(name).bias_hh_\(level)", shape: [gh], initialization: bound))
         }
@@ -359,6 +360,15 @@ public final class RecurrentNetwork {
         broadcastRows(gates[l].pointer, bias, rowCount: rows, width: G)
         gemm(gates[l].pointer, ldc: G, input(l), lda: width, p.value(layers[l].inputWeight), ldb: width, transposeB: true,
              m: rows, n: G, k: width, beta: 1)
+    }
+
+    /// gates ← (b_ih + b_hh) + x W_ihᵀ for cells whose biases add before the time loop (LSTM, RNN).
+    func projectInputWithBothBiases(_ l: Int, parameters p: ParameterArena) {
+        let G = cellKind.gateCount * hiddenSize, w = layers[l]
+        combinedBias.resize(G)
+        let bih = p.value(w.inputBias), bhh = p.value(w.recurrentBias)
+        for j in 0..<G { combinedBias[j] = bih[j] + bhh[j] }
+        projectInput(l, bias: combinedBias.pointer, parameters: p)
     }
 
     // MARK: backward

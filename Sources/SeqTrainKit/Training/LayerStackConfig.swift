@@ -28,12 +28,15 @@ enum LayerStackConfig {
         }
         return try items.enumerated().map { index, item in
             guard let table = item.table else {
-                throw SeqTrainError("\(place): \(path)[\(index)]: expected a table such as {type = \"lstm\", hidden = 64}, "
-                    + "got a \(item.type)")
+                throw SeqTrainError("\(place): \(path)[\(index)]: expected a table such as "
+                    + "{type = \"lstm\", hidden = 64}, got a \(item.type)")
             }
             return try entry(table, at: { field in
-                let written = file.flatMap { file in line(of: path, index: index, field: field, in: lines).map { "\(file):\($0)" } }
-                return "\(written ?? place): \(path)[\(index)]" + (field.map { ".\($0)" } ?? "")
+                var written = place
+                if let file, let number = line(of: path, index: index, field: field, in: lines) {
+                    written = "\(file):\(number)"
+                }
+                return "\(written): \(path)[\(index)]" + (field.map { ".\($0)" } ?? "")
             })
         }
     }
@@ -106,7 +109,8 @@ enum LayerStackConfig {
             } else {
                 bidirectional = false
             }
-            let nonlinearity = try choice("nonlinearity", RecurrentNonlinearity.allCases.map(\.rawValue), default: "tanh")
+            let nonlinearity = try choice("nonlinearity", RecurrentNonlinearity.allCases.map(\.rawValue),
+                                          default: "tanh")
             return .recurrent(RecurrentSpec(cell: RecurrentCell(rawValue: type) ?? .lstm,
                                             nonlinearity: RecurrentNonlinearity(rawValue: nonlinearity) ?? .tanh,
                                             hidden: try integer("hidden", default: nil),
@@ -116,8 +120,10 @@ enum LayerStackConfig {
             let padding = try choice("padding", ConvolutionPadding.allCases.map(\.rawValue), default: "valid")
             let spec = ConvolutionSpec(filters: try integer("filters", default: nil),
                                        kernelSize: try integer("kernel_size", default: nil),
-                                       stride: try integer("stride", default: 1), dilation: try integer("dilation", default: 1),
-                                       padding: ConvolutionPadding(rawValue: padding) ?? .valid, activation: try activation())
+                                       stride: try integer("stride", default: 1),
+                                       dilation: try integer("dilation", default: 1),
+                                       padding: ConvolutionPadding(rawValue: padding) ?? .valid,
+                                       activation: try activation())
             if spec.padding == .same && spec.stride > 1 {
                 throw SeqTrainError("\(at("padding")): \"same\" needs stride = 1 (as PyTorch's padding=\"same\"); "
                     + "use \"causal\" or \"valid\" with stride = \(spec.stride)")
@@ -141,7 +147,8 @@ enum LayerStackConfig {
             return "{\(fields)}"
         case .conv1d(let c):
             return "{type = \"conv1d\", filters = \(c.filters), kernel_size = \(c.kernelSize), stride = \(c.stride), "
-                + "dilation = \(c.dilation), padding = \"\(c.padding.rawValue)\", activation = \"\(activationName(c.activation))\"}"
+                + "dilation = \(c.dilation), padding = \"\(c.padding.rawValue)\", "
+                + "activation = \"\(activationName(c.activation))\"}"
         case .dense(let units, let activation):
             return "{type = \"dense\", units = \(units), activation = \"\(activationName(activation))\"}"
         case .dropout(let p):
@@ -159,29 +166,26 @@ enum LayerStackConfig {
         return "a \(value.type)"
     }
 
-    /// The 1-based line of field `field` of the `index`-th `[[section.name]]` table (or the header
-    /// itself), nil when the stack is written inline.
+    /// The 1-based line of field `field` of the `index`-th `[[path]]` table, or of that table's header
+    /// when the field is not written in it (a missing field); nil when the stack is written inline.
     static func line(of path: String, index: Int, field: String?, in lines: [String]) -> Int? {
         var seen = -1
-        var inside = false
+        var header: Int?
         for (i, raw) in lines.enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.hasPrefix("[") {
-                let header = line.split(separator: "#").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? line
-                if header == "[[\(path)]]" {
+                if header != nil { return header }
+                let written = line.split(separator: "#").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? line
+                if written == "[[\(path)]]" {
                     seen += 1
-                    inside = seen == index
-                    if inside && field == nil { return i + 1 }
-                } else {
-                    if inside { return nil }
-                    inside = false
+                    if seen == index { header = i + 1 }
                 }
                 continue
             }
-            guard inside, let field else { continue }
+            guard header != nil, let field else { continue }
             let assigned = line.components(separatedBy: "=").first?.trimmingCharacters(in: .whitespaces) ?? ""
             if assigned == field { return i + 1 }
         }
-        return nil
+        return header
     }
 }
