@@ -478,9 +478,11 @@ final class ClassifierTrainingTests: XCTestCase {
             ("mlp_classifier", ["model.hidden_sizes=[4294967296, 4294967296]"], "model.hidden_sizes: 4294967296 × 4294967296 is too large to allocate"),
             ("mlp_classifier", ["model.hidden_sizes=[1000000, 1000000]"], "an MLP of widths [20, 1000000, 1000000, 7] would need"),
             ("sequence_classifier", ["model.hidden=4294967296", "model.layers=4294967296"],
-             "the buffers per step of the layer stack (model.hidden, model.layers): 8 × 4 × 4294967296 × 4294967296 × 1 "
+             "the buffers per step of the layer stack (model.hidden, model.layers): "
+                + "8 × 4 × 4294967296 × 4294967296 × 1 "
                 + "is too large to allocate"),
-            ("sequence_classifier", ["model.hidden=1000000"], "the layer buffers of a batch of 32 sequences of 20 steps would need"),
+            ("sequence_classifier", ["model.hidden=1000000"],
+             "the layer buffers of a batch of 32 sequences of 20 steps would need"),
             ("mlp_classifier", ["data.features=rfft", "data.rfft_bins=70000"], "data.rfft_bins = 70000: at most 65536"),
         ]
         for (kind, overrides, expected) in cases {

@@ -68,7 +68,8 @@ final class ConfigTests: XCTestCase {
                           "configs/x.toml:3: optimizer.momentum = 1.5: at 1 or above the velocity never decays and "
                           + "the steps grow without bound; use a value below 1 (0.9 is usual)")
         assertConfigError("[optimizer]\nlr = 0.01\nweight_decay = 1e308\n",
-                          "configs/x.toml:3: optimizer.weight_decay = 1e+308 with optimizer.lr = 0.01: lr × weight_decay "
+                          "configs/x.toml:3: optimizer.weight_decay = 1e+308 with optimizer.lr = 0.01: "
+                          + "lr × weight_decay "
                           + "= 1e+306 ≥ 1, so one step decays every weight past zero; use weight_decay well below "
                           + "1 / lr (1e-4 to 0.1 are usual)")
     }

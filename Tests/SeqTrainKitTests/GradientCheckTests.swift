@@ -110,7 +110,8 @@ final class GradientCheckTests: XCTestCase {
                         stepwise: Bool = false) throws {
         let (B, T, I, H, L) = (2, 4, 3, 5, 2)
         var layout = ParameterLayout()
-        let rnn = RecurrentNetwork("rnn", cell: cell, nonlinearity: nonlinearity, inputSize: I, hiddenSize: H, layers: L,
+        let rnn = RecurrentNetwork("rnn", cell: cell, nonlinearity: nonlinearity, inputSize: I, hiddenSize: H,
+                                   layers: L,
                                    dropout: dropout, layout: &layout)
         let arena = ParameterArena(layout)
         arena.initialize(seed: 6)

@@ -17,7 +17,8 @@ final class LayerStackTests: XCTestCase {
 
     func check(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let ref = try ReferenceCase("stack_\(name)")
-        let sizes = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(ref.file.metadata["sizes"]).utf8))
+        let sizesJSON = Data(try XCTUnwrap(ref.file.metadata["sizes"]).utf8)
+        let sizes = try XCTUnwrap(try JSONSerialization.jsonObject(with: sizesJSON)
                                     as? [String: Int])
         let (I, C, B, T) = (sizes["I"]!, sizes["C"]!, sizes["B"]!, sizes["T"]!)
         let pooling = try XCTUnwrap(Pooling(rawValue: try XCTUnwrap(ref.file.metadata["pooling"])))
@@ -80,7 +81,8 @@ final class LayerStackConfigTests: XCTestCase {
         ])
         XCTAssertEqual(fromTables.modelStack?.naming, .indexed(prefix: "layers"))
         XCTAssertEqual(fromTables.warnings.count, 1)
-        XCTAssertTrue(fromTables.warnings.first?.hasPrefix("model.hidden is ignored") ?? false, "\(fromTables.warnings)")
+        XCTAssertTrue(fromTables.warnings.first?.hasPrefix("model.hidden is ignored") ?? false,
+                      "\(fromTables.warnings)")
         // The resolved config writes the stack back, and it reads again to the same stack.
         let again = try ExperimentConfig.parse(fromTables.resolvedTOML, source: "resolved.toml")
         XCTAssertEqual(again.modelStack?.specs, fromTables.modelStack?.specs)
@@ -105,8 +107,10 @@ final class LayerStackConfigTests: XCTestCase {
              "stack.toml:7: model.layers[0].activation: \"softmax\" is refused"),
             ("[[model.layers]]\ntype = \"conv1d\"\nfilters = 4\nkernel_size = 3\nstride = 2\npadding = \"same\"\n",
              "stack.toml:9: model.layers[0].padding: \"same\" needs stride = 1"),
-            ("[[model.layers]]\ntype = \"dropout\"\np = 1.0\n", "stack.toml:6: model.layers[0].p: expected a number in [0, 1)"),
-            ("[[model.layers]]\ntype = \"lstm\"\nhidden = 0\n", "stack.toml:6: model.layers[0].hidden: expected an integer ≥ 1, got 0"),
+            ("[[model.layers]]\ntype = \"dropout\"\np = 1.0\n",
+             "stack.toml:6: model.layers[0].p: expected a number in [0, 1)"),
+            ("[[model.layers]]\ntype = \"lstm\"\nhidden = 0\n",
+             "stack.toml:6: model.layers[0].hidden: expected an integer ≥ 1, got 0"),
             ("[[model.layers]]\ntype = \"lstm\"\nhidden = 4611686018427387904\n", "far beyond what trains on a CPU"),
             ("[[model.layers]]\nhidden = 4\n", "stack.toml:4: model.layers[0]: no type"),
             ("layers = []\n", "stack.toml:4: model.layers: an empty layer stack"),
@@ -116,7 +120,8 @@ final class LayerStackConfigTests: XCTestCase {
             XCTAssertTrue(message.contains(expected), "\(body)\n→ \(message)")
         }
         let set = refusal(head, overrides: ["model.layers=[{type = \"rnn\", hidden = 4, nonlinearity = \"sigmoid\"}]"])
-        XCTAssertTrue(set.contains("--set model.layers=") && set.contains("model.layers[0].nonlinearity: expected one of"),
+        XCTAssertTrue(set.contains("--set model.layers=")
+                        && set.contains("model.layers[0].nonlinearity: expected one of"),
                       set)
         // A kind that does not read a stack says which kinds do.
         let other = refusal("[model]\nkind = \"forecaster\"\n[[model.layers]]\ntype = \"lstm\"\nhidden = 4\n")

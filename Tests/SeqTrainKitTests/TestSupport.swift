@@ -104,9 +104,10 @@ enum ClassifierCases {
             // levels, a dropout layer and a per-step dense layer, over variable-length curves.
             ("stack-variable", config, ["model.kind=sequence_classifier", "data.inputs=\(dir)/variable-x.npy",
                                         "data.labels=\(dir)/variable-y.npy", "model.pooling=last", """
-                                        model.layers=[{type = "conv1d", filters = 6, kernel_size = 3, padding = "causal", \
-                                        activation = "relu"}, {type = "lstm", hidden = 6, layers = 2, bidirectional = true, \
-                                        dropout = 0.3}, {type = "dropout", p = 0.2}, {type = "dense", units = 5, activation = "tanh"}]
+                                        model.layers=[{type = "conv1d", filters = 6, kernel_size = 3, \
+                                        padding = "causal", activation = "relu"}, {type = "lstm", hidden = 6, \
+                                        layers = 2, bidirectional = true, dropout = 0.3}, {type = "dropout", p = 0.2}, \
+                                        {type = "dense", units = 5, activation = "tanh"}]
                                         """]),
             ("mlp", config, ["model.kind=mlp_classifier", "data.inputs=\(dir)/fixed-x.npy", "data.labels=\(dir)/ids.npy",
                              "model.hidden_sizes=[16, 8]", "model.dropout=0.2", "data.sampler=balanced", "loss.class_weights=balanced",

@@ -33,7 +33,9 @@ final class RecurrentLayer: SequenceLayer {
                   gradientsReady: ((Int) -> Void)?) {
         let network = network
         network.backward(dx, inputLayout: .stepMajor, dy, outputLayout: .stepMajor, parameters: p,
-                         afterLayer: gradientsReady.map { ready in { l in ready(network.layers[l].inputWeight.offset) } })
+                         afterLayer: gradientsReady.map { ready in
+                             { l in ready(network.layers[l].inputWeight.offset) }
+                         })
     }
 }
 
@@ -113,8 +115,9 @@ final class BidirectionalRecurrentLayer: SequenceLayer {
             let width = levelWidth(level), input = levelInputs[level]
             if level < levels - 1 { levelOutputs[level].resize(T * B * 2 * H) }
             let out = level == levels - 1 ? y : levelOutputs[level].pointer  // (T, B, 2H)
-            forwardNetworks[level].forward(forwardOutput.pointer, outputLayout: .stepMajor, input, inputLayout: .stepMajor,
-                                           batch: B, steps: T, initial: nil, final: nil, parameters: p)
+            forwardNetworks[level].forward(forwardOutput.pointer, outputLayout: .stepMajor, input,
+                                           inputLayout: .stepMajor, batch: B, steps: T, initial: nil, final: nil,
+                                           parameters: p)
             reversedInput.resize(T * B * width)
             reverseValidSteps(reversedInput.pointer, input, lengths: lengths, steps: T, width: width)
             reverseNetworks[level].forward(reverseOutput.pointer, outputLayout: .stepMajor, reversedInput.pointer,

@@ -392,7 +392,8 @@ extension LayerSpec {
                 // Per level and direction: G·H (I_l + H + 2); I_l is the input, then the level's output.
                 let directions = r.bidirectional ? 2 : 1
                 return [try product([r.cell.gateCount, r.hidden, width + r.hidden + 2, directions]),
-                        try product([r.cell.gateCount, r.hidden, r.outputWidth + r.hidden + 2, r.layers - 1, directions])]
+                        try product([r.cell.gateCount, r.hidden, r.outputWidth + r.hidden + 2, r.layers - 1,
+                                     directions])]
             case .conv1d(let c): return [try product([c.filters, width, c.kernelSize]), c.filters]
             case .dense(let units, _): return [try product([units, width + 1])]
             case .dropout: return []

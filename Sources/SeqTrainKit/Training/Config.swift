@@ -110,7 +110,8 @@ public struct ExperimentConfig: Equatable {
                     guard let entry = entries[name] else { continue }
                     let raw: ConfigValue
                     if key.type == .layerStack, let items = entry.array {
-                        raw = .layers(try LayerStackConfig.parse(items, path: path, place: where_, file: source, lines: lines))
+                        raw = .layers(try LayerStackConfig.parse(items, path: path, place: where_, file: source,
+                                                                 lines: lines))
                     } else {
                         raw = try configValue(entry, at: "\(where_): \(path)", expected: key.type)
                     }
@@ -250,7 +251,8 @@ public struct ExperimentConfig: Equatable {
                   case .integer(let hidden)? = values["model.hidden"] else { return nil }
             let dropout: Double
             if case .number(let p)? = values["model.dropout"] { dropout = p } else { dropout = 0 }
-            return ([.recurrent(RecurrentSpec(cell: cell, hidden: hidden, layers: layers, dropout: dropout))], .shorthand)
+            let entry = RecurrentSpec(cell: cell, hidden: hidden, layers: layers, dropout: dropout)
+            return ([.recurrent(entry)], .shorthand)
         default: return nil
         }
     }

@@ -55,7 +55,8 @@ enum ClassifierNetwork {
             let top = stack.reduce(inputFeatures) { $1.outputWidth(input: $0) }
             let count = try MemoryCheck.sum([body, try MemoryCheck.product([top + 1, classes], what: what)], what: what)
             try MemoryCheck.requireStored(storedValues, estimate: count)
-            try MemoryCheck.requireMatrixDimensions([(count, "the parameters of \(what)"), (inputFeatures, "the input features")])
+            try MemoryCheck.requireMatrixDimensions([(count, "the parameters of \(what)"),
+                                                     (inputFeatures, "the input features")])
             try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: what),
                                     what: "a model of \(count) parameters (\(what))", fix: fix)
         default:
@@ -74,7 +75,8 @@ enum ClassifierNetwork {
     /// The config's layer stack (the shorthand's, or `[[model.layers]]`).
     static func stack(_ config: ExperimentConfig) throws -> ([LayerSpec], StackNaming) {
         guard let stack = config.modelStack else {
-            throw SeqTrainError("\(config.source): model.layers: no layer stack; give [[model.layers]] or model.cell and model.hidden")
+            throw SeqTrainError("\(config.source): model.layers: no layer stack; give [[model.layers]] "
+                + "or model.cell and model.hidden")
         }
         return stack
     }
@@ -130,7 +132,9 @@ public final class ClassifierExperiment: Experiment {
     let network: ClassifierNetwork
     /// Whether training steps need dropout keys (dropout somewhere in the model).
     var usesDropout: Bool {
-        if let (stack, _) = config.modelStack, config.kind == "sequence_classifier" { return LayerSpec.usesDropout(stack) }
+        if let (stack, _) = config.modelStack, config.kind == "sequence_classifier" {
+            return LayerSpec.usesDropout(stack)
+        }
         return config.number("model.dropout") > 0
     }
     let loss: ClassifierLoss
@@ -263,13 +267,17 @@ public final class ClassifierExperiment: Experiment {
                                                             what: "the buffers per step of the layer stack (\(what))")
             let cells = try MemoryCheck.product([rows.count, training.steps], what: "training.batch_size × steps")
             try MemoryCheck.requireMatrixDimensions([(cells, "training.batch_size × the sequence length")])
-            try MemoryCheck.require(floats: try MemoryCheck.product([cells, perStep], what: "training.batch_size × steps × \(what)"),
-                                    what: "the layer buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
-                                    fix: "lower training.batch_size or the sizes of \(what), or use data.features = \"rfft\"")
+            let floats = try MemoryCheck.product([cells, perStep], what: "training.batch_size × steps × \(what)")
+            try MemoryCheck.require(floats: floats,
+                                    what: "the layer buffers of a batch of \(rows.count) sequences of "
+                                        + "\(training.steps) steps",
+                                    fix: "lower training.batch_size or the sizes of \(what), "
+                                        + "or use data.features = \"rfft\"")
             let shortest = training.lengths.min() ?? training.steps
             if LayerStack.outputSteps(stack, shortest) == 0 {
                 throw SeqTrainError("""
-                    \(config.source): model.layers: the shortest training sequence has \(shortest) steps, too few for the \
+                    \(config.source): model.layers: the shortest training sequence has \(shortest) steps, \
+                    too few for the \
                     stack's convolutions to give one output step; use padding = "same" or "causal", a smaller \
                     kernel_size, dilation or stride, or drop the shortest sequences
                     """)
