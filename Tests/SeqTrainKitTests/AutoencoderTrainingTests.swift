@@ -205,7 +205,8 @@ final class AutoencoderTrainingTests: XCTestCase {
             (["loss.kind=bce"], "loss.kind: expected one of \"mse\", \"l1\""),
             (["model.decoder_input=teacher"], "model.decoder_input: expected one of \"repeat\", \"previous_output\""),
             (["model.latent=4294967296", "data.validation_inputs=[]"], "model.latent = 4294967296 exceeds the 2147483647 rows or columns a BLAS matrix may have"),
-            (["data.validation_inputs=[]", "model.decoder_input=previous_output", "model.decoder=[{type = \"lstm\", hidden = 4}, "
+            (["data.validation_inputs=[]", "model.decoder_input=previous_output",
+              "model.decoder=[{type = \"lstm\", hidden = 4}, "
                 + "{type = \"dense\", units = 3}]"],
              "model.decoder: with model.decoder_input = \"previous_output\" the decoder runs one step at a time"),
             (["data.validation_inputs=[]", "model.decoder=[{type = \"conv1d\", filters = 4, kernel_size = 3}]"],

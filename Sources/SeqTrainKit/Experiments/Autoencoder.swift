@@ -230,7 +230,9 @@ public final class AutoencoderExperiment: Experiment {
         let encoded = encoder.reduce(features) { $1.outputWidth(input: $0) }
         let decoded = decoder.reduce(mode == .repeatLatent ? Z : features) { $1.outputWidth(input: $0) }
         var stateWidth = 0
-        if case .recurrent(let r) = decoder[0] { stateWidth = try MemoryCheck.product([r.layers, r.hidden], what: what) }
+        if case .recurrent(let r) = decoder[0] {
+            stateWidth = try MemoryCheck.product([r.layers, r.hidden], what: what)
+        }
         // to_latent (O_e + 1)·Z, to_state (Z + 1)·L·H, head (O_d + 1)·F.
         let count = try MemoryCheck.sum([
             try LayerSpec.parameterCount(encoder, input: features, what: what),

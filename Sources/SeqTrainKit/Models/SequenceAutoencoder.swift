@@ -97,7 +97,9 @@ public final class SequenceAutoencoder: TrainableModel {
         encoder = LayerStack(encoderSpecs, inputWidth: features, naming: naming.encoder, layout: &layout)
         toLatent = Linear("to_latent", inFeatures: encoder.outputWidth, outFeatures: latentSize, layout: &layout)
         var stateWidth = 0
-        if decoderInput == .previousOutput, case .recurrent(let r) = decoderSpecs[0] { stateWidth = r.layers * r.hidden }
+        if decoderInput == .previousOutput, case .recurrent(let r) = decoderSpecs[0] {
+            stateWidth = r.layers * r.hidden
+        }
         toState = decoderInput == .previousOutput
             ? Linear("to_state", inFeatures: latentSize, outFeatures: stateWidth, layout: &layout) : nil
         decoder = LayerStack(decoderSpecs, inputWidth: decoderInput == .repeatLatent ? latentSize : features,

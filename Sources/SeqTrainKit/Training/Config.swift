@@ -111,7 +111,8 @@ public struct ExperimentConfig: Equatable {
                     let raw: ConfigValue
                     if key.type.isLayerStack, let items = entry.array {
                         raw = .layers(try LayerStackConfig.parse(items, path: path, place: where_, file: source,
-                                                                 lines: lines, optional: key.type == .optionalLayerStack))
+                                                                 lines: lines,
+                                                                 optional: key.type == .optionalLayerStack))
                     } else {
                         raw = try configValue(entry, at: "\(where_): \(path)", expected: key.type)
                     }
