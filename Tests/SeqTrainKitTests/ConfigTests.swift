@@ -62,6 +62,24 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(again.resolvedPairs.map(\.1), config.resolvedPairs.map(\.1))
     }
 
+    /// A softmax or a sigmoid on the output of a kind whose loss takes logits (or whose head is a
+    /// regression head) is refused with the reason, in the file and through --set.
+    func testAnOutputActivationIsRefusedWithTheReasonForEveryKindWithoutOne() {
+        for kind in ["char_lm", "seq2seq", "autoencoder", "forecaster"] {
+            let text = "[model]\nkind = \"\(kind)\"\noutput_activation = \"softmax\"\n"
+            XCTAssertThrowsError(try ExperimentConfig.parse(text, source: "configs/x.toml")) { error in
+                XCTAssertTrue("\(error)".hasPrefix("configs/x.toml:3: model.output_activation: there is no output "
+                                                   + "activation to set"), "\(kind): \(error)")
+            }
+            XCTAssertThrowsError(try ExperimentConfig.parse("[model]\nkind = \"\(kind)\"\n", source: "configs/x.toml",
+                                                            overrides: ["model.activation=sigmoid"])) { error in
+                let regression = ["autoencoder", "forecaster"].contains(kind)
+                XCTAssertTrue("\(error)".contains(regression ? "regression head" : "log-softmax"),
+                              "\(kind): \(error)")
+            }
+        }
+    }
+
     /// Optimizer values that can only diverge are refused before training, naming the key.
     func testOptimizerValuesThatCanOnlyDivergeAreRefusedNamingTheKey() {
         assertConfigError("[optimizer]\nkind = \"sgd\"\nmomentum = 1.5\n",
@@ -92,7 +110,10 @@ final class ConfigTests: XCTestCase {
                           "configs/x.toml:2: optimizer.nesterov: needs optimizer.kind = \"sgd\" and optimizer.momentum > 0 (as torch.optim.SGD)")
         assertConfigError("[data]\npaths = [1, 2]\n", "configs/x.toml:2: data.paths: expected a list of strings (or one string), got an array of integer")
         assertConfigError("", overrides: ["model.hidden"], "--set model.hidden: expected section.key=value, e.g. --set model.hidden=128")
-        assertConfigError("", overrides: ["model.layers=0"], "--set model.layers=0: model.layers: expected a positive integer, got 0")
+        assertConfigError("", overrides: ["model.layers=0"],
+                          "--set model.layers=0: model.layers: expected a positive integer (the shorthand's "
+                            + "layer count) or a layer stack ([[model.layers]] tables: lstm, gru, rnn, conv1d, "
+                            + "dense, dropout), got 0")
         XCTAssertThrowsError(try ExperimentConfig.parse("[model\nhidden = 3\n", source: "configs/x.toml")) { error in
             XCTAssertTrue("\(error)".hasPrefix("configs/x.toml:1: not valid TOML"), "\(error)")
         }

@@ -86,13 +86,14 @@ final class LaneTests: XCTestCase {
         let lane = task.batches.laneLength
         for j in 0..<2 {
             let ids = Array(task.batches.ids[(j * lane)..<(j * lane + 21)])
-            let reference = CharLanguageModel(task.model.shape)
+            let reference = CharLanguageModel(vocabularySize: task.model.vocabularySize,
+                                              embeddingSize: task.model.embeddingSize, stack: task.model.body.specs)
             reference.parameters.values.copy(from: task.model.parameters.values.array)
             let state = reference.makeState(batch: 1)
             try reference.forward(ids: ids, batch: 1, steps: 21, state: state)
             for l in 0..<2 {
-                let carried = Array(task.state.hidden.array[((l * 2 + j) * 6)..<((l * 2 + j) * 6 + 6)])
-                let whole = Array(state.hidden.array[(l * 6)..<(l * 6 + 6)])
+                let carried = Array(task.state.parts[0].hidden.array[((l * 2 + j) * 6)..<((l * 2 + j) * 6 + 6)])
+                let whole = Array(state.parts[0].hidden.array[(l * 6)..<(l * 6 + 6)])
                 assertClose(carried, whole, "lane \(j) layer \(l) h")
             }
         }

@@ -28,7 +28,10 @@ final class LayerStackFuzzTests: XCTestCase {
         try NumpyArray(floats: curves, shape: [24, 12]).write(to: "\(dir)/x.npy")
         let labels = (0..<24).map { Float($0 % 2) }
         try NumpyArray(floats: labels, shape: [24]).write(to: "\(dir)/y.npy")
+        try String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 20)
+            .write(toFile: "\(dir)/text.txt", atomically: true, encoding: .utf8)
         let kinds: [(kind: String, data: String, model: String, keys: [String])] = [
+            ("char_lm", "paths = [\"\(dir)/text.txt\"]", "embedding = 4", ["layers"]),
             ("sequence_classifier", "inputs = [\"\(dir)/x.npy\"]\nlabels = [\"\(dir)/y.npy\"]", "", ["layers"]),
             ("autoencoder", "inputs = [\"\(dir)/x.npy\"]", "latent = 2", ["encoder", "decoder"]),
         ]

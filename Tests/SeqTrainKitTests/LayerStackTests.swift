@@ -86,6 +86,41 @@ final class LayerStackTests: XCTestCase {
     func testAutoencoderOfStackedLSTMsOfDifferentWidthsAgainstPyTorch() throws { try checkAutoencoder("ae_widths") }
     func testAutoencoderOfConvAndBidirectionalGRUStacksAgainstPyTorch() throws { try checkAutoencoder("ae_conv_bigru") }
 
+    /// A char LM of a stack whose recurrent entries (LSTM, 2-layer GRU, relu RNN) each carry their
+    /// state from one chunk to the next: both chunks' logits, the second chunk's loss and every
+    /// gradient (truncated back-propagation), and 3 Adam steps.
+    func testCharLMStackCarriesEachRecurrentEntrysStateAgainstPyTorch() throws {
+        let ref = try ReferenceCase("stack_charlm")
+        let sizesJSON = Data(try XCTUnwrap(ref.file.metadata["sizes"]).utf8)
+        let sizes = try XCTUnwrap(try JSONSerialization.jsonObject(with: sizesJSON) as? [String: Int])
+        let (V, E, B, T) = (sizes["V"]!, sizes["E"]!, sizes["B"]!, sizes["T"]!)
+        let toml = "[model]\nkind = \"char_lm\"\nlayers = \(try XCTUnwrap(ref.file.metadata["stack"]))\n"
+        let specs = try XCTUnwrap(try ExperimentConfig.parse(toml, source: "charlm.toml").layerStack("model.layers"))
+        let model = CharLanguageModel(vocabularySize: V, embeddingSize: E, stack: specs)
+        try ref.load(into: model.parameters)
+        let state = model.makeState(batch: B)
+        XCTAssertEqual(state.parts.count, 3)
+        try model.forward(ids: try ref.ids("x1"), batch: B, steps: T, state: state)
+        assertClose(model.logitsBatchFirst(), try ref.floats("logits1"), "logits of the first chunk")
+        try model.forward(ids: try ref.ids("x2"), batch: B, steps: T, state: state)
+        assertClose(model.logitsBatchFirst(), try ref.floats("logits2"), "logits of the second chunk")
+        model.parameters.zeroGradients()
+        let total = try model.loss(targets: try ref.ids("y2"), gradient: true)
+        assertClose([Float(total.mean)], try ref.floats("loss"), "loss")
+        try ref.assertGradients(model.parameters, scale: Float(1 / total.count))
+
+        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-2), parameterCount: model.parameters.count)
+        try ref.load(into: model.parameters)
+        for _ in 0..<3 {
+            model.parameters.zeroGradients()
+            try model.forward(ids: try ref.ids("x1"), batch: B, steps: T, state: model.makeState(batch: B))
+            let step = try model.loss(targets: try ref.ids("y1"), gradient: true)
+            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / step.count), count: model.parameters.count)
+            adam.step(model.parameters, learningRate: 1e-2)
+        }
+        try ref.assertParametersAfterSteps(model.parameters)
+    }
+
     func testElmanRNNTanhAndReluAgainstPyTorch() throws { try check("rnn") }
     func testBidirectionalLSTMOfTwoLayersOnPackedSequencesAgainstPyTorch() throws { try check("bilstm") }
     func testBidirectionalGRUOfTwoLayersAgainstPyTorch() throws { try check("bigru") }
@@ -165,6 +200,7 @@ final class LayerStackConfigTests: XCTestCase {
                       set)
         // A kind that does not read a stack says which kinds do.
         let other = refusal("[model]\nkind = \"forecaster\"\n[[model.layers]]\ntype = \"lstm\"\nhidden = 4\n")
-        XCTAssertTrue(other.contains("a layer stack is read for model.kind = \"sequence_classifier\""), other)
+        XCTAssertTrue(other.contains("a layer stack is read for model.kind = ")
+                        && other.contains("\"sequence_classifier\"") && !other.contains("\"forecaster\""), other)
     }
 }

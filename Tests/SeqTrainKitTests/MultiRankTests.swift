@@ -112,14 +112,18 @@ final class MultiRankTests: XCTestCase {
     }
 
     func testRankCountDoesNotChangeWhatIsLearned() throws {
-        for stateful in [true, false] {
+        // The last run carries the state of a stack's recurrent entries of different widths.
+        let stack = ["--set", "model.layers=[{type = \"lstm\", hidden = 12}, {type = \"gru\", hidden = 8, layers = 2, "
+                        + "dropout = 0.2}, {type = \"dense\", units = 10, activation = \"relu\"}]"]
+        for (stateful, model) in [(true, [String]()), (false, []), (true, stack)] {
             var losses: [Int: [Double]] = [:], weights: [Int: [Float]] = [:]
             for ranks in [1, 2, 4] {
-                let run = "\(dir)/run-\(stateful)-\(ranks)"
+                let run = "\(dir)/run-\(stateful)-\(model.count)-\(ranks)"
                 // Shuffled runs use SGD, whose steps scale with the gradient: a wrong normalization shows.
                 let optimizer = stateful ? [] : ["--set", "optimizer.kind=sgd", "--set", "optimizer.lr=0.5", "--set", "optimizer.momentum=0.9"]
                 let result = try Self.train(ranks: ranks, "\(dir)/config.toml",
-                                            ["--set", "job.run_dir=\(run)", "--set", "training.stateful=\(stateful)"] + optimizer)
+                                            ["--set", "job.run_dir=\(run)", "--set", "training.stateful=\(stateful)"]
+                                                + optimizer + model)
                 XCTAssertEqual(result.status, 0, result.errors)
                 let lines = try metrics(run)
                 XCTAssertEqual(lines.count, 20)

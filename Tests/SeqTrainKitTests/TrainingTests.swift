@@ -114,8 +114,12 @@ final class TrainingTests: XCTestCase {
 
     func testResumeContinuesBitForBit() throws {
         let (dir, _, options) = try scratchRun()
-        for stateful in [true, false] {
-            let sets = ["training.max_steps=40", "training.stateful=\(stateful)", "model.dropout=0.2", "model.layers=2",
+        // The last run's stack carries three states per lane (LSTM, 2-layer GRU, RNN) in its checkpoints.
+        let stack = "model.layers=[{type = \"lstm\", hidden = 12}, {type = \"gru\", hidden = 8, layers = 2, "
+            + "dropout = 0.2}, {type = \"dropout\", p = 0.1}, {type = \"rnn\", hidden = 6}, "
+            + "{type = \"dense\", units = 10}]"
+        for (stateful, layers) in [(true, "model.layers=2"), (false, "model.layers=2"), (true, stack)] {
+            let sets = ["training.max_steps=40", "training.stateful=\(stateful)", "model.dropout=0.2", layers,
                         "lr_scheduler.kind=plateau", "training.eval_every=10", "checkpoint.interval=25"]
             var options = options
             options.overwrite = true
@@ -250,12 +254,14 @@ final class TrainingTests: XCTestCase {
     func testHugeSizesAreErrorsBeforeAnythingIsAllocated() throws {
         let (dir, _, options) = try scratchRun()
         let cases: [(String, String)] = [
-            ("model.hidden=4294967296", "model.embedding, model.hidden, model.layers: 17179869184 × 8589934594 is too large to allocate"),
-            ("model.hidden=1000000", "a model of embedding 16, hidden 1000000 and 1 layers would need"),
-            ("training.seq_len=100000000", "the recurrent buffers of a batch would need"),
+            ("model.hidden=4294967296", "model.embedding, model.hidden, model.layers: "
+                + "4 × 4294967296 × 4294967314 × 1 is too large to allocate"),
+            ("model.hidden=1000000", "a model of 4000093000357 parameters "
+                + "(model.embedding, model.hidden, model.layers) would need"),
+            ("training.seq_len=100000000", "the layer buffers of a batch of 8 sequences of 100000000 steps would need"),
             // A BLAS matrix dimension past 2^31 - 1 (OpenBLAS's 32-bit sizes), caught before the conversion.
-            ("model.hidden=600000000", "4 × model.hidden = 2400000000 exceeds the 2147483647 rows or columns a BLAS matrix may have"),
-            ("training.seq_len=300000000", "training.batch_size × training.seq_len = 2400000000 exceeds the 2147483647 rows"),
+            ("training.seq_len=300000000", "training.batch_size × the sequence length = 2400000000 exceeds the "
+                + "2147483647 rows"),
         ]
         for (override, expected) in cases {
             XCTAssertThrowsError(try Trainer(config: try makeConfig(dir, overrides: [override]), options: options).run()) { error in

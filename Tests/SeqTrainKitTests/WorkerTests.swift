@@ -181,6 +181,11 @@ final class WorkerTests: XCTestCase {
         try assertMixesLearnWhatOneWorkerLearns("stateful", config: "\(dir)/config.toml", ["training.stateful=true"])
         try assertMixesLearnWhatOneWorkerLearns("shuffled", config: "\(dir)/config.toml",
                                                 ["training.stateful=false", "optimizer.kind=sgd", "optimizer.lr=0.5", "optimizer.momentum=0.9"])
+        try assertMixesLearnWhatOneWorkerLearns("stack", config: "\(dir)/config.toml", [
+            "training.stateful=true",
+            "model.layers=[{type = \"gru\", hidden = 10}, {type = \"dropout\", p = 0.2}, "
+                + "{type = \"lstm\", hidden = 6}]",
+        ])
     }
 
     func testWorkersAndRanksLearnWhatOneWorkerLearnsTheClassifiers() throws {

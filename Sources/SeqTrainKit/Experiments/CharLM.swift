@@ -27,12 +27,17 @@ public final class CharLMTask: Experiment {
                   help: "The characters of the vocabulary; empty means every character of the training text."),
         ConfigKey(section: "data", name: "unknown", type: .choice(["skip", "error"]), defaultValue: .text("skip"),
                   help: "Characters outside the vocabulary in validation, eval and prime text: skipped (and counted) or an error."),
-        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("lstm"), help: "Recurrent cell."),
-        ConfigKey(section: "model", name: "embedding", type: .positiveInteger, defaultValue: .integer(64), help: "Embedding width E."),
-        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(256), help: "Hidden width H of every layer."),
-        ConfigKey(section: "model", name: "layers", type: .positiveInteger, defaultValue: .integer(2), help: "Stacked recurrent layers."),
+        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("lstm"),
+                  help: "Shorthand stack: the recurrent cell."),
+        ConfigKey(section: "model", name: "embedding", type: .positiveInteger, defaultValue: .integer(64),
+                  help: "Embedding width E."),
+        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(256),
+                  help: "Shorthand stack: hidden width H of every layer."),
+        ConfigKey(section: "model", name: "layers", type: .layerStack, defaultValue: .integer(2),
+                  help: "The layer stack ([[model.layers]] of lstm, gru, rnn, dense, dropout; "
+                      + "README \"Layer stacks\"), or the shorthand's count of stacked recurrent layers."),
         ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
-                  help: "Dropout between recurrent layers during training (nn.LSTM's dropout)."),
+                  help: "Shorthand stack: dropout between recurrent layers during training (nn.LSTM's dropout)."),
         ConfigKey(section: "training", name: "seq_len", type: .positiveInteger, defaultValue: .integer(64),
                   help: "Steps of truncated back-propagation through time per batch."),
         ConfigKey(section: "training", name: "stateful", type: .boolean, defaultValue: .boolean(true),
@@ -48,8 +53,8 @@ public final class CharLMTask: Experiment {
     public let rank: Int, world: Int
     /// This rank's rows of every global batch.
     public let rows: Range<Int>
-    /// Carried (L, rows, H) state of this rank's lanes (stateful training).
-    public let state: RecurrentState
+    /// Carried state of this rank's lanes (stateful training): (L_i, rows, H_i) per recurrent entry.
+    public let state: StackState
     /// The last batch this rank trained on (for tracing which lanes a rank sees).
     public private(set) var lastBatch: CharBatches.Batch?
     /// A fingerprint of the training data, equal on every rank that read the same text.
@@ -93,11 +98,7 @@ public final class CharLMTask: Experiment {
         validationLanes = CharLanguageModel.evaluationLanes(count: validationIds.count, steps: steps, preferred: batchSize)
         batches = try CharBatches(ids: trainIds, lanes: batchSize, steps: steps, stateful: config.boolean("training.stateful"),
                                   seed: UInt64(config.integer("job.seed")))
-        try Self.checkSizes(config, vocabulary: vocabulary.count, rows: batchSize / world)
-        model = CharLanguageModel(.init(vocabularySize: vocabulary.count, embeddingSize: config.integer("model.embedding"),
-                                        hiddenSize: config.integer("model.hidden"), layers: config.integer("model.layers"),
-                                        dropout: Float(config.number("model.dropout")),
-                                        cell: RecurrentCell(rawValue: config.text("model.cell"))!))
+        model = try Self.makeModel(config, vocabulary: vocabulary.count, rows: batchSize / world)
         rows = shard(batchSize, rank: rank, world: world)
         state = model.makeState(batch: rows.count)
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -126,7 +127,7 @@ public final class CharLMTask: Experiment {
         let batch = batches.batch(k, epoch: epoch, rows: rows)
         lastBatch = batch
         if !batches.stateful { state.zero() }
-        let dropout = config.number("model.dropout") > 0
+        let dropout = LayerSpec.usesDropout(try Self.stack(config).specs)
             ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: batch.rowKeys) : nil
         lap("data")
         try model.forward(ids: batch.inputs, batch: batch.rows, steps: batch.steps, state: state, dropout: dropout)
@@ -136,25 +137,45 @@ public final class CharLMTask: Experiment {
         return (total, batch.rows * batch.steps)
     }
 
-    /// The model's parameters (with gradients and two optimizer buffers) and a batch's recurrent
-    /// buffers must fit in memory; checked with overflow-checked products before anything exists.
-    static func checkSizes(_ config: ExperimentConfig, vocabulary: Int, rows: Int, storedValues: Int? = nil) throws {
-        let E = config.integer("model.embedding"), H = config.integer("model.hidden"), L = config.integer("model.layers")
-        let what = "model.embedding, model.hidden, model.layers"
-        let gates = try MemoryCheck.product([4, H], what: what)
-        let layer = try MemoryCheck.product([gates, try MemoryCheck.sum([max(E, H), H, 2], what: what)], what: what)
-        let parameters = try MemoryCheck.sum([try MemoryCheck.product([vocabulary, E], what: what), try MemoryCheck.product([layer, L], what: what),
-                                              try MemoryCheck.product([H + 1, vocabulary], what: what)], what: what)
+    /// The config's stack (`[[model.layers]]`, or the shorthand's one recurrent entry), refused when an
+    /// entry could read ahead of the character it predicts or cannot carry its state.
+    static func stack(_ config: ExperimentConfig) throws -> (specs: [LayerSpec], naming: StackNaming) {
+        guard let stack = config.modelStack else {
+            throw SeqTrainError("\(config.source): model.layers: no layer stack; give [[model.layers]] "
+                + "or model.cell and model.hidden")
+        }
+        if let (entry, reason) = LayerStack.stateBreaker(stack.specs) {
+            throw SeqTrainError("\(config.source): model.layers[\(entry)]: a language model reads its text in "
+                + "order, carrying its state from batch to batch and sampling one character at a time; \(reason)")
+        }
+        return stack
+    }
+
+    /// The model, after checking that its parameters (with gradients and two optimizer buffers) and
+    /// a batch's layer buffers fit in memory, with overflow-checked sizes, before anything exists.
+    static func makeModel(_ config: ExperimentConfig, vocabulary: Int, rows: Int? = nil,
+                          storedValues: Int? = nil) throws -> CharLanguageModel {
+        let (specs, naming) = try stack(config)
+        let E = config.integer("model.embedding")
+        let what = "model.embedding, " + (config.layerStack("model.layers") == nil
+                                          ? "model.hidden, model.layers" : "model.layers")
+        let top = specs.reduce(E) { $1.outputWidth(input: $0) }
+        let parameters = try MemoryCheck.sum([try MemoryCheck.product([vocabulary, E], what: what),
+                                              try LayerSpec.parameterCount(specs, input: E, what: what),
+                                              try MemoryCheck.product([top + 1, vocabulary], what: what)], what: what)
         try MemoryCheck.requireStored(storedValues, estimate: parameters)
-        try MemoryCheck.requireMatrixDimensions([(gates, "4 × model.hidden"), (vocabulary, "the vocabulary size"), (E, "model.embedding"),
-                                                 (try MemoryCheck.product([rows, config.integer("training.seq_len")], what: "training.batch_size × training.seq_len"),
-                                                  "training.batch_size × training.seq_len")])
+        try MemoryCheck.requireMatrixDimensions([(vocabulary, "the vocabulary size"), (E, "model.embedding")])
         try MemoryCheck.require(floats: try MemoryCheck.product([parameters, 4], what: what),
-                                what: "a model of embedding \(E), hidden \(H) and \(L) layers", fix: "lower model.hidden or model.layers")
-        let buffers = try MemoryCheck.product([rows, config.integer("training.seq_len"), 8, gates, L],
-                                              what: "training.batch_size × training.seq_len × model.hidden × model.layers")
-        try MemoryCheck.require(floats: buffers, what: "the recurrent buffers of a batch",
-                                fix: "lower training.batch_size, training.seq_len, model.hidden or model.layers")
+                                what: "a model of \(parameters) parameters (\(what))",
+                                fix: "lower model.hidden or model.layers")
+        try MemoryCheck.requireMatrixDimensions([(parameters, "the parameters of \(what)")])
+        if let rows {
+            let steps = config.integer("training.seq_len")
+            try MemoryCheck.requireStackBuffers(specs, input: E, rows: rows, steps: steps, what: what,
+                                                source: config.source, shortest: steps,
+                                                otherFix: " or training.seq_len")
+        }
+        return CharLanguageModel(vocabularySize: vocabulary, embeddingSize: E, stack: specs, naming: naming)
     }
 
     // MARK: Experiment
@@ -183,7 +204,9 @@ public final class CharLMTask: Experiment {
         return ValidationResult(loss: loss, metrics: [("val_perplexity", exp(loss))])
     }
 
-    public var carriedState: CarriedState? { CarriedState(state: state, rows: rows, lanes: config.integer("training.batch_size")) }
+    public var carriedState: CarriedState? {
+        CarriedState(states: state.parts, rows: rows, lanes: config.integer("training.batch_size"))
+    }
 
     public func checkpointMetadata() -> [String: String] {
         ["seqtrain.vocabulary": vocabulary.text,

@@ -11,17 +11,17 @@ public protocol TrainableModel: AnyObject {
 }
 
 extension CharLanguageModel: TrainableModel {
-    public var recurrentStacks: [RecurrentNetwork] { [rnn] }
+    public var recurrentStacks: [RecurrentNetwork] { body.recurrentNetworks }
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
-        [("embedding output", embeddedOutput)] + rnn.layerOutputs + [("head output (logits)", logits)]
+        [("embedding output", embeddedOutput)] + body.layerOutputs + [("head output (logits)", logits)]
     }
 }
 
 /// Lanes whose recurrent state carries from batch to batch (stateful kinds): saved in checkpoints
 /// and restored by `--resume`, lanes in global order.
 public struct CarriedState {
-    /// (L, rows, H) of this rank's lanes.
-    public let state: RecurrentState
+    /// (L_i, rows, H_i) of this rank's lanes, for each recurrent entry that carries a state.
+    public let states: [RecurrentState]
     /// This rank's lanes of the global batch.
     public let rows: Range<Int>
     /// Lanes of the global batch.

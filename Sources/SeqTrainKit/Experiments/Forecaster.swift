@@ -396,7 +396,7 @@ public final class ForecasterExperiment: Experiment {
         return ValidationResult(loss: totals.loss, metrics: metrics)
     }
 
-    public var carriedState: CarriedState? { state.map { CarriedState(state: $0, rows: rows, lanes: batchSize) } }
+    public var carriedState: CarriedState? { state.map { CarriedState(states: [$0], rows: rows, lanes: batchSize) } }
 
     public func checkpointMetadata() -> [String: String] { ["seqtrain.preprocessing": metadataJSON(preprocessing)] }
 

@@ -8,6 +8,9 @@ final class RecurrentLayer: SequenceLayer {
     let network: RecurrentNetwork
     var outputWidth: Int { network.hiddenSize }
     var recurrentNetworks: [RecurrentNetwork] { [network] }
+    /// The state carried across batches (a stateful model): read as the initial state of the next
+    /// forward and overwritten with its final state; nil starts from zeros.
+    var carried: RecurrentState?
 
     init(_ name: String, _ r: RecurrentSpec, inputWidth: Int, dropoutStream: Int, layout: inout ParameterLayout) {
         spec = .recurrent(r)
@@ -18,15 +21,15 @@ final class RecurrentLayer: SequenceLayer {
 
     func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, batch B: Int, steps T: Int,
                  lengths: [Int], parameters p: ParameterArena, dropout: DropoutContext?) {
-        network.forward(y, outputLayout: .stepMajor, x, inputLayout: .stepMajor, batch: B, steps: T, initial: nil,
-                        final: nil, parameters: p, dropout: dropout)
+        network.forward(y, outputLayout: .stepMajor, x, inputLayout: .stepMajor, batch: B, steps: T, initial: carried,
+                        final: carried, parameters: p, dropout: dropout)
     }
 
     /// The same pass leaving the output in the network's own buffer (`network.outputs`, (T, B, H)).
     func forwardInPlace(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, parameters p: ParameterArena,
                         dropout: DropoutContext?) {
-        network.forward(nil, x, inputLayout: .stepMajor, batch: B, steps: T, initial: nil, final: nil, parameters: p,
-                        dropout: dropout)
+        network.forward(nil, x, inputLayout: .stepMajor, batch: B, steps: T, initial: carried, final: carried,
+                        parameters: p, dropout: dropout)
     }
 
     func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena,

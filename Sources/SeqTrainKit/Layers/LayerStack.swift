@@ -225,9 +225,41 @@ public final class LayerStack {
     /// Each sample's valid output steps (at least 1).
     public var outputLengths: [Int] { lengths.last ?? [] }
 
+    /// The first entry that keeps a stack from carrying its state from one batch to the next (a
+    /// stateful model, a generator stepping one token at a time), with the reason; nil when it has
+    /// only unidirectional recurrent, dense and dropout entries.
+    public static func stateBreaker(_ specs: [LayerSpec]) -> (entry: Int, reason: String)? {
+        for (i, spec) in specs.enumerated() {
+            switch spec {
+            case .recurrent(let r) where r.bidirectional:
+                return (i, "a bidirectional layer reads every step's future, which a model that carries its state "
+                    + "forward (or forecasts) does not have; use bidirectional = false")
+            case .conv1d:
+                return (i, "a conv1d would lose the steps before each batch (and before each step a generator "
+                    + "takes alone) that its kernel reads: the state carried forward is the recurrent layers'; "
+                    + "use lstm, gru, rnn, dense and dropout layers here")
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// The state each unidirectional recurrent entry carries, (L_i, B, H_i) each, zeros.
+    public func makeState(batch B: Int) -> StackState {
+        StackState(parts: entries.compactMap { $0 as? RecurrentLayer }.map {
+            RecurrentState(cell: $0.network.cellKind, layers: $0.network.layerCount, batch: B,
+                           width: $0.network.hiddenSize)
+        })
+    }
+
     /// Runs the stack over x (B, T, I) or (T, B, I); `given` holds each sample's valid steps (nil: all).
+    /// `state` (from `makeState`) is the recurrent entries' initial state and receives their final one.
     public func forward(_ x: UnsafePointer<Float>, layout: SequenceLayout = .batchFirst, batch B: Int, steps T: Int,
-                        lengths given: [Int]?, parameters p: ParameterArena, dropout: DropoutContext?) {
+                        lengths given: [Int]?, parameters p: ParameterArena, dropout: DropoutContext?,
+                        state: StackState? = nil) {
+        let recurrent = entries.compactMap { $0 as? RecurrentLayer }
+        for (k, layer) in recurrent.enumerated() { layer.carried = state?.parts[k] }
+        defer { for layer in recurrent { layer.carried = nil } }
         batch = B
         lengths = [(given ?? [Int](repeating: T, count: B)).map { min(max($0, 1), T) }]
         steps = [T]
@@ -306,6 +338,15 @@ public final class LayerStack {
             for t in length..<T { (x + (t * batch + b) * F).update(repeating: 0, count: F) }
         }
     }
+}
+
+/// The carried state of a stack's unidirectional recurrent entries: (L_i, B, H_i) for each.
+public final class StackState {
+    public let parts: [RecurrentState]
+
+    public init(parts: [RecurrentState]) { self.parts = parts }
+
+    public func zero() { parts.forEach { $0.zero() } }
 }
 
 /// dst (T, B, F) ← the first lengths[b] steps of every sample of src (T, B, F) in reverse order,

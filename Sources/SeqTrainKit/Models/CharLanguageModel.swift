@@ -1,5 +1,6 @@
-/// Character-level language model: Embedding → L-layer LSTM (or GRU) → Linear to the vocabulary,
-/// trained with softmax cross-entropy on the logits. The PyTorch module with the same state_dict:
+/// Character-level language model: Embedding → a layer stack (by default one L-layer LSTM or GRU) →
+/// Linear to the vocabulary, trained with softmax cross-entropy on the logits. The PyTorch module
+/// with the same state_dict, for the shorthand (`model.cell`, `hidden`, `layers`, `dropout`):
 ///
 ///     class CharLM(nn.Module):
 ///         def __init__(s, V, E, H, L, dropout=0.0):
@@ -11,7 +12,10 @@
 ///             out, state = s.lstm(s.embedding(x), state)
 ///             return s.head(out), state
 ///
-/// Legend: B lanes (batch rows), T steps, V vocabulary, E embedding, H hidden, L layers.
+/// With `[[model.layers]]` the stack is an `nn.ModuleList` named `layers` of unidirectional recurrent,
+/// dense and dropout entries, each recurrent entry carrying its own state (stateful lanes).
+///
+/// Legend: B lanes (batch rows), T steps, V vocabulary, E embedding, O the stack's output width.
 /// Inside, every sequence buffer is step-major (T, B, ·); ids and targets arrive batch-first (B, T).
 public final class CharLanguageModel {
     public struct Shape: Equatable, Codable {
@@ -22,7 +26,8 @@ public final class CharLanguageModel {
         public var dropout: Float
         public var cell: RecurrentCell
 
-        public init(vocabularySize: Int, embeddingSize: Int, hiddenSize: Int, layers: Int, dropout: Float = 0, cell: RecurrentCell = .lstm) {
+        public init(vocabularySize: Int, embeddingSize: Int, hiddenSize: Int, layers: Int, dropout: Float = 0,
+                    cell: RecurrentCell = .lstm) {
             self.vocabularySize = vocabularySize
             self.embeddingSize = embeddingSize
             self.hiddenSize = hiddenSize
@@ -30,11 +35,16 @@ public final class CharLanguageModel {
             self.dropout = dropout
             self.cell = cell
         }
+
+        /// The shorthand's one recurrent entry.
+        var stack: [LayerSpec] {
+            [.recurrent(RecurrentSpec(cell: cell, hidden: hiddenSize, layers: layers, dropout: Double(dropout)))]
+        }
     }
 
-    public let shape: Shape
+    public let vocabularySize: Int
     public let embedding: Embedding
-    public let rnn: RecurrentNetwork
+    public let body: LayerStack
     public let head: Linear
     public let parameters: ParameterArena
 
@@ -42,42 +52,51 @@ public final class CharLanguageModel {
     var embeddedOutput: FloatBuffer { embedded }
     public let logits = FloatBuffer()         // (T, B, V)
     private let dLogits = FloatBuffer()       // (T, B, V)
-    private let dHidden = FloatBuffer()       // (T, B, H)
+    private let dHidden = FloatBuffer()       // (T, B, O)
     private let dEmbedded = FloatBuffer()     // (T, B, E)
     private var inputIds: [Int32] = []        // (T, B)
     private var targetIds: [Int32] = []       // (T, B)
     private var rowMask: [Float] = []         // (T, B)
     private var batch = 0, steps = 0
 
-    public init(_ shape: Shape) {
-        self.shape = shape
+    /// The shorthand model: one recurrent entry named by its cell (`lstm.weight_ih_l0`).
+    public convenience init(_ shape: Shape) {
+        self.init(vocabularySize: shape.vocabularySize, embeddingSize: shape.embeddingSize, stack: shape.stack,
+                  naming: .shorthand)
+    }
+
+    /// `stack` may hold unidirectional recurrent, dense and dropout entries (`LayerStack.stateBreaker`).
+    public init(vocabularySize V: Int, embeddingSize E: Int, stack: [LayerSpec],
+                naming: StackNaming = .indexed(prefix: "layers")) {
+        vocabularySize = V
         var layout = ParameterLayout()
-        embedding = Embedding("embedding", vocabularySize: shape.vocabularySize, width: shape.embeddingSize, layout: &layout)
-        rnn = RecurrentNetwork(shape.cell.rawValue, cell: shape.cell, inputSize: shape.embeddingSize, hiddenSize: shape.hiddenSize,
-                               layers: shape.layers, dropout: shape.dropout, dropoutStream: 1, layout: &layout)
-        head = Linear("head", inFeatures: shape.hiddenSize, outFeatures: shape.vocabularySize, layout: &layout)
+        embedding = Embedding("embedding", vocabularySize: V, width: E, layout: &layout)
+        body = LayerStack(stack, inputWidth: E, naming: naming, layout: &layout)
+        head = Linear("head", inFeatures: body.outputWidth, outFeatures: V, layout: &layout)
         parameters = ParameterArena(layout)
     }
 
-    public func makeState(batch: Int) -> RecurrentState {
-        RecurrentState(cell: shape.cell, layers: shape.layers, batch: batch, width: shape.hiddenSize)
-    }
+    public var embeddingSize: Int { embedding.width }
+
+    /// The carried state of `batch` lanes, zeros.
+    public func makeState(batch: Int) -> StackState { body.makeState(batch: batch) }
 
     /// Forward over ids (B, T) from `state`, which receives the final state; logits (T, B, V) are kept.
     /// `dropout` nil means inference.
-    public func forward(ids: [Int32], batch B: Int, steps T: Int, state: RecurrentState, dropout: DropoutContext? = nil) throws {
+    public func forward(ids: [Int32], batch B: Int, steps T: Int, state: StackState,
+                        dropout: DropoutContext? = nil) throws {
         guard ids.count == B * T else { throw SeqTrainError("expected \(B)×\(T) = \(B * T) ids, got \(ids.count)") }
         try ids.withUnsafeBufferPointer { try embedding.validate($0) }
         batch = B
         steps = T
-        let E = shape.embeddingSize, V = shape.vocabularySize
+        let E = embeddingSize, V = vocabularySize
         inputIds = transposeToStepMajor(ids, batch: B, steps: T)
         embedded.resize(T * B * E)
         embedding.forward(embedded.pointer, inputIds, count: T * B, parameters: parameters)
-        rnn.forward(nil, embedded.pointer, inputLayout: .stepMajor, batch: B, steps: T,
-                    initial: state, final: state, parameters: parameters, dropout: dropout)
+        body.forward(embedded.pointer, layout: .stepMajor, batch: B, steps: T, lengths: nil, parameters: parameters,
+                     dropout: dropout, state: state)
         logits.resize(T * B * V)
-        head.forward(logits.pointer, rnn.outputs, rows: T * B, parameters: parameters)
+        head.forward(logits.pointer, body.output, rows: T * B, parameters: parameters)
     }
 
     /// Cross-entropy of the kept logits against targets (B, T); with `gradient`, also writes the
@@ -86,7 +105,7 @@ public final class CharLanguageModel {
     /// gradients at `offset..<` (up to the previous call's offset) are final, so they can be reduced.
     public func loss(targets: [Int32], mask: [Float]? = nil, gradient: Bool,
                      gradientsReady: ((Int) -> Void)? = nil) throws -> LossTotal {
-        let B = batch, T = steps, V = shape.vocabularySize, H = shape.hiddenSize, E = shape.embeddingSize
+        let B = batch, T = steps, V = vocabularySize, O = body.outputWidth, E = embeddingSize
         guard targets.count == B * T else { throw SeqTrainError("expected \(B * T) targets, got \(targets.count)") }
         targetIds = transposeToStepMajor(targets, batch: B, steps: T)
         if let mask { rowMask = transposeToStepMajor(mask, batch: B, steps: T) }
@@ -99,12 +118,12 @@ public final class CharLanguageModel {
             }
         }
         guard gradient else { return total }
-        dHidden.resize(T * B * H)
-        head.backward(dHidden.pointer, dLogits.pointer, rnn.outputs, rows: T * B, parameters: parameters)
+        dHidden.resize(T * B * O)
+        head.backward(dHidden.pointer, dLogits.pointer, body.output, rows: T * B, parameters: parameters)
         gradientsReady?(head.weight.offset)
         dEmbedded.resize(T * B * E)
-        rnn.backward(dEmbedded.pointer, inputLayout: .stepMajor, dHidden.pointer, outputLayout: .stepMajor, parameters: parameters,
-                     afterLayer: gradientsReady.map { ready in { [rnn] l in ready(rnn.layers[l].inputWeight.offset) } })
+        body.backward(dHidden.pointer, dInput: dEmbedded.pointer, parameters: parameters,
+                      gradientsReady: gradientsReady)
         embedding.backward(dEmbedded.pointer, inputIds, count: T * B, parameters: parameters)
         gradientsReady?(0)
         return total
@@ -114,7 +133,8 @@ public final class CharLanguageModel {
     public func logitsBatchFirst() -> [Float] {
         var out = [Float](repeating: 0, count: logits.count)
         out.withUnsafeMutableBufferPointer {
-            copySequence($0.baseAddress!, .batchFirst, logits.pointer, .stepMajor, batch: batch, steps: steps, width: shape.vocabularySize)
+            copySequence($0.baseAddress!, .batchFirst, logits.pointer, .stepMajor, batch: batch, steps: steps,
+                         width: vocabularySize)
         }
         return out
     }

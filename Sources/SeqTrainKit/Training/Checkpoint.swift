@@ -231,14 +231,8 @@ public struct LoadedCharLM {
         }
         vocabulary = try Vocabulary(Array(vocabularyText.unicodeScalars), source: "\(path): seqtrain.vocabulary")
         guard vocabulary.count >= 2 else { throw SeqTrainError("\(path): seqtrain.vocabulary has \(vocabulary.count) character(s); a char LM has at least 2") }
-        do {
-            try CharLMTask.checkSizes(config, vocabulary: vocabulary.count, rows: 1, storedValues: file.storedValues)
-        } catch let error as SeqTrainError {
-            throw SeqTrainError("\(path): \(error.message)")
-        }
-        model = CharLanguageModel(.init(vocabularySize: vocabulary.count, embeddingSize: config.integer("model.embedding"),
-                                        hiddenSize: config.integer("model.hidden"), layers: config.integer("model.layers"),
-                                        cell: RecurrentCell(rawValue: config.text("model.cell"))!))
+        let (settings, count, stored) = (config, vocabulary.count, file.storedValues)
+        model = try building(path) { try CharLMTask.makeModel(settings, vocabulary: count, storedValues: stored) }
         try model.parameters.load(from: file, source: path)
     }
 }

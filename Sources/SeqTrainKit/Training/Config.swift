@@ -102,6 +102,9 @@ public struct ExperimentConfig: Equatable {
                             + " e.g. \(path).\(first) = ...")
                     }
                     guard let key = config.key(path) else {
+                        if let reason = outputActivationReason(path, kind: kind) {
+                            throw SeqTrainError("\(where_): \(path): \(reason)")
+                        }
                         let known = config.keys.filter { $0.section == section }.map(\.name)
                         let others = ConfigSchema.kindsAccepting(path, other: kind)
                         let belongs = others.isEmpty ? "" : " for model.kind = \"\(kind)\" (it is a key of \(others.map { "\"\($0)\"" }.joined(separator: ", ")))"
@@ -161,6 +164,9 @@ public struct ExperimentConfig: Equatable {
             if ConfigSchema.sections(for: kind).contains(path) {
                 let first = ConfigSchema.keys(for: kind).first { $0.section == path }?.name ?? "patience"
                 throw SeqTrainError("--set \(text): \(path) is a section, not a key; set one of its keys, e.g. --set \(path).\(first)=...")
+            }
+            if let reason = outputActivationReason(path, kind: kind) {
+                throw SeqTrainError("--set \(text): \(path): \(reason)")
             }
             let others = ConfigSchema.kindsAccepting(path, other: kind)
             let belongs = others.isEmpty ? "" : " for model.kind = \"\(kind)\" (it is a key of \(others.map { "\"\($0)\"" }.joined(separator: ", ")))"
@@ -229,6 +235,25 @@ public struct ExperimentConfig: Equatable {
             throw SeqTrainError("\(place): \(key.path): expected \(key.type.describe), got \(raw)")
         }
         values[key.path] = value
+    }
+
+    /// Why a kind has no output activation to set, for a user who reaches for a softmax or a
+    /// sigmoid on the output (nil: the key is simply unknown).
+    static func outputActivationReason(_ path: String, kind: String) -> String? {
+        guard ["model.output_activation", "model.activation", "model.softmax"].contains(path) else { return nil }
+        switch kind {
+        case "char_lm", "seq2seq":
+            return "there is no output activation to set: the head gives logits and the cross-entropy applies "
+                + "log-softmax itself, in a numerically stable form; a softmax in front of it squashes the "
+                + "gradients and learning freezes; remove the key (`seqtrain "
+                + (kind == "char_lm" ? "sample" : "generate") + "`"
+                + " draws from the softmax)"
+        case "autoencoder", "forecaster":
+            return "there is no output activation to set: the head is linear, as a regression head is, and the "
+                + "loss compares it with standardized targets (data.standardize); a sigmoid or a tanh there "
+                + "would clip what the model can reach; remove the key"
+        default: return nil
+        }
     }
 
     /// The shorthand keys a layer stack replaces, when given beside one: named, not silently ignored.

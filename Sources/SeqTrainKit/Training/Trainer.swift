@@ -701,9 +701,18 @@ public final class Trainer {
     /// Rank 0 writes weights then state, each atomically; all ranks take part in gathering lane states.
     func writeCheckpoint(best: Bool = false) throws -> String {
         let parameters = experiment.trainableModel.parameters
-        let carried = experiment.carriedState
-        let hidden = try carried.map { try gatherLanes($0.state.hidden, of: $0) } ?? []
-        let cell = try carried.flatMap { $0.state.cell.count > 0 ? try gatherLanes($0.state.cell, of: $0) : nil } ?? []
+        // Every lane's state, as "lanes.hidden" (and "lanes.cell") for the first recurrent entry,
+        // "lanes.{k}.hidden" for entry k of a stack: (L_k, lanes, H_k) each.
+        var lanes: [(name: String, values: [Float], shape: [Int])] = []
+        if let carried = experiment.carriedState {
+            for (k, part) in carried.states.enumerated() {
+                let prefix = k == 0 ? "lanes" : "lanes.\(k)", shape = [part.layers, carried.lanes, part.width]
+                lanes.append(("\(prefix).hidden", try gatherLanes(part.hidden, of: part, carried), shape))
+                if part.cell.count > 0 {
+                    lanes.append(("\(prefix).cell", try gatherLanes(part.cell, of: part, carried), shape))
+                }
+            }
+        }
         let path = Checkpoint.weightsPath(runDirectory, step: step)
         guard isLeader else { return path }
         // An update can overflow to infinity without a non-finite loss first: never save such weights.
@@ -730,11 +739,7 @@ public final class Trainer {
         for (name, buffer) in optimizer.state {
             state.tensors["optimizer.\(name)"] = StoredTensor(floats: buffer.array, shape: [buffer.count])
         }
-        if let carried {
-            let shape = [carried.state.layers, carried.lanes, carried.state.width]
-            state.tensors["lanes.hidden"] = StoredTensor(floats: hidden, shape: shape)
-            if !cell.isEmpty { state.tensors["lanes.cell"] = StoredTensor(floats: cell, shape: shape) }
-        }
+        for (name, values, shape) in lanes { state.tensors[name] = StoredTensor(floats: values, shape: shape) }
         state.metadata = [
             "seqtrain.step": "\(step)", "seqtrain.epoch": "\(epoch)", "seqtrain.batch_in_epoch": "\(batchInEpoch)",
             "seqtrain.optimizer_steps": "\(optimizer.stepCount)",
@@ -765,10 +770,10 @@ public final class Trainer {
     }
 
     /// Every rank's (L, rows, H) lane states as one (L, lanes, H) array, lanes in global order.
-    func gatherLanes(_ local: FloatBuffer, of carried: CarriedState) throws -> [Float] {
+    func gatherLanes(_ local: FloatBuffer, of state: RecurrentState, _ carried: CarriedState) throws -> [Float] {
         let bytes = local.array.withUnsafeBytes { Array($0) }
         let parts = try communicator.allGather(bytes)
-        let layers = carried.state.layers, rows = carried.rows.count, width = carried.state.width
+        let layers = state.layers, rows = carried.rows.count, width = state.width
         let world = communicator.size
         var out = [Float](repeating: 0, count: layers * rows * world * width)
         for (r, part) in parts.enumerated() {
@@ -872,9 +877,14 @@ public final class Trainer {
         if let stopped = tracker.stoppedStep { note += "; early stopping ended this run at step \(stopped)" }
         resumeNote = note
         if let carried = experiment.carriedState {
-            try scatterLanes(try state.tensor("lanes.hidden", in: statePath).floats(), into: carried.state.hidden, of: carried)
-            if carried.state.cell.count > 0 {
-                try scatterLanes(try state.tensor("lanes.cell", in: statePath).floats(), into: carried.state.cell, of: carried)
+            for (k, part) in carried.states.enumerated() {
+                let prefix = k == 0 ? "lanes" : "lanes.\(k)"
+                try scatterLanes(try state.tensor("\(prefix).hidden", in: statePath).floats(), into: part.hidden,
+                                 of: part, carried)
+                if part.cell.count > 0 {
+                    try scatterLanes(try state.tensor("\(prefix).cell", in: statePath).floats(), into: part.cell,
+                                     of: part, carried)
+                }
             }
         }
     }
@@ -921,8 +931,9 @@ public final class Trainer {
     }
 
     /// This rank's lanes out of a (L, lanes, H) array.
-    func scatterLanes(_ all: [Float], into local: FloatBuffer, of carried: CarriedState) throws {
-        let layers = carried.state.layers, rows = carried.rows, width = carried.state.width
+    func scatterLanes(_ all: [Float], into local: FloatBuffer, of state: RecurrentState,
+                      _ carried: CarriedState) throws {
+        let layers = state.layers, rows = carried.rows, width = state.width
         let total = carried.lanes
         guard all.count == layers * total * width else { throw SeqTrainError("checkpoint lane state has \(all.count) values, expected \(layers * total * width)") }
         for l in 0..<layers {

@@ -231,3 +231,66 @@ autoencoder_case("ae_conv_bigru", [{"type": "conv1d", "filters": 4, "kernel_size
                                     "activation": "relu"}, {"type": "gru", "hidden": 3, "bidirectional": True}],
                  [{"type": "gru", "hidden": 4, "bidirectional": True}, {"type": "dense", "units": 5, "activation": "tanh"}],
                  F_=2, Z=3, B=3, T=7, lengths=[7, 4, 6], seed=22)
+
+
+class CharLM(nn.Module):
+    """seqtrain's char LM with a [[model.layers]] stack of unidirectional recurrent, dense and dropout
+    entries: each recurrent entry carries its own state from one chunk to the next."""
+    def __init__(s, specs, V, E):
+        super().__init__()
+        s.specs = specs
+        s.embedding = nn.Embedding(V, E)
+        s.stack = Stack(specs, E)
+        s.layers = s.stack.layers
+        s.head = nn.Linear(s.stack.width, V)
+
+    def forward(s, ids, states):
+        x, carried = s.embedding(ids), []
+        for spec, layer in zip(s.specs, s.layers):
+            if spec["type"] in ("lstm", "gru", "rnn"):
+                x, state = layer(x, states[len(carried)] if states else None)
+                carried.append(state)
+            elif spec["type"] == "dense":
+                x = ACT[spec.get("activation", "none")](layer(x))
+            else:
+                x = layer(x)
+        return s.head(x), carried
+
+    def state(s):
+        return {k: v for k, v in s.state_dict().items() if not k.startswith("stack.")}
+
+
+def detached(states):
+    return [tuple(t.detach() for t in st) if isinstance(st, tuple) else st.detach() for st in states]
+
+
+def charlm_case(name, specs, V, E, B, T, seed):
+    torch.manual_seed(seed)
+    m = CharLM(specs, V, E)
+    m.eval()
+    init = {k: v.clone() for k, v in m.state().items()}
+    ids = torch.randint(0, V, (B, 2 * T + 1))
+    x1, y1, x2, y2 = ids[:, :T], ids[:, 1:T + 1], ids[:, T:2 * T], ids[:, T + 1:2 * T + 1]
+    logits1, carried = m(x1, None)
+    logits2, _ = m(x2, detached(carried))
+    loss = F.cross_entropy(logits2.reshape(-1, V), y2.reshape(-1))
+    loss.backward()
+    g = {f"grad.{k.removeprefix('stack.')}": p.grad.clone() for k, p in m.named_parameters()}
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        out, _ = m(x1, None)
+        F.cross_entropy(out.reshape(-1, V), y1.reshape(-1)).backward()
+        opt.step()
+    after = {f"after.{k}": v for k, v in m.state().items()}
+    tensors = {**init, "x1": x1, "y1": y1, "x2": x2, "y2": y2, "logits1": logits1, "logits2": logits2,
+               "loss": loss.reshape(1), **g, **after}
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, f"stack_{name}.safetensors",
+              metadata={"stack": toml(specs), "sizes": json.dumps({"V": V, "E": E, "B": B, "T": T})})
+    print(name, logits2.shape, float(loss))
+
+
+# Recurrent entries of different cells and widths, each carrying its state across chunks, then dense.
+charlm_case("charlm", [{"type": "lstm", "hidden": 6}, {"type": "gru", "hidden": 5, "layers": 2},
+                       {"type": "dropout", "p": 0.2}, {"type": "rnn", "hidden": 4, "nonlinearity": "relu"},
+                       {"type": "dense", "units": 7, "activation": "tanh"}], V=9, E=4, B=3, T=5, seed=31)
