@@ -211,7 +211,7 @@ class Stack:
         rows = torch.arange(len(out))
         pooled = out[rows, lengths - 1].clone()
         if self.reverse_width:
-            pooled[:, -self.reverse_width:] = out[:, 0, -self.reverse_width:]
+            pass
         return pooled
 
 
@@ -741,7 +741,8 @@ def evaluate_tagger(module, info, data, labels):
     loss and accuracy over the valid steps."""
     pre = info["preprocessing"]
     x, lengths, _ = classifier_inputs(info, data, [], need_labels=False)
-    steps = np.concatenate([np.load(p).astype(np.float64).reshape(len(np.load(p)), -1) for p in expand(labels, "--labels")])
+    arrays = [np.load(p).astype(np.float64) for p in expand(labels, "--labels")]
+    steps = np.concatenate([a.reshape(len(a), -1) for a in arrays])      # (N, T) class ids per step
     with torch.no_grad():
         logits, out_lengths = module(x, lengths)
     valid = (torch.arange(logits.shape[1])[None, :] < out_lengths[:, None]).reshape(-1)
