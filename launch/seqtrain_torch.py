@@ -211,7 +211,7 @@ class Stack:
         rows = torch.arange(len(out))
         pooled = out[rows, lengths - 1].clone()
         if self.reverse_width:
-            pass
+            pooled[:, -self.reverse_width:] = out[:, 0, -self.reverse_width:]
         return pooled
 
 
@@ -435,13 +435,15 @@ def load(path):
         info["vocabulary"] = list(meta["seqtrain.vocabulary"])
         info["eval"] = json.loads(meta["seqtrain.eval"]) if "seqtrain.eval" in meta else None
         module = CharLM(config, len(info["vocabulary"]))
-    elif kind in ("sequence_classifier", "mlp_classifier", "sequence_tagger"):
+    elif kind in ("sequence_classifier", "mlp_classifier"):
         pre = info["preprocessing"] = stored_json(meta, "seqtrain.preprocessing", path)
         if kind == "mlp_classifier":
             module = mlp_classifier(config, pre["inputFeatures"], len(pre["classes"]))
         else:
-            module = SequenceClassifier(config, pre["inputFeatures"], len(pre["classes"]),
-                                        per_step=kind == "sequence_tagger")
+            module = SequenceClassifier(config, pre["inputFeatures"], len(pre["classes"]))
+    elif kind == "sequence_tagger":
+        pre = info["preprocessing"] = stored_json(meta, "seqtrain.tagger", path)
+        module = SequenceClassifier(config, pre["inputFeatures"], len(pre["outputs"]), per_step=True)
     elif kind == "autoencoder":
         pre = info["preprocessing"] = stored_json(meta, "seqtrain.preprocessing", path)
         module = Autoencoder(config, pre["features"])
@@ -737,23 +739,70 @@ def evaluate_classifier(module, info, data, labels):
 
 
 def evaluate_tagger(module, info, data, labels):
-    """sequence_tagger: labels (N, T) of class ids per step (NaN or negative past a sample's end);
-    loss and accuracy over the valid steps."""
-    pre = info["preprocessing"]
-    x, lengths, _ = classifier_inputs(info, data, [], need_labels=False)
-    arrays = [np.load(p).astype(np.float64) for p in expand(labels, "--labels")]
-    steps = np.concatenate([a.reshape(len(a), -1) for a in arrays])      # (N, T) class ids per step
+    """sequence_tagger: per-step labels from .npy, (N, T) class ids, (N, T, C) 0/1 labels or (N, T, K)
+    values (anything past a sample's length); loss and metrics over the valid steps."""
+    pre, config = info["preprocessing"], info["config"]
+    if not labels:
+        raise CheckpointError("--labels: a tagger is evaluated against per-step labels; give the .npy file of "
+                              "(N, T) class ids, (N, T, C) 0/1 labels or (N, T, K) values")
+    raw, _ = read_samples(pre, data, [], vector=False)
+    raw, lengths = lengths_of(raw)
+    if raw.shape[2] != pre["inputFeatures"]:
+        raise CheckpointError(f"--data: samples have {raw.shape[2]} features per step, the model was trained on "
+                              f"{pre['inputFeatures']}")
+    x = torch.tensor(standardize(raw.astype(np.float32), lengths, pre.get("mean"), pre.get("std")))
+    arrays = []
+    for path in expand(labels, "--labels"):
+        if not path.lower().endswith(".npy"):
+            raise CheckpointError(f"--labels: {path}: per-step labels are read from .npy files")
+        arrays.append(np.load(path))
+    steps = np.concatenate(arrays)                          # (N, T) or (N, T, W)
+    if steps.shape[:2] != raw.shape[:2]:
+        raise CheckpointError(f"--labels: shape {steps.shape}, the inputs are {raw.shape[:2]}: per-step labels "
+                              "need one row per sample and one entry per step")
+    lengths_t = torch.tensor(lengths)
     with torch.no_grad():
-        logits, out_lengths = module(x, lengths)
-    valid = (torch.arange(logits.shape[1])[None, :] < out_lengths[:, None]).reshape(-1)
-    written = pre.get("classLabels") or pre["classes"]
-    ids = np.vectorize(lambda v: written.index(str(int(v))) if np.isfinite(v) and v >= 0 else -1)(steps)
-    targets = torch.tensor(ids[:, :logits.shape[1]]).reshape(-1)
-    keep = valid & (targets >= 0)
-    flat = logits.reshape(-1, logits.shape[-1])[keep]
-    loss = F.cross_entropy(flat.double(), targets[keep]).item()
-    return {"loss": loss, "accuracy": (flat.argmax(1) == targets[keep]).double().mean().item(),
-            "samples": len(x), "classes": pre["classes"]}
+        outputs, _ = module(x, lengths_t)                   # (N, T, C)
+    valid = torch.arange(outputs.shape[1])[None, :] < lengths_t[:, None]          # (N, T)
+    flat = outputs[valid]                                   # (steps, C)
+    outputs_named, task = pre["outputs"], pre["task"]
+    result = {}
+    if task == "classification":
+        ids = torch.tensor(np.nan_to_num(steps.astype(np.float64), nan=0).astype(np.int64).reshape(steps.shape[:2]))
+        result = classification_metrics(flat, ids[valid], {"task": "single_label"}, 0.5)
+        confusion = result.pop("confusion_matrix")          # after the other keys, as seqtrain writes them
+    elif task == "multi_label":
+        targets = torch.tensor(steps.astype(np.float32).reshape(*steps.shape[:2], -1))[valid]    # (steps, C)
+        loss = F.binary_cross_entropy_with_logits(flat.double(), targets.double()).item()
+        predicted = torch.sigmoid(flat) > config.get("eval", {}).get("threshold", 0.5)
+        truth = targets > 0.5
+        tp = (predicted & truth).sum(0).double()
+        fp = (predicted & ~truth).sum(0).double()
+        fn = (~predicted & truth).sum(0).double()
+        present = (tp + fp + fn) > 0
+        f1 = torch.where(present, 2 * tp / (2 * tp + fp + fn).clamp(min=1), torch.zeros_like(tp))
+        pairs = truth.numel()
+        result = {"loss": loss, "accuracy": (pairs - (fp + fn).sum().item()) / pairs,
+                  "macro_f1": (f1.sum() / present.sum()).item(),
+                  "micro_f1": (2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())).item()}
+        result.update({"f1_" + name: f1[k].item() for k, name in enumerate(outputs_named)})
+    else:
+        values = torch.tensor(steps.astype(np.float32).reshape(*steps.shape[:2], -1))[valid]     # (steps, K)
+        t_mean, t_std = pre.get("targetMean"), pre.get("targetStd")
+        mean = torch.tensor(t_mean or [0.0] * len(outputs_named), dtype=torch.float32)
+        std = torch.tensor(t_std or [1.0] * len(outputs_named), dtype=torch.float32)
+        targets = (values - mean) / std if t_mean is not None else values    # standardized, as the model's
+        d = (flat - targets).double()
+        loss = (d.abs() if config["model"].get("loss", "auto") == "l1" else d ** 2).mean().item()
+        restored = (flat * std + mean) if t_mean is not None else flat
+        truth = (targets * std + mean) if t_mean is not None else targets
+        e = (restored.double() - truth.double())
+        result = {"loss": loss, "rmse": math.sqrt((e ** 2).mean().item()), "mae": e.abs().mean().item()}
+    result.update({"samples": len(x), "steps": int(valid.sum()), "task": task})
+    if task == "classification":
+        result["confusion_matrix"] = confusion
+    result["classes" if task == "classification" else "outputs"] = outputs_named
+    return result
 
 
 def evaluate_autoencoder(module, info, data, labels):
