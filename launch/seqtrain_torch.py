@@ -484,6 +484,21 @@ def expand(patterns, key="--data"):
     return found
 
 
+def load_array(path, key):
+    """A .npy file's array, or an error naming the file and the key."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{key}: {path} is not a .npy file NumPy can read ({error})")
+
+
+def read_text(path, key="--data"):
+    try:
+        return open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{key}: {path}: cannot read it as UTF-8 text ({error})")
+
+
 def file_format(path, given="auto"):
     if given and given != "auto":
         return given
@@ -496,7 +511,7 @@ def file_format(path, given="auto"):
 def read_table(path, header, delimiter=None):
     """(header names or None, rows of cells) of a CSV or TSV file."""
     delimiter = delimiter or ("\t" if path.lower().endswith(".tsv") else ",")
-    lines = [line for line in open(path, encoding="utf-8").read().splitlines() if line.strip()]
+    lines = [line for line in read_text(path).splitlines() if line.strip()]
     rows = [[cell.strip() for cell in line.split(delimiter)] for line in lines]
     if header:
         if not rows:
@@ -546,11 +561,13 @@ def read_samples(pre, data, labels, vector, key="--data"):
             raise CheckpointError(f"{key}: {path} holds JSON records, which this script does not read; "
                                   "give the same samples as .npy, .npz or CSV")
         if fmt == "npy":
-            parts.append(np.load(path).astype(np.float64))
+            parts.append(load_array(path, key).astype(np.float64))
         elif fmt == "npz":
-            archive = np.load(path)
+            archive = load_array(path, key)
             names = list(archive.keys())
             input_name = pre.get("inputArray") or names[0]
+            if input_name not in names:
+                raise CheckpointError(f"data.input_array: {path} has no array {input_name} (it has {', '.join(names)})")
             parts.append(archive[input_name].astype(np.float64))
             label_name = pre.get("labelArray") or next((n for n in names if n != input_name), "")
             if label_name:
@@ -572,18 +589,30 @@ def read_samples(pre, data, labels, vector, key="--data"):
                 label_parts.append(np.array([[float(r[j]) for j in label_columns] for r in rows], dtype=np.float32))
     for path in expand(labels, "--labels") if labels else []:
         if path.lower().endswith(".npy"):
-            label_parts.append(class_labels(np.load(path), path))
+            label_parts.append(class_labels(load_array(path, "--labels"), path))
         else:
             _, rows = read_table(path, pre.get("header", False))
             label_parts.append([r[0] for r in rows] if len(rows[0]) == 1
                                else np.array([[float(c) for c in r] for r in rows], dtype=np.float32))
+    for path, part in zip(expand(data, key), parts):
+        if part.ndim not in (2, 3) or min(part.shape) < 1:
+            raise CheckpointError(f"{key}: {path} has shape {part.shape}; inputs are (N, T), (N, T, F) or (N, F)")
+    if len({p.shape[1:] for p in parts}) > 1:
+        shapes = ", ".join(str(p.shape) for p in parts)
+        raise CheckpointError(f"{key}: the files have different shapes per sample ({shapes}); every file needs "
+                              "the same steps and features")
     if vector:
         x = np.concatenate([p.reshape(len(p), 1, -1) for p in parts])
     else:
         x = np.concatenate([p[:, :, None] if p.ndim == 2 else p for p in parts], axis=0)
     y = None
     if label_parts:
+        if len({isinstance(part, list) for part in label_parts}) > 1:
+            raise CheckpointError("--labels: some files hold one label per sample, others several")
         y = (sum(label_parts, []) if isinstance(label_parts[0], list) else np.concatenate(label_parts))
+        if len(y) != len(x):
+            raise CheckpointError(f"--labels: {len(y)} labels for {len(x)} samples of --data; give one label "
+                                  "(or one row of 0/1 labels) per sample")
     return x, y
 
 
@@ -632,7 +661,7 @@ def feature_blocks(x, lengths, pre):
 def evaluate_char_lm(module, info, data, labels):
     vocabulary, config = info["vocabulary"], info["config"]
     index = {c: i for i, c in enumerate(vocabulary)}
-    text = "".join(open(p, encoding="utf-8").read() for p in expand(data))
+    text = "".join(read_text(p) for p in expand(data))
     strict = config["data"].get("unknown", "skip") == "error"
     ids, skipped = [], 0
     for c in text:
@@ -755,7 +784,7 @@ def evaluate_tagger(module, info, data, labels):
     for path in expand(labels, "--labels"):
         if not path.lower().endswith(".npy"):
             raise CheckpointError(f"--labels: {path}: per-step labels are read from .npy files")
-        arrays.append(np.load(path))
+        arrays.append(load_array(path, "--labels"))
     steps = np.concatenate(arrays)                          # (N, T) or (N, T, W)
     if steps.shape[:2] != raw.shape[:2]:
         raise CheckpointError(f"--labels: shape {steps.shape}, the inputs are {raw.shape[:2]}: per-step labels "
@@ -858,7 +887,7 @@ def evaluate_seq2seq(module, info, data, labels):
     rules = config["data"]
     seen, sequences = set(), []
     for path in expand(data):
-        text = open(path, encoding="utf-8").read()
+        text = read_text(path)
         if rules.get("sequences", "lines") == "words":
             parts = word_sequences(text)
         else:
@@ -923,7 +952,7 @@ def read_series(pre, data):
     series = []
     for path in expand(data):
         if path.lower().endswith(".npy"):
-            array = np.load(path).astype(np.float64)
+            array = load_array(path, "--data").astype(np.float64)
             array = array[:, None] if array.ndim == 1 else array
             picked = [int(c) for c in pre["columns"]]
             series.append(array[:, picked])
@@ -1114,6 +1143,11 @@ def main():
                                 if k not in ("confusion_matrix", "classes")))
     except CheckpointError as error:
         print(f"seqtrain_torch: {error}", file=sys.stderr)
+        sys.exit(1)
+    except (KeyError, ValueError, IndexError, RuntimeError, OSError) as error:
+        # Inputs this script does not check yet; one line, not a traceback.
+        print(f"seqtrain_torch: {type(error).__name__}: {error} (if the checkpoint and the data are valid for "
+              "seqtrain eval, this is a bug in launch/seqtrain_torch.py)", file=sys.stderr)
         sys.exit(1)
 
 

@@ -220,12 +220,30 @@ final class TorchBridgeTests: XCTestCase {
         }
     }
 
-    /// Bad input is refused with the file named and exit status 1, not a traceback.
-    func testMissingCheckpointIsNamed() throws {
-        let run = try MultiRankTests.execute([python, Self.script, "eval", "\(dir)/nothing.safetensors", "--data", "x"],
-                                             timeout: 120)
-        XCTAssertEqual(run.status, 1)
-        XCTAssertTrue(run.errors.contains("\(dir)/nothing.safetensors: no such checkpoint"), run.errors)
-        XCTAssertFalse(run.errors.contains("Traceback"), run.errors)
+    /// Bad input is refused with exit status 1 and a message naming the file or the option and the
+    /// problem, not a traceback: no checkpoint, labels that do not match the samples, text for numbers.
+    func testBadInputIsRefusedNamingIt() throws {
+        func refusal(_ arguments: [String], says expected: String, file: StaticString = #filePath, line: UInt = #line)
+            throws {
+            let run = try MultiRankTests.execute([python, Self.script, "eval"] + arguments, timeout: 120)
+            XCTAssertEqual(run.status, 1, run.errors, file: file, line: line)
+            XCTAssertTrue(run.errors.contains(expected), "\(run.errors)\n does not contain: \(expected)",
+                          file: file, line: line)
+            XCTAssertFalse(run.errors.contains("Traceback"), run.errors, file: file, line: line)
+        }
+        try refusal(["\(dir)/nothing.safetensors", "--data", "x"],
+                    says: "\(dir)/nothing.safetensors: no such checkpoint")
+        let (inputs, _) = SyntheticSets.curves(count: 40, length: 12, seed: 2)
+        try NumpyArray(floats: inputs, shape: [40, 12]).write(to: "\(dir)/x.npy")
+        try NumpyArray(integers: (0..<40).map { Int64($0 % 2) }, shape: [40]).write(to: "\(dir)/y.npy")
+        try NumpyArray(integers: (0..<10).map { Int64($0 % 2) }, shape: [10]).write(to: "\(dir)/few.npy")
+        try "not numbers\n".write(toFile: "\(dir)/words.csv", atomically: true, encoding: .utf8)
+        let checkpoint = try train("small", config: try classifierConfig(), [
+            "model.kind=sequence_classifier", "data.inputs=\(dir)/x.npy", "data.labels=\(dir)/y.npy", "model.hidden=4"])
+        try refusal([checkpoint, "--data", "\(dir)/x.npy", "--labels", "\(dir)/few.npy"],
+                    says: "--labels: 10 labels for 40 samples")
+        try refusal([checkpoint, "--data", "\(dir)/words.csv", "--labels", "\(dir)/y.npy"],
+                    says: "\(dir)/words.csv:1: column 0: \"not numbers\" is not a number")
+        try refusal([checkpoint, "--data", "\(dir)/x.npy"], says: "--labels: the data has no labels")
     }
 }
