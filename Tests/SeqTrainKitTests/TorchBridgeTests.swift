@@ -156,6 +156,34 @@ final class TorchBridgeTests: XCTestCase {
                         metric: "accuracy")
     }
 
+    /// data.features blocks (rfft, stats, downsample for an MLP over variable-length curves; raw and
+    /// stats for a sequence classifier over two channels), and inputs with their labels in one .npz
+    /// archive (written by NumPy).
+    func testFeatureBlocksAndArchivesAgree() throws {
+        let (inputs, labels) = SyntheticSets.curves(count: 60, length: 24, seed: 8, variableLength: true)
+        try NumpyArray(floats: inputs, shape: [60, 24]).write(to: "\(dir)/curves.npy")
+        try NumpyArray(floats: labels, shape: [60, 7]).write(to: "\(dir)/curves-y.npy")
+        let blocks = try train("blocks-mlp", config: try classifierConfig(), [
+            "model.kind=mlp_classifier", "data.inputs=\(dir)/curves.npy", "data.labels=\(dir)/curves-y.npy",
+            "data.features=[\"rfft\", \"stats\", \"downsample\"]", "data.rfft_bins=6", "data.downsample=5",
+            "model.hidden_sizes=[12]", "model.activation=tanh"])
+        try assertAgree("blocks-mlp", blocks, data: ["\(dir)/curves.npy"], labels: ["\(dir)/curves-y.npy"],
+                        metric: "macro_f1")
+
+        let write = """
+            import sys, numpy as np
+            x = np.load(sys.argv[1] + "/curves.npy").reshape(60, 12, 2)
+            x[np.isnan(x).any(axis=2)] = np.nan        # a step is whole or NaN: the lengths stay variable
+            np.savez(sys.argv[1] + "/pairs.npz", inputs=x, classes=np.arange(60) % 3)
+            """
+        let run = try MultiRankTests.execute([python, "-c", write, dir], timeout: 120)
+        XCTAssertEqual(run.status, 0, run.errors)
+        let archive = try train("blocks-archive", config: try classifierConfig(), [
+            "model.kind=sequence_classifier", "data.inputs=\(dir)/pairs.npz", "data.features=[\"raw\", \"stats\"]",
+            "model.hidden=5"])
+        try assertAgree("blocks-archive", archive, data: ["\(dir)/pairs.npz"], metric: "accuracy")
+    }
+
     func testCharLMAgrees() throws {
         let text = SyntheticSets.words(count: 300, seed: 2).joined(separator: " ") + "\n"
         try text.write(toFile: "\(dir)/text.txt", atomically: true, encoding: .utf8)
