@@ -150,9 +150,11 @@ def make_entry(entry, width):
     kind = entry["type"]
     if kind in RECURRENT:
         options = {"nonlinearity": entry.get("nonlinearity", "tanh")} if kind == "rnn" else {}
-        return RECURRENT[kind](width, entry["hidden"], entry.get("layers", 1), batch_first=True,
-                               bidirectional=entry.get("bidirectional", False), dropout=entry.get("dropout", 0.0),
-                               **options)
+        levels = entry.get("layers", 1)
+        # Dropout acts between levels only (none at eval); PyTorch warns when there is one level.
+        dropout = entry.get("dropout", 0.0) if levels > 1 else 0.0
+        return RECURRENT[kind](width, entry["hidden"], levels, batch_first=True,
+                               bidirectional=entry.get("bidirectional", False), dropout=dropout, **options)
     if kind == "conv1d":
         return nn.Conv1d(width, entry["filters"], entry["kernel_size"], stride=entry.get("stride", 1),
                          dilation=entry.get("dilation", 1))
