@@ -20,8 +20,10 @@ enum LayerStackConfig {
 
     /// The entries of an array of tables at `path`. Errors name `place` ("FILE:LINE" or "--set ..."),
     /// or the line of the entry's field when `file` and its `lines` are given.
+    /// `optional`: an empty array is no stack (the shorthand keys give it).
     static func parse(_ items: TOMLArray, path: String, place: String, file: String? = nil,
-                      lines: [String] = []) throws -> [LayerSpec] {
+                      lines: [String] = [], optional: Bool = false) throws -> [LayerSpec] {
+        if items.isEmpty && optional { return [] }
         guard !items.isEmpty else {
             throw SeqTrainError("\(place): \(path): an empty layer stack; give at least one [[\(path)]] table, "
                 + "or an integer for the shorthand (model.cell, model.hidden)")
@@ -51,7 +53,7 @@ enum LayerStackConfig {
         }
         for name in table.keys.sorted() where name != "type" && !accepted.contains(name) {
             if name == "activation" && ["lstm", "gru"].contains(type) {
-                throw SeqTrainError("\(at(name)): an \(type.uppercased())'s cell activation is tanh, as in PyTorch's "
+                throw SeqTrainError("\(at(name)): \(type == "lstm" ? "an" : "a") \(type.uppercased())'s cell activation is tanh, as in PyTorch's "
                     + "nn.\(type.uppercased()); Keras's \(type.uppercased())(activation=\"relu\") is not built; "
                     + "use type = \"rnn\" with nonlinearity = \"relu\", or a dense layer with an activation after it")
             }
