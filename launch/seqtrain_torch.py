@@ -98,9 +98,10 @@ def stored_json(meta, key, path):
 # MARK: layer stacks
 
 def stack_spec(config, key):
-    """model.{key} as a list of entries (a stack), or None (the shorthand)."""
+    """model.{key} as a list of entries (a stack), or None: the shorthand, whose resolved config writes
+    an integer (model.layers) or an empty list (model.encoder, model.decoder)."""
     value = config["model"].get(key)
-    return value if isinstance(value, list) else None
+    return value if isinstance(value, list) and value else None
 
 
 def shorthand_spec(config, hidden_key="hidden"):
@@ -359,9 +360,9 @@ class Autoencoder(nn.Module):
     def forward(self, x, lengths):                              # x (B, T, F) → reconstruction (B, T, F)
         B, T, _ = x.shape
         z = self.encode(x, lengths)
-        full = torch.full((B,), T)
         if self.mode == "repeat":
-            out, _, _ = self.decoder_stack(z[:, None, :].expand(-1, T, -1), full)
+            # Over each sample's valid steps (packed), as a bidirectional decoder entry needs.
+            out, _, _ = self.decoder_stack(z[:, None, :].expand(-1, T, -1), lengths)
             return self.head(out)
         states = initial_states(self.decoder_stack, torch.tanh(self.to_state(z)), B)
         y, outputs = torch.zeros_like(x[:, 0]), []

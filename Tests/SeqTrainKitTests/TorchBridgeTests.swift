@@ -209,6 +209,31 @@ final class TorchBridgeTests: XCTestCase {
         }
     }
 
+    /// Autoencoder stacks (`encoder` and `decoder` ModuleLists): a bidirectional GRU on top of the
+    /// encoder (its h_n to the latent) and a bidirectional LSTM in a repeat decoder (over each
+    /// sample's valid steps); a previous_output decoder of one 2-level LSTM entry under a conv1d +
+    /// dense encoder.
+    func testAutoencoderStacksAgree() throws {
+        let (curves, _) = SyntheticSets.curves(count: 40, length: 16, seed: 11, variableLength: true)
+        try NumpyArray(floats: curves, shape: [40, 16]).write(to: "\(dir)/ae.npy")
+        let cases: [(name: String, sets: [String])] = [
+            ("bidirectional", ["model.encoder=[{type = \"dense\", units = 4, activation = \"tanh\"}, "
+                                + "{type = \"gru\", hidden = 5, bidirectional = true}]",
+                               "model.decoder=[{type = \"lstm\", hidden = 4, bidirectional = true}, "
+                                + "{type = \"dense\", units = 6, activation = \"relu\"}]"]),
+            ("previous-output", ["model.decoder_input=previous_output", "loss.kind=l1",
+                                 "model.encoder=[{type = \"conv1d\", filters = 3, kernel_size = 3, "
+                                    + "padding = \"same\", activation = \"relu\"}, {type = \"dense\", units = 5}, "
+                                    + "{type = \"lstm\", hidden = 6}]",
+                                 "model.decoder=[{type = \"lstm\", hidden = 5, layers = 2}]"]),
+        ]
+        for (name, sets) in cases {
+            let checkpoint = try train("ae-\(name)", config: try classifierConfig(), [
+                "model.kind=autoencoder", "data.inputs=\(dir)/ae.npy", "model.latent=3"] + sets)
+            try assertAgree("ae-\(name)", checkpoint, data: ["\(dir)/ae.npy"], metric: "reconstruction_mse")
+        }
+    }
+
     /// The sequence tagger's three tasks (class ids, 0/1 labels, values per step) over variable-length
     /// curves, a causal conv1d + bidirectional GRU stack and the shorthand GRU. Skipped, saying so,
     /// by a seqtrain that has no sequence_tagger kind yet.
