@@ -187,7 +187,12 @@ final class TorchBridgeTests: XCTestCase {
     func testCharLMAgrees() throws {
         let text = SyntheticSets.words(count: 300, seed: 2).joined(separator: " ") + "\n"
         try text.write(toFile: "\(dir)/text.txt", atomically: true, encoding: .utf8)
-        for (name, sets) in [("lstm", ["model.layers=2"]), ("gru", ["model.cell=gru", "model.layers=1"])] {
+        // A stack's recurrent entries of different cells and widths each carry their own state.
+        let stack = "model.layers=[{type = \"lstm\", hidden = 12}, {type = \"gru\", hidden = 8, layers = 2}, "
+            + "{type = \"dropout\", p = 0.1}, {type = \"rnn\", hidden = 6, nonlinearity = \"relu\"}, "
+            + "{type = \"dense\", units = 10, activation = \"tanh\"}]"
+        for (name, sets) in [("lstm", ["model.layers=2"]), ("gru", ["model.cell=gru", "model.layers=1"]),
+                             ("stack", [stack])] {
             let checkpoint = try train("charlm-\(name)", config: try classifierConfig(), [
                 "model.kind=char_lm", "data.paths=\(dir)/text.txt", "model.hidden=16", "model.embedding=8",
                 "training.seq_len=12"] + sets)
