@@ -160,6 +160,7 @@ public final class LayerStack {
     let entryNames: [String]
 
     let input = FloatBuffer()                      // (T, B, I): the batch, step-major, zero past each length
+                                                   // (unused when the caller's input is so already)
     private var outputs: [FloatBuffer]             // (T_i, B, O_i) per entry
     private var dOutputs: [FloatBuffer]            // (T_i, B, O_i) per entry, below the top
     private var lengths: [[Int]] = []              // (entries + 1, B): valid steps of the input and of each output
@@ -263,10 +264,15 @@ public final class LayerStack {
         batch = B
         lengths = [(given ?? [Int](repeating: T, count: B)).map { min(max($0, 1), T) }]
         steps = [T]
-        input.resize(T * B * inputWidth)
-        copySequence(input.pointer, .stepMajor, x, layout, batch: B, steps: T, width: inputWidth)
-        zeroPastLengths(input.pointer, steps: T, width: inputWidth, lengths: lengths[0])
-        var x = UnsafePointer(input.pointer)
+        var x = x
+        // A step-major input with every step valid is read where it is (the caller keeps it until
+        // backward); otherwise it is copied step-major, zero past each length.
+        if layout != .stepMajor || given != nil {
+            input.resize(T * B * inputWidth)
+            copySequence(input.pointer, .stepMajor, x, layout, batch: B, steps: T, width: inputWidth)
+            zeroPastLengths(input.pointer, steps: T, width: inputWidth, lengths: lengths[0])
+            x = UnsafePointer(input.pointer)
+        }
         topOutput = nil
         for (i, entry) in entries.enumerated() {
             if i == entries.count - 1, let top = entry as? RecurrentLayer {
