@@ -2,11 +2,11 @@ import ArgumentParser
 import Foundation
 import SeqTrainKit
 
-/// `seqtrain data curves|letters`: the seeded labelled sets the default configs and tests use.
+/// `seqtrain data curves|letters|series|tags`: the seeded labelled sets the default configs and tests use.
 struct MakeData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Write a seeded, labelled data set (no download needed).",
-        subcommands: [Curves.self, Letters.self, Series.self])
+        subcommands: [Curves.self, Letters.self, Series.self, Tags.self])
 
     struct Curves: ParsableCommand {
         static let configuration = CommandConfiguration(
