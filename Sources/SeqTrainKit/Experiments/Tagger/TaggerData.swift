@@ -125,7 +125,7 @@ enum StepLabels {
         let source = files.count == 1 ? files[0] : "\(files[0]) and \(files.count - 1) more"
         guard shape[0] == inputs.count, shape[1] == inputs.steps else {
             throw SeqTrainError("\(key): \(source) has shape \(describe(shape)), but \(inputsKey) (\(inputs.source)) "
-                + "holds \(inputs.count) samples of \(inputs.steps) steps (\(describe(inputsShape(inputs)))); "
+                + "holds \(inputs.count) samples of \(inputs.steps) steps, shape \(describe(inputsShape(inputs))); "
                 + "per-step labels need one row per sample and one entry per step: (\(inputs.count), "
                 + "\(inputs.steps)) class ids or (\(inputs.count), \(inputs.steps), C)")
         }

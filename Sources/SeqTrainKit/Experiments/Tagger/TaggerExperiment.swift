@@ -370,12 +370,13 @@ public final class TaggerExperiment: Experiment {
 }
 
 /// The loss of a tagger on its per-step outputs (T·B rows), masked to the valid steps.
-enum TaggerLoss {
+public enum TaggerLoss {
     case crossEntropy(CrossEntropyLoss)
     case binaryCrossEntropy(BinaryCrossEntropyLoss)
     case regression(RegressionLoss)
 
-    init(task: TaggingTask, regression: String) throws {
+    /// The task's loss; `regression` is model.loss ("l1" or else mean squared error).
+    public init(task: TaggingTask, regression: String) throws {
         switch task {
         case .classification: self = .crossEntropy(try CrossEntropyLoss())
         case .multiLabel: self = .binaryCrossEntropy(try BinaryCrossEntropyLoss())
@@ -390,7 +391,7 @@ enum TaggerLoss {
 
     /// dOutputs (rows, W) ← ∂sum/∂outputs (when given, zero on masked rows); targets (rows, W'):
     /// class ids as floats (W' = 1) or the values; mask (rows).
-    func evaluate(_ dOutputs: UnsafeMutablePointer<Float>?, outputs: UnsafePointer<Float>, targets: [Float], mask: [Float],
+    public func evaluate(_ dOutputs: UnsafeMutablePointer<Float>?, outputs: UnsafePointer<Float>, targets: [Float], mask: [Float],
                   rows: Int, width: Int) throws -> LossTotal {
         try mask.withUnsafeBufferPointer { m in
             switch self {
