@@ -391,4 +391,88 @@ final class TaggerTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("--labels: \(dir)/long.npy has shape (40, 11), but --data"), "\(error)")
         }
     }
+
+    // MARK: hostile files
+
+    /// Damaged and hostile tagger checkpoints (mutated bytes, metadata that lies) and mutated
+    /// input and label files through eval and predict of the real binary: each ends with exit 0 or
+    /// seqtrain's error, never a signal; a checkpoint whose metadata lies is refused.
+    func testDamagedCheckpointsAndDataNeverCrashEvalOrPredict() throws {
+        typealias Case = InputFuzzTests.Case
+        let binary = MultiRankTests.binary
+        var paths: [String: String] = [:]
+        for (name, config, sets) in try TaggerCases.write(in: dir) {
+            let trained = try MultiRankTests.execute([binary, "train", config, "--quiet", "--set", "job.run_dir=\(dir)/\(name)"]
+                                                     + sets.flatMap { ["--set", $0] } + ["--set", "training.max_steps=2"])
+            XCTAssertEqual(trained.status, 0, trained.errors)
+            paths[name] = try Checkpoint.resolve("\(dir)/\(name)").path
+        }
+        let inputs = "\(dir)/tags-x.npy"
+        let labels = ["tagger-ids": "\(dir)/tags-ids.npy", "tagger-multi": "\(dir)/tags-multi.npy",
+                      "tagger-values": "\(dir)/tags-values.npy"]
+        func commands(_ kind: String, _ path: String, _ k: Int, data: String = inputs, labels given: String? = nil) -> [String] {
+            k % 2 == 0 ? ["eval", path, "--data", data, "--labels", given ?? labels[kind]!]
+                : ["predict", path, "--data", data, "--out", "\(dir)/p-\(kind)-\(k).npy"]
+        }
+        func write(_ bytes: [UInt8], _ name: String) throws -> String {
+            try Data(bytes).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
+            return "\(dir)/\(name)"
+        }
+        var draws = InputFuzzTests.Draws(state: 2_020)
+        var cases: [Case] = [], mustRefuse: Set<String> = []
+        for (kind, original) in paths.sorted(by: { $0.key < $1.key }) {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: original)))
+            for k in 0..<40 {
+                let path = try write(InputFuzzTests.mutate(bytes, &draws), "\(kind)-\(k).safetensors")
+                cases.append(Case(name: "\(kind) checkpoint \(k)", command: commands(kind, path, k)))
+            }
+            let file = try SafetensorsFile(contentsOf: original)
+            let stored = file.metadata["seqtrain.tagger"] ?? "", configText = file.metadata["seqtrain.config"] ?? ""
+            let hostile: [(String, (inout SafetensorsFile) -> Void)] = [
+                ("tagger metadata not JSON", { $0.metadata["seqtrain.tagger"] = "{" }),
+                ("no tagger metadata", { $0.metadata["seqtrain.tagger"] = nil }),
+                ("another kind", { $0.metadata["seqtrain.kind"] = "forecaster" }),
+                ("no outputs", { $0.metadata["seqtrain.tagger"] = stored.replacingOccurrences(of: "\"outputs\":[", with: "\"outputs\":[],\"x\":[") }),
+                ("no input features", { $0.metadata["seqtrain.tagger"] = stored.replacingOccurrences(of: "\"inputFeatures\":2", with: "\"inputFeatures\":0") }),
+                ("negative deviations", { $0.metadata["seqtrain.tagger"] = stored.replacingOccurrences(of: "\"std\":[", with: "\"std\":[-1,") }),
+                ("an unknown task", { $0.metadata["seqtrain.tagger"] = stored.replacingOccurrences(of: "\"task\":\"", with: "\"task\":\"x") }),
+                ("huge hidden", { $0.metadata["seqtrain.config"] = configText.replacingOccurrences(of: "hidden = ", with: "hidden = 42949672") }),
+                ("NaN weights", { file in
+                    for (name, t) in file.tensors { file.tensors[name] = StoredTensor(floats: [Float](repeating: .nan, count: t.bytes.count / 4), shape: t.shape) }
+                }),
+                ("a tensor missing", { file in if let name = file.tensors.keys.sorted().last { file.tensors[name] = nil } }),
+            ]
+            for (k, (what, change)) in hostile.enumerated() {
+                var copy = file
+                change(&copy)
+                copy.metadata[SafetensorsFile.checksumKey] = nil
+                copy.addChecksums()
+                let path = "\(dir)/hostile-\(kind)-\(k).safetensors"
+                try copy.write(to: path)
+                for variant in 0..<2 {
+                    let name = "\(kind) checkpoint with \(what) (\(commands(kind, path, variant)[0]))"
+                    cases.append(Case(name: name, command: commands(kind, path, variant)))
+                    mustRefuse.insert(name)
+                }
+            }
+            // Mutated inputs and labels.
+            for (k, source) in [inputs, labels[kind]!].enumerated() {
+                let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: source)))
+                for j in 0..<30 {
+                    let path = try write(InputFuzzTests.mutate(data, &draws), "\(kind)-file\(k)-\(j).npy")
+                    cases.append(Case(name: "\(kind) \(k == 0 ? "inputs" : "labels") \(j)",
+                                      command: k == 0 ? commands(kind, original, j, data: path) : commands(kind, original, 0, labels: path)))
+                }
+            }
+        }
+        let outcomes = InputFuzzTests.run(cases, binary: binary, in: dir, timeout: 60)
+        let (ok, refused) = InputFuzzTests.assertNoCrash(outcomes, expectCases: cases.count)
+        print("fuzz: \(cases.count) damaged or hostile tagger checkpoints and files through eval and predict: \(ok) used, "
+            + "\(refused) refused with an error, none crashed")
+        for outcome in outcomes where mustRefuse.contains(outcome.name) {
+            XCTAssertEqual(outcome.status, 2, "\(outcome.name) was accepted: \(outcome.errors)")
+        }
+        XCTAssertGreaterThan(refused, 100)
+        XCTAssertGreaterThan(ok, 10)
+    }
 }

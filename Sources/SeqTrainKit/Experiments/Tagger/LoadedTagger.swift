@@ -41,13 +41,16 @@ public struct LoadedTagger {
     }
 
     /// Loss and per-step metrics over the valid steps of `data` against its per-step `labels`.
-    public func evaluate(data: [String], labels: [String]) throws -> EvaluationReport {
+    public func evaluate(data: [String], labels given: [String]) throws -> EvaluationReport {
+        // .npz data may carry its labels in a second array.
+        let labels = given.isEmpty && !data.isEmpty && data.allSatisfy({ $0.lowercased().hasSuffix(".npz") }) ? data : given
         guard !labels.isEmpty else {
             throw SeqTrainError("--labels: a tagger is evaluated against per-step labels; give the .npy file of (N, T) "
                 + "class ids, (N, T, C) 0/1 labels or (N, T, K) values with --labels")
         }
         let samples = try read(data)
-        let read = try StepLabels.read(labels, key: "--labels", inputs: samples, inputsKey: "--data")
+        let read = try StepLabels.read(labels, key: "--labels", inputs: samples, inputsKey: "--data",
+                                       labelArray: preprocessing.labelArray ?? "", inputArray: preprocessing.inputArray)
         let resolved = try StepLabels.targets(read.values, shape: read.shape, integer: read.integer, source: read.source,
                                               lengths: samples.lengths, requested: preprocessing.task.rawValue)
         try checkOutputs(resolved.outputs, source: read.source)

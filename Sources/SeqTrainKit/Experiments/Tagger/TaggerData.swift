@@ -35,6 +35,8 @@ public struct TaggerPreprocessing: Codable, Equatable {
     public var format: String
     public var header: Bool
     public var inputArray: String
+    /// .npz labels: the array of the labels (empty: the archive's array that is not the inputs').
+    public var labelArray: String?
     /// Inputs: per feature, of the training split's valid steps.
     public var mean: [Float]?
     public var std: [Float]?
@@ -49,6 +51,7 @@ public struct TaggerPreprocessing: Codable, Equatable {
         reader.header = header
         reader.format = format
         reader.inputArray = inputArray
+        reader.readsArchiveLabels = false
         reader.layout = .sequence
         reader.inputsKey = inputsKey
         return reader
@@ -99,19 +102,34 @@ public struct TaggerPreprocessing: Codable, Equatable {
 enum StepLabels {
     /// The label arrays of `patterns` (.npy files of (N, T) or (N, T, C), concatenated over N),
     /// checked against `inputs`: the same N and T, and file names in every message.
-    static func read(_ patterns: [String], key: String, inputs: LabelledData, inputsKey: String)
+    /// A .npz file's labels are its array `labelArray`, or (empty) the first array that is not
+    /// `inputArray` (empty: the archive's first array).
+    static func read(_ patterns: [String], key: String, inputs: LabelledData, inputsKey: String,
+                     labelArray: String = "", inputArray: String = "")
         throws -> (values: [Float], shape: [Int], integer: Bool, source: String) {
         let files = try TextFiles.expand(patterns, key: key)
         guard !files.isEmpty else { throw SeqTrainError("\(key): no label files given") }
-        var values: [Float] = [], shape: [Int] = [], integer = true
+        var values: [Float] = [], shape: [Int] = [], integer = true, names: [String] = []
         for file in files {
-            guard file.lowercased().hasSuffix(".npy") else {
-                throw SeqTrainError("\(key): \(file): per-step labels are read from .npy files of (N, T) class ids, "
-                    + "(N, T, C) 0/1 labels or (N, T, K) values; save them with numpy.save")
+            let array: NumpyArray
+            if file.lowercased().hasSuffix(".npz") {
+                let archive = try NumpyArchive(contentsOf: file)
+                let inputName = inputArray.isEmpty ? archive.names.first ?? "" : inputArray
+                guard let name = labelArray.isEmpty ? archive.names.first(where: { $0 != inputName }) : labelArray else {
+                    throw SeqTrainError("\(key): \(file) holds only the array \(inputName); save the per-step labels "
+                        + "beside the inputs (numpy.savez(path, inputs=x, labels=y)) or give data.labels")
+                }
+                array = try archive.array(name, key: "data.label_array")
+                names.append("\(file)[\(name)]")
+            } else if file.lowercased().hasSuffix(".npy") {
+                array = try NumpyArray(contentsOf: file)
+                names.append(file)
+            } else {
+                throw SeqTrainError("\(key): \(file): per-step labels are read from .npy (or .npz) files of (N, T) "
+                    + "class ids, (N, T, C) 0/1 labels or (N, T, K) values; save them with numpy.save")
             }
-            let array = try NumpyArray(contentsOf: file)
             guard array.shape.count == 2 || array.shape.count == 3, array.shape.allSatisfy({ $0 > 0 }) else {
-                throw SeqTrainError("\(key): \(file) has shape \(describe(array.shape)); per-step labels are (N, T) "
+                throw SeqTrainError("\(key): \(names.last ?? file) has shape \(describe(array.shape)); per-step labels are (N, T) "
                     + "class ids, (N, T, C) 0/1 labels or (N, T, K) values")
             }
             if !shape.isEmpty && Array(array.shape.dropFirst()) != Array(shape.dropFirst()) {
@@ -122,7 +140,7 @@ enum StepLabels {
             integer = integer && array.dtype.isInteger
             values += array.floats()
         }
-        let source = files.count == 1 ? files[0] : "\(files[0]) and \(files.count - 1) more"
+        let source = names.count == 1 ? names[0] : "\(names[0]) and \(names.count - 1) more"
         guard shape[0] == inputs.count, shape[1] == inputs.steps else {
             throw SeqTrainError("\(key): \(source) has shape \(describe(shape)), but \(inputsKey) (\(inputs.source)) "
                 + "holds \(inputs.count) samples of \(inputs.steps) steps, shape \(describe(inputsShape(inputs))); "

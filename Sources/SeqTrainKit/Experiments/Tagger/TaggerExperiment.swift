@@ -20,12 +20,16 @@ public final class TaggerExperiment: Experiment {
                   help: "Input files or globs: .npy or .npz of (N, T) or (N, T, F), or CSV/TSV with one sample per "
                       + "row; trailing NaN ends a shorter sample."),
         ConfigKey(section: "data", name: "labels", type: .texts, defaultValue: .texts([]),
-                  help: "Per-step label .npy files: (N, T) class ids, (N, T, C) 0/1 labels or (N, T, K) values "
-                      + "(model.task = \"regression\"); steps past a sample's length are ignored."),
+                  help: "Per-step label .npy (or .npz) files: (N, T) class ids, (N, T, C) 0/1 labels or (N, T, K) "
+                      + "values (model.task = \"regression\"); steps past a sample's length are ignored. Empty with "
+                      + ".npz inputs: their label array."),
         ConfigKey(section: "data", name: "format", type: .choice(["auto", "npy", "npz", "csv", "tsv"]),
                   defaultValue: .text("auto"), help: "How input files are read; auto: by extension."),
         ConfigKey(section: "data", name: "input_array", type: .text, defaultValue: .text(""),
                   help: ".npz inputs: the array of the samples; empty: the archive's first array."),
+        ConfigKey(section: "data", name: "label_array", type: .text, defaultValue: .text(""),
+                  help: ".npz labels (data.labels, or the inputs' archive when data.labels is empty): the array of "
+                      + "the per-step labels; empty: the archive's array that is not the inputs'."),
         ConfigKey(section: "data", name: "header", type: .boolean, defaultValue: .boolean(false),
                   help: "CSV/TSV inputs start with a header line of column names."),
         ConfigKey(section: "data", name: "label_names", type: .texts, defaultValue: .texts([]),
@@ -89,17 +93,23 @@ public final class TaggerExperiment: Experiment {
             throw SeqTrainError("data.inputs: no input files; give .npy, .npz, .csv or .tsv files (for example "
                 + "`seqtrain data tags --out data/tags` makes a tagged set)")
         }
-        guard !config.texts("data.labels").isEmpty else {
+        // .npz inputs may carry their labels in a second array.
+        let archives = config.text("data.format") == "npz"
+            || config.texts("data.inputs").allSatisfy { $0.lowercased().hasSuffix(".npz") }
+        let labelFiles = config.texts("data.labels").isEmpty && archives ? config.texts("data.inputs")
+            : config.texts("data.labels")
+        guard !labelFiles.isEmpty else {
             throw SeqTrainError("data.labels: no per-step label files; give .npy files of (N, T) class ids, "
-                + "(N, T, C) 0/1 labels or (N, T, K) values")
+                + "(N, T, C) 0/1 labels or (N, T, K) values (or .npz inputs with a label array)")
         }
         let (stack, naming) = try Self.stack(config)
         var settings = TaggerPreprocessing(task: .classification, outputs: [], inputFeatures: 0,
                                            format: config.text("data.format"), header: config.boolean("data.header"),
                                            inputArray: config.text("data.input_array"))
+        settings.labelArray = config.text("data.label_array")
         let all = try settings.reader(inputsKey: "data.inputs").read(inputs: config.texts("data.inputs"), labels: [])
-        let labels = try StepLabels.read(config.texts("data.labels"), key: "data.labels", inputs: all,
-                                         inputsKey: "data.inputs")
+        let labels = try StepLabels.read(labelFiles, key: "data.labels", inputs: all, inputsKey: "data.inputs",
+                                         labelArray: settings.labelArray ?? "", inputArray: settings.inputArray)
         let requested = config.text("model.task")
         let resolved = try StepLabels.targets(labels.values, shape: labels.shape, integer: labels.integer,
                                               source: labels.source, lengths: all.lengths, requested: requested)
@@ -131,12 +141,16 @@ public final class TaggerExperiment: Experiment {
                 throw SeqTrainError("data.validation_inputs: samples have \(held.features) features, the training "
                     + "inputs \(all.features)")
             }
-            guard !config.texts("data.validation_labels").isEmpty else {
+            let heldFiles = config.texts("data.validation_labels").isEmpty
+                && validationInputs.allSatisfy({ $0.lowercased().hasSuffix(".npz") })
+                ? validationInputs : config.texts("data.validation_labels")
+            guard !heldFiles.isEmpty else {
                 throw SeqTrainError("data.validation_labels: no labels for data.validation_inputs; give their "
                     + "per-step label files")
             }
-            let heldLabels = try StepLabels.read(config.texts("data.validation_labels"), key: "data.validation_labels",
-                                                 inputs: held, inputsKey: "data.validation_inputs")
+            let heldLabels = try StepLabels.read(heldFiles, key: "data.validation_labels", inputs: held,
+                                                 inputsKey: "data.validation_inputs",
+                                                 labelArray: settings.labelArray ?? "", inputArray: settings.inputArray)
             let heldResolved = try StepLabels.targets(heldLabels.values, shape: heldLabels.shape,
                                                       integer: heldLabels.integer, source: heldLabels.source,
                                                       lengths: held.lengths, requested: resolved.task.rawValue)
