@@ -109,11 +109,12 @@ func makeDirectory(_ path: String) throws {
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Probabilities and predicted labels of a classifier checkpoint for new data, read as its training read it.")
+        abstract: "Probabilities and predicted labels of a classifier or tagger checkpoint for new data, read as its "
+            + "training read it.")
 
     @OptionGroup var input: CheckpointAndData
 
-    @Option(help: "Output: FILE.npy (probabilities; predictions in FILE.labels.npy) or FILE.csv.")
+    @Option(help: "Output: FILE.npy (probabilities; predictions in FILE.labels.npy) or FILE.csv (classifiers only).")
     var out: String
 
     func run() throws {

@@ -177,6 +177,7 @@ final class SchemaFuzzTests: XCTestCase {
             "data curves": ["data", "curves", "--count", "10", "--length", "8", "--out", "\(dir)/curves"],
             "data letters": ["data", "letters", "--count", "10", "--out", "\(dir)/letters"],
             "data series": ["data", "series", "--length", "50", "--out", "\(dir)/series"],
+            "data tags": ["data", "tags", "--count", "10", "--length", "8", "--out", "\(dir)/tags"],
             "bench": ["bench", "--only", "3", "--repeats", "1"],
             "system": ["system"],
             "gradcheck": ["gradcheck", char, "--samples", "2"],

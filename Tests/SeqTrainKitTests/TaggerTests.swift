@@ -44,14 +44,15 @@ enum TaggerCases {
         let data = ["model.kind=sequence_tagger", "data.inputs=\(dir)/tags-x.npy"]
         return [
             ("tagger-ids", config, data + ["data.labels=\(dir)/tags-ids.npy", """
-                model.layers=[{type = "conv1d", filters = 5, kernel_size = 3, padding = "causal", activation = "relu"}, \
-                {type = "gru", hidden = 6, layers = 2, bidirectional = true, dropout = 0.3}, {type = "dropout", p = 0.2}]
+                model.layers=[{type = "conv1d", filters = 5, kernel_size = 3, padding = "causal", \
+                activation = "relu"}, {type = "gru", hidden = 6, layers = 2, bidirectional = true, dropout = 0.3}, \
+                {type = "dropout", p = 0.2}]
                 """]),
             ("tagger-multi", config, data + ["data.labels=\(dir)/tags-multi.npy", "model.cell=gru", "model.hidden=8",
-                                             "model.layers=2", "model.dropout=0.2", "optimizer.kind=sgd", "optimizer.lr=0.5",
-                                             "optimizer.momentum=0.9"]),
-            ("tagger-values", config, data + ["data.labels=\(dir)/tags-values.npy", "model.task=regression", "model.loss=l1",
-                                              "model.hidden=8"]),
+                                             "model.layers=2", "model.dropout=0.2", "optimizer.kind=sgd",
+                                             "optimizer.lr=0.5", "optimizer.momentum=0.9"]),
+            ("tagger-values", config, data + ["data.labels=\(dir)/tags-values.npy", "model.task=regression",
+                                              "model.loss=l1", "model.hidden=8"]),
         ]
     }
 }
@@ -70,8 +71,8 @@ final class TaggerTests: XCTestCase {
     /// Outputs at the valid steps, the masked mean loss, every gradient, and 3 Adam steps.
     func checkReference(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let ref = try ReferenceCase("tagger_\(name)")
-        let sizes = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(ref.file.metadata["sizes"]).utf8))
-                                    as? [String: Int])
+        let sizesJSON = Data(try XCTUnwrap(ref.file.metadata["sizes"]).utf8)
+        let sizes = try XCTUnwrap(try JSONSerialization.jsonObject(with: sizesJSON) as? [String: Int])
         let (I, C, B, T) = (sizes["I"]!, sizes["C"]!, sizes["B"]!, sizes["T"]!)
         let task = try XCTUnwrap(TaggingTask(rawValue: try XCTUnwrap(ref.file.metadata["task"])))
         let toml = "[model]\nkind = \"sequence_tagger\"\nlayers = \(try XCTUnwrap(ref.file.metadata["stack"]))\n"
@@ -93,8 +94,8 @@ final class TaggerTests: XCTestCase {
         let dOutputs = FloatBuffer(count: T * B * C)            // (T, B, C)
         func step() throws -> LossTotal {
             pointer(x) { model.forward($0, batch: B, steps: T, lengths: lengths) }
-            let total = try loss.evaluate(dOutputs.pointer, outputs: model.outputs.pointer, targets: targets, mask: mask,
-                                          rows: T * B, width: C)
+            let total = try loss.evaluate(dOutputs.pointer, outputs: model.outputs.pointer, targets: targets,
+                                          mask: mask, rows: T * B, width: C)
             model.backward(dOutputs.pointer)
             return total
         }
@@ -288,7 +289,8 @@ final class TaggerTests: XCTestCase {
                 [optimizer]
                 lr = 0.01
                 """), options: quiet()).run()
-            XCTAssertLessThan(summary.losses.suffix(10).reduce(0, +) / 10, summary.losses.prefix(3).reduce(0, +) / 3, loss)
+            XCTAssertLessThan(summary.losses.suffix(10).reduce(0, +) / 10, summary.losses.prefix(3).reduce(0, +) / 3,
+                              loss)
             let loaded = try LoadedTagger(path: "\(dir)/run")
             XCTAssertEqual(loaded.preprocessing.task, .regression)
             let report = try loaded.evaluate(data: ["\(dir)/train/inputs.npy"], labels: ["\(dir)/train/values.npy"])
@@ -356,19 +358,23 @@ final class TaggerTests: XCTestCase {
         let (_, ids) = try writeTags("train", count: 40, length: 10, seed: 1)
         // Labels of one step too many, and real values where class ids belong.
         try NumpyArray(integers: (0..<(40 * 11)).map { Int64($0 % 3) }, shape: [40, 11]).write(to: "\(dir)/long.npy")
-        try NumpyArray(floats: ids.map { $0 < 0 ? .nan : Float($0) + 0.25 }, shape: [40, 10]).write(to: "\(dir)/real.npy")
+        try NumpyArray(floats: ids.map { $0 < 0 ? .nan : Float($0) + 0.25 }, shape: [40, 10])
+            .write(to: "\(dir)/real.npy")
         try NumpyArray(floats: ids.map { $0 < 0 ? .nan : Float($0) }, shape: [40, 10]).write(to: "\(dir)/whole.npy")
         let data = { (labels: String) in
-            "[data]\ninputs = [\"\(self.dir)/train/inputs.npy\"]\nlabels = [\"\(labels)\"]\n[model]\nkind = \"sequence_tagger\"\n"
+            "[data]\ninputs = [\"\(self.dir)/train/inputs.npy\"]\nlabels = [\"\(labels)\"]\n"
+                + "[model]\nkind = \"sequence_tagger\"\n"
                 + "hidden = 4\n[training]\nbatch_size = 8\nmax_steps = 2\n"
         }
         let train = data("\(dir)/train/labels.npy")
         let cases: [(String, [String], [String])] = [
             (data("\(dir)/long.npy"), [], ["data.labels: \(dir)/long.npy has shape (40, 11)",
-                                           "data.inputs (\(dir)/train/inputs.npy) holds 40 samples of 10 steps, shape (40, 10, 2)"]),
+                                           "data.inputs (\(dir)/train/inputs.npy) holds 40 samples of 10 steps, "
+                                            + "shape (40, 10, 2)"]),
             (data("\(dir)/real.npy"), [], ["\(dir)/real.npy, sample 0, step 0 holds", "not a class id",
                                            "set model.task = \"regression\""]),
-            (train, ["model.layers=[{type = \"conv1d\", filters = 4, kernel_size = 3, padding = \"causal\", stride = 2}]"],
+            (train, ["model.layers=[{type = \"conv1d\", filters = 4, kernel_size = 3, padding = \"causal\", "
+                        + "stride = 2}]"],
              ["entry 1 (conv1d): stride = 2", "use stride = 1 with padding = \"same\""]),
             (train, ["model.layers=[{type = \"conv1d\", filters = 4, kernel_size = 3}, {type = \"lstm\", hidden = 4}]"],
              ["entry 1 (conv1d): padding = \"valid\" drops 2 steps", "padding = \"causal\""]),
@@ -380,7 +386,8 @@ final class TaggerTests: XCTestCase {
             let message = refusal(body, overrides)
             for part in expected { XCTAssertTrue(message.contains(part), "\(overrides) expects \(part): \(message)") }
         }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/run/metrics.jsonl"), "nothing trained for a refused config")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/run/metrics.jsonl"),
+                       "nothing trained for a refused config")
         // Whole numbers stored as floats are class ids; integer labels are fine for regression.
         XCTAssertEqual(refusal(data("\(dir)/whole.npy")), "accepted")
         XCTAssertEqual(refusal(train, ["model.task=regression"]), "accepted")
@@ -402,15 +409,17 @@ final class TaggerTests: XCTestCase {
         let binary = MultiRankTests.binary
         var paths: [String: String] = [:]
         for (name, config, sets) in try TaggerCases.write(in: dir) {
-            let trained = try MultiRankTests.execute([binary, "train", config, "--quiet", "--set", "job.run_dir=\(dir)/\(name)"]
-                                                     + sets.flatMap { ["--set", $0] } + ["--set", "training.max_steps=2"])
+            let command = [binary, "train", config, "--quiet", "--set", "job.run_dir=\(dir)/\(name)"]
+                + sets.flatMap { ["--set", $0] } + ["--set", "training.max_steps=2"]
+            let trained = try MultiRankTests.execute(command)
             XCTAssertEqual(trained.status, 0, trained.errors)
             paths[name] = try Checkpoint.resolve("\(dir)/\(name)").path
         }
         let inputs = "\(dir)/tags-x.npy"
         let labels = ["tagger-ids": "\(dir)/tags-ids.npy", "tagger-multi": "\(dir)/tags-multi.npy",
                       "tagger-values": "\(dir)/tags-values.npy"]
-        func commands(_ kind: String, _ path: String, _ k: Int, data: String = inputs, labels given: String? = nil) -> [String] {
+        func commands(_ kind: String, _ path: String, _ k: Int, data: String = inputs,
+                      labels given: String? = nil) -> [String] {
             k % 2 == 0 ? ["eval", path, "--data", data, "--labels", given ?? labels[kind]!]
                 : ["predict", path, "--data", data, "--out", "\(dir)/p-\(kind)-\(k).npy"]
         }
@@ -428,19 +437,31 @@ final class TaggerTests: XCTestCase {
             }
             let file = try SafetensorsFile(contentsOf: original)
             let stored = file.metadata["seqtrain.tagger"] ?? "", configText = file.metadata["seqtrain.config"] ?? ""
+            // Metadata that says something else than the training wrote.
+            func tagger(_ old: String, _ new: String) -> (inout SafetensorsFile) -> Void {
+                { $0.metadata["seqtrain.tagger"] = stored.replacingOccurrences(of: old, with: new) }
+            }
             let hostile: [(String, (inout SafetensorsFile) -> Void)] = [
                 ("tagger metadata not JSON", { $0.metadata["seqtrain.tagger"] = "{" }),
                 ("no tagger metadata", { $0.metadata["seqtrain.tagger"] = nil }),
                 ("another kind", { $0.metadata["seqtrain.kind"] = "forecaster" }),
-                ("no outputs", { $0.metadata["seqtrain.tagger"] = stored.replacingOccurrences(of: "\"outputs\":[", with: "\"outputs\":[],\"x\":[") }),
-                ("no input features", { $0.metadata["seqtrain.tagger"] = stored.replacingOccurrences(of: "\"inputFeatures\":2", with: "\"inputFeatures\":0") }),
-                ("negative deviations", { $0.metadata["seqtrain.tagger"] = stored.replacingOccurrences(of: "\"std\":[", with: "\"std\":[-1,") }),
-                ("an unknown task", { $0.metadata["seqtrain.tagger"] = stored.replacingOccurrences(of: "\"task\":\"", with: "\"task\":\"x") }),
-                ("huge hidden", { $0.metadata["seqtrain.config"] = configText.replacingOccurrences(of: "hidden = ", with: "hidden = 42949672") }),
-                ("NaN weights", { file in
-                    for (name, t) in file.tensors { file.tensors[name] = StoredTensor(floats: [Float](repeating: .nan, count: t.bytes.count / 4), shape: t.shape) }
+                ("no outputs", tagger("\"outputs\":[", "\"outputs\":[],\"x\":[")),
+                ("no input features", tagger("\"inputFeatures\":2", "\"inputFeatures\":0")),
+                ("negative deviations", tagger("\"std\":[", "\"std\":[-1,")),
+                ("an unknown task", tagger("\"task\":\"", "\"task\":\"x")),
+                ("huge hidden", {
+                    $0.metadata["seqtrain.config"] = configText.replacingOccurrences(of: "hidden = ",
+                                                                                     with: "hidden = 42949672")
                 }),
-                ("a tensor missing", { file in if let name = file.tensors.keys.sorted().last { file.tensors[name] = nil } }),
+                ("NaN weights", { file in
+                    for (name, t) in file.tensors {
+                        let nan = [Float](repeating: .nan, count: t.bytes.count / 4)
+                        file.tensors[name] = StoredTensor(floats: nan, shape: t.shape)
+                    }
+                }),
+                ("a tensor missing", { file in
+                    if let name = file.tensors.keys.sorted().last { file.tensors[name] = nil }
+                }),
             ]
             for (k, (what, change)) in hostile.enumerated() {
                 var copy = file
@@ -461,14 +482,15 @@ final class TaggerTests: XCTestCase {
                 for j in 0..<30 {
                     let path = try write(InputFuzzTests.mutate(data, &draws), "\(kind)-file\(k)-\(j).npy")
                     cases.append(Case(name: "\(kind) \(k == 0 ? "inputs" : "labels") \(j)",
-                                      command: k == 0 ? commands(kind, original, j, data: path) : commands(kind, original, 0, labels: path)))
+                                      command: k == 0 ? commands(kind, original, j, data: path)
+                                        : commands(kind, original, 0, labels: path)))
                 }
             }
         }
         let outcomes = InputFuzzTests.run(cases, binary: binary, in: dir, timeout: 60)
         let (ok, refused) = InputFuzzTests.assertNoCrash(outcomes, expectCases: cases.count)
-        print("fuzz: \(cases.count) damaged or hostile tagger checkpoints and files through eval and predict: \(ok) used, "
-            + "\(refused) refused with an error, none crashed")
+        print("fuzz: \(cases.count) damaged or hostile tagger checkpoints and files through eval and predict: "
+            + "\(ok) used, \(refused) refused with an error, none crashed")
         for outcome in outcomes where mustRefuse.contains(outcome.name) {
             XCTAssertEqual(outcome.status, 2, "\(outcome.name) was accepted: \(outcome.errors)")
         }

@@ -43,7 +43,8 @@ public struct LoadedTagger {
     /// Loss and per-step metrics over the valid steps of `data` against its per-step `labels`.
     public func evaluate(data: [String], labels given: [String]) throws -> EvaluationReport {
         // .npz data may carry its labels in a second array.
-        let labels = given.isEmpty && !data.isEmpty && data.allSatisfy({ $0.lowercased().hasSuffix(".npz") }) ? data : given
+        let archives = !data.isEmpty && data.allSatisfy { $0.lowercased().hasSuffix(".npz") }
+        let labels = given.isEmpty && archives ? data : given
         guard !labels.isEmpty else {
             throw SeqTrainError("--labels: a tagger is evaluated against per-step labels; give the .npy file of (N, T) "
                 + "class ids, (N, T, C) 0/1 labels or (N, T, K) values with --labels")
@@ -51,22 +52,26 @@ public struct LoadedTagger {
         let samples = try read(data)
         let read = try StepLabels.read(labels, key: "--labels", inputs: samples, inputsKey: "--data",
                                        labelArray: preprocessing.labelArray ?? "", inputArray: preprocessing.inputArray)
-        let resolved = try StepLabels.targets(read.values, shape: read.shape, integer: read.integer, source: read.source,
-                                              lengths: samples.lengths, requested: preprocessing.task.rawValue)
+        let resolved = try StepLabels.targets(read.values, shape: read.shape, integer: read.integer,
+                                              source: read.source, lengths: samples.lengths,
+                                              requested: preprocessing.task.rawValue)
         try checkOutputs(resolved.outputs, source: read.source)
         var targets = resolved.targets
         preprocessing.standardize(&targets, lengths: samples.lengths)
         let counts = try TaggerExperiment.count(samples, targets: targets, range: 0..<samples.count, model: model,
                                                 loss: loss, preprocessing: preprocessing,
                                                 threshold: Float(config.number("eval.threshold")))
-        guard counts.loss.isFinite else { throw model.parameters.overflowError(source: path, what: "the loss over --data") }
+        guard counts.loss.isFinite else {
+            throw model.parameters.overflowError(source: path, what: "the loss over --data")
+        }
         var fields: [(name: String, value: Any)] = [("loss", counts.loss)]
         fields += counts.metrics.map { ($0.name, $0.value) }
         fields += [("samples", samples.count), ("steps", Int(counts.steps)), ("checkpoint", path),
                    ("task", preprocessing.task.rawValue)]
         if preprocessing.task == .classification {
             let c = preprocessing.outputCount
-            fields.append(("confusion_matrix", (0..<c).map { k in (0..<c).map { Int(counts.classes.counts[k * c + $0]) } }))
+            let matrix = (0..<c).map { k in (0..<c).map { Int(counts.classes.counts[k * c + $0]) } }
+            fields.append(("confusion_matrix", matrix))
         }
         fields.append((preprocessing.task == .classification ? "classes" : "outputs", preprocessing.outputs))
         let text = "\(path) on \(samples.count) samples (\(Int(counts.steps)) valid steps) of \(samples.source): loss "
@@ -150,7 +155,8 @@ public struct LoadedTagger {
                 + preprocessing.outputs.joined(separator: ", ")
         case .multiLabel:
             let predicted = values.map { $0.isNaN ? Float.nan : ($0 > threshold ? 1 : 0) }
-            try OutputFiles.write([(out, valuesFile), (labelsPath, NumpyArray(floats: predicted, shape: [N, T, C]).encoded())])
+            let labelsFile = NumpyArray(floats: predicted, shape: [N, T, C]).encoded()
+            try OutputFiles.write([(out, valuesFile), (labelsPath, labelsFile)])
             return "\(N) samples: probabilities (N, T, C) = (\(N), \(T), \(C)) in \(out), 0/1 labels (threshold "
                 + "\(threshold)) in \(labelsPath), NaN past each sample's length; labels in order: "
                 + preprocessing.outputs.joined(separator: ", ")

@@ -115,7 +115,8 @@ enum StepLabels {
             if file.lowercased().hasSuffix(".npz") {
                 let archive = try NumpyArchive(contentsOf: file)
                 let inputName = inputArray.isEmpty ? archive.names.first ?? "" : inputArray
-                guard let name = labelArray.isEmpty ? archive.names.first(where: { $0 != inputName }) : labelArray else {
+                let other = archive.names.first { $0 != inputName }
+                guard let name = labelArray.isEmpty ? other : labelArray else {
                     throw SeqTrainError("\(key): \(file) holds only the array \(inputName); save the per-step labels "
                         + "beside the inputs (numpy.savez(path, inputs=x, labels=y)) or give data.labels")
                 }
@@ -129,7 +130,8 @@ enum StepLabels {
                     + "class ids, (N, T, C) 0/1 labels or (N, T, K) values; save them with numpy.save")
             }
             guard array.shape.count == 2 || array.shape.count == 3, array.shape.allSatisfy({ $0 > 0 }) else {
-                throw SeqTrainError("\(key): \(names.last ?? file) has shape \(describe(array.shape)); per-step labels are (N, T) "
+                throw SeqTrainError("\(key): \(names.last ?? file) has shape \(describe(array.shape)); per-step labels "
+                    + "are (N, T) "
                     + "class ids, (N, T, C) 0/1 labels or (N, T, K) values")
             }
             if !shape.isEmpty && Array(array.shape.dropFirst()) != Array(shape.dropFirst()) {
@@ -166,7 +168,9 @@ enum StepLabels {
         func firstInvalid(_ accept: (Float) -> Bool) -> (Int, Int, Int, Float)? {
             for s in 0..<N {
                 for t in 0..<min(lengths[s], T) {
-                    for k in 0..<W where !accept(values[(s * T + t) * W + k]) { return (s, t, k, values[(s * T + t) * W + k]) }
+                    for k in 0..<W where !accept(values[(s * T + t) * W + k]) {
+                        return (s, t, k, values[(s * T + t) * W + k])
+                    }
                 }
             }
             return nil

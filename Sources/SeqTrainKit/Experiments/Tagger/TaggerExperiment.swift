@@ -12,7 +12,9 @@ public final class TaggerExperiment: Experiment {
         summary: "a layer stack with a head at every step: a class, 0/1 labels or values per step (return_sequences)",
         configKeys: configKeys,
         make: { config, rank, world in try TaggerExperiment(config: config, rank: rank, world: world) },
-        evaluate: { checkpoint, data, labels in try LoadedTagger(path: checkpoint).evaluate(data: data, labels: labels) },
+        evaluate: { checkpoint, data, labels in
+            try LoadedTagger(path: checkpoint).evaluate(data: data, labels: labels)
+        },
         predict: { checkpoint, data, out in try LoadedTagger(path: checkpoint).predict(data: data, out: out) })
 
     static let configKeys: [ConfigKey] = [
@@ -53,7 +55,8 @@ public final class TaggerExperiment: Experiment {
                       + "steps), or the shorthand's count of stacked recurrent layers of model.cell and model.hidden."),
         ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
                   help: "Shorthand stack: dropout between recurrent layers during training (nn.LSTM's dropout)."),
-        ConfigKey(section: "model", name: "task", type: .choice(["auto", "classification", "multi_label", "regression"]),
+        ConfigKey(section: "model", name: "task",
+                  type: .choice(["auto", "classification", "multi_label", "regression"]),
                   defaultValue: .text("auto"),
                   help: "auto: (N, T) labels are class ids (softmax cross-entropy per step), (N, T, C) 0/1 labels "
                       + "(sigmoid binary cross-entropy); regression reads real values (mean squared error)."),
@@ -118,7 +121,8 @@ public final class TaggerExperiment: Experiment {
         let names = config.texts("data.label_names")
         if !names.isEmpty {
             guard names.count == outputs, Set(names).count == names.count else {
-                throw SeqTrainError("data.label_names: \(names.count) names\(Set(names).count == names.count ? "" : " (some repeated)") "
+                let repeated = Set(names).count == names.count ? "" : " (some repeated)"
+                throw SeqTrainError("data.label_names: \(names.count) names\(repeated) "
                     + "for \(outputs) \(resolved.task == .classification ? "classes" : "outputs") per step in "
                     + "\(labels.source); give one distinct name each, in order")
             }
@@ -136,7 +140,8 @@ public final class TaggerExperiment: Experiment {
         var heldPart: LabelledData?, heldTargets: StepTargets?
         let validationInputs = config.texts("data.validation_inputs")
         if !validationInputs.isEmpty {
-            let held = try settings.reader(inputsKey: "data.validation_inputs").read(inputs: validationInputs, labels: [])
+            let held = try settings.reader(inputsKey: "data.validation_inputs")
+                .read(inputs: validationInputs, labels: [])
             guard held.features == all.features else {
                 throw SeqTrainError("data.validation_inputs: samples have \(held.features) features, the training "
                     + "inputs \(all.features)")
@@ -160,7 +165,9 @@ public final class TaggerExperiment: Experiment {
         } else if config.number("data.validation_fraction") > 0 {
             let split = seededSplit(count: all.count, fraction: config.number("data.validation_fraction"),
                                     seed: UInt64(config.integer("job.seed")))
-            guard !split.train.isEmpty else { throw SeqTrainError("data.validation_fraction leaves no training samples") }
+            guard !split.train.isEmpty else {
+                throw SeqTrainError("data.validation_fraction leaves no training samples")
+            }
             trainPart = all.subset(split.train)
             trainTargets = resolved.targets.subset(split.train)
             if !split.validation.isEmpty {
@@ -184,7 +191,10 @@ public final class TaggerExperiment: Experiment {
         settings.standardize(&trainTargets, lengths: trainPart.lengths)
         trainingTargets = trainTargets
         validation = heldPart.map { settings.standardized($0) }
-        if var held = heldTargets, let heldPart { settings.standardize(&held, lengths: heldPart.lengths) ; heldTargets = held }
+        if var held = heldTargets, let heldPart {
+            settings.standardize(&held, lengths: heldPart.lengths)
+            heldTargets = held
+        }
         validationTargets = heldTargets
         loss = try TaggerLoss(task: resolved.task, regression: config.text("model.loss"))
 
@@ -224,7 +234,8 @@ public final class TaggerExperiment: Experiment {
         let top = stack.reduce(inputFeatures) { $1.outputWidth(input: $0) }
         let count = try MemoryCheck.sum([body, try MemoryCheck.product([top + 1, outputs], what: what)], what: what)
         try MemoryCheck.requireStored(storedValues, estimate: count)
-        try MemoryCheck.requireMatrixDimensions([(count, "the parameters of \(what)"), (inputFeatures, "the input features"),
+        try MemoryCheck.requireMatrixDimensions([(count, "the parameters of \(what)"),
+                                                 (inputFeatures, "the input features"),
                                                  (outputs, "the outputs per step")])
         try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: what),
                                 what: "a model of \(count) parameters (\(what))", fix: "lower the model's sizes")
@@ -236,27 +247,31 @@ public final class TaggerExperiment: Experiment {
         let cells = try MemoryCheck.product([rows, steps], what: "training.batch_size × steps")
         try MemoryCheck.requireMatrixDimensions([(cells, "training.batch_size × the sequence length")])
         let floats = try MemoryCheck.product([cells, perStep], what: "training.batch_size × steps × \(what)")
-        try MemoryCheck.require(floats: floats, what: "the layer buffers of a batch of \(rows) sequences of \(steps) steps",
+        try MemoryCheck.require(floats: floats,
+                                what: "the layer buffers of a batch of \(rows) sequences of \(steps) steps",
                                 fix: "lower training.batch_size or the sizes of \(what)")
     }
 
     static func checkLoss(_ config: ExperimentConfig, task: TaggingTask) throws {
         let lossKind = config.text("model.loss")
         if lossKind != "auto" && task != .regression {
+            let labels = task == .classification ? "class ids (softmax cross-entropy per step)"
+                : "0/1 labels (sigmoid binary cross-entropy)"
             throw SeqTrainError("model.loss = \"\(lossKind)\" applies to regression targets; these labels are "
-                + "\(task == .classification ? "class ids (softmax cross-entropy per step)" : "0/1 labels (sigmoid binary cross-entropy)"): "
+                + "\(labels): "
                 + "leave model.loss = \"auto\", or set model.task = \"regression\" for real-valued targets")
         }
     }
 
     /// Validation labels must describe the same outputs as the training labels.
     static func checkOutputs(_ held: (task: TaggingTask, targets: StepTargets, outputs: Int),
-                             against trained: (task: TaggingTask, targets: StepTargets, outputs: Int), source: String) throws {
+                             against trained: (task: TaggingTask, targets: StepTargets, outputs: Int),
+                             source: String) throws {
         switch trained.task {
         case .classification:
             guard held.outputs <= trained.outputs else {
-                throw SeqTrainError("\(source): class id \(held.outputs - 1) is not among the \(trained.outputs) classes "
-                    + "of the training labels (0 to \(trained.outputs - 1))")
+                throw SeqTrainError("\(source): class id \(held.outputs - 1) is not among the \(trained.outputs) "
+                    + "classes of the training labels (0 to \(trained.outputs - 1))")
             }
         case .multiLabel, .regression:
             guard held.outputs == trained.outputs else {
@@ -297,7 +312,8 @@ public final class TaggerExperiment: Experiment {
 
     /// This rank's rows of global batch k: inputs (rows, T, F) cut to the longest valid length,
     /// lengths, targets and mask step-major (T, rows, W) and (T, rows), and a global key per row.
-    func batch(_ k: Int) -> (inputs: [Float], steps: Int, lengths: [Int], targets: [Float], mask: [Float], keys: [UInt64]) {
+    func batch(_ k: Int)
+        -> (inputs: [Float], steps: Int, lengths: [Int], targets: [Float], mask: [Float], keys: [UInt64]) {
         let slots = rows.map { k * batchSize + $0 }
         let samples = slots.map { $0 < epochOrder.count ? epochOrder[$0] : -1 }
         let (inputs, steps, lengths) = training.gather(samples)
@@ -307,7 +323,8 @@ public final class TaggerExperiment: Experiment {
 
     /// Targets (T, B, W) and mask (T, B) of `samples` (−1: an empty row, all masked), step-major as
     /// the model's outputs; the mask is 1 on each sample's valid steps.
-    static func stepMajor(_ all: StepTargets, samples: [Int], steps T: Int, lengths: [Int]) -> (targets: [Float], mask: [Float]) {
+    static func stepMajor(_ all: StepTargets, samples: [Int], steps T: Int, lengths: [Int])
+        -> (targets: [Float], mask: [Float]) {
         let B = samples.count, W = all.width
         var targets = [Float](repeating: 0, count: T * B * W), mask = [Float](repeating: 0, count: T * B)
         for (b, s) in samples.enumerated() where s >= 0 {
@@ -326,21 +343,24 @@ public final class TaggerExperiment: Experiment {
         beginEpoch(epoch)
         let b = batch(k)
         let B = rows.count, C = preprocessing.outputCount
-        let dropout = usesDropout ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: b.keys) : nil
+        let dropout = usesDropout
+            ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: b.keys) : nil
         lap("data")
         b.inputs.withUnsafeBufferPointer {
             model.forward($0.baseAddress!, batch: B, steps: b.steps, lengths: b.lengths, dropout: dropout)
         }
         lap("forward")
         dOutputs.resize(b.steps * B * C)
-        let total = try loss.evaluate(dOutputs.pointer, outputs: model.outputs.pointer, targets: b.targets, mask: b.mask,
-                                      rows: b.steps * B, width: C)
+        let total = try loss.evaluate(dOutputs.pointer, outputs: model.outputs.pointer, targets: b.targets,
+                                      mask: b.mask, rows: b.steps * B, width: C)
         model.backward(dOutputs.pointer, gradientsReady: gradientsReady)
         lap("backward")
         return (total, rows.filter { k * batchSize + $0 < epochOrder.count }.count)
     }
 
-    public var validationMetricNames: [String] { TaggerCounts.metricNames(task: task, outputs: preprocessing.outputs).map { "val_" + $0 } }
+    public var validationMetricNames: [String] {
+        TaggerCounts.metricNames(task: task, outputs: preprocessing.outputs).map { "val_" + $0 }
+    }
 
     public var hasValidation: Bool { (validation?.count ?? 0) > 0 }
 
@@ -360,8 +380,8 @@ public final class TaggerExperiment: Experiment {
     }
 
     /// Loss and per-step counts of `data` samples in `range`, in chunks, no dropout.
-    static func count(_ data: LabelledData, targets: StepTargets, range: Range<Int>, model: SequenceTagger, loss: TaggerLoss,
-                      preprocessing: TaggerPreprocessing, threshold: Float) throws -> TaggerCounts {
+    static func count(_ data: LabelledData, targets: StepTargets, range: Range<Int>, model: SequenceTagger,
+                      loss: TaggerLoss, preprocessing: TaggerPreprocessing, threshold: Float) throws -> TaggerCounts {
         var counts = TaggerCounts(task: preprocessing.task, outputs: preprocessing.outputs)
         let C = preprocessing.outputCount
         try forEachChunk(of: data, range: range) { indices, block in
@@ -405,25 +425,25 @@ public enum TaggerLoss {
 
     /// dOutputs (rows, W) ← ∂sum/∂outputs (when given, zero on masked rows); targets (rows, W'):
     /// class ids as floats (W' = 1) or the values; mask (rows).
-    public func evaluate(_ dOutputs: UnsafeMutablePointer<Float>?, outputs: UnsafePointer<Float>, targets: [Float], mask: [Float],
-                  rows: Int, width: Int) throws -> LossTotal {
+    public func evaluate(_ dOutputs: UnsafeMutablePointer<Float>?, outputs: UnsafePointer<Float>, targets: [Float],
+                         mask: [Float], rows: Int, width: Int) throws -> LossTotal {
         try mask.withUnsafeBufferPointer { m in
             switch self {
             case .crossEntropy(let ce):
                 let ids = targets.map { Int32($0) }
                 return try ids.withUnsafeBufferPointer {
-                    try ce.evaluate(dOutputs, logits: outputs, targets: $0.baseAddress!, mask: m.baseAddress!, rows: rows,
-                                    classes: width)
+                    try ce.evaluate(dOutputs, logits: outputs, targets: $0.baseAddress!, mask: m.baseAddress!,
+                                    rows: rows, classes: width)
                 }
             case .binaryCrossEntropy(let bce):
                 return try targets.withUnsafeBufferPointer {
-                    try bce.evaluate(dOutputs, logits: outputs, targets: $0.baseAddress!, mask: m.baseAddress!, rows: rows,
-                                     classes: width)
+                    try bce.evaluate(dOutputs, logits: outputs, targets: $0.baseAddress!, mask: m.baseAddress!,
+                                     rows: rows, classes: width)
                 }
             case .regression(let kind):
                 return targets.withUnsafeBufferPointer {
-                    kind.evaluate(dOutputs, prediction: outputs, target: $0.baseAddress!, mask: m.baseAddress!, rows: rows,
-                                  features: width)
+                    kind.evaluate(dOutputs, prediction: outputs, target: $0.baseAddress!, mask: m.baseAddress!,
+                                  rows: rows, features: width)
                 }
             }
         }

@@ -27,7 +27,8 @@ public struct TaggerCounts {
         self.init(task: task, outputs: outputs)
         let n = classes.totals.count, k = columnAbsolute.count
         guard totals.count == n + 3 + 2 * k else { return }
-        classes = ClassificationCounts(multiLabel: task == .multiLabel, classes: classes.classes, totals: Array(totals[0..<n]))
+        classes = ClassificationCounts(multiLabel: task == .multiLabel, classes: classes.classes,
+                                       totals: Array(totals[0..<n]))
         (absolute, squared, values) = (totals[n], totals[n + 1], totals[n + 2])
         columnAbsolute = Array(totals[(n + 3)..<(n + 3 + k)])
         columnSquared = Array(totals[(n + 3 + k)...])
@@ -44,15 +45,15 @@ public struct TaggerCounts {
             let ids = targets.map { Int32($0) }
             ids.withUnsafeBufferPointer { id in
                 mask.withUnsafeBufferPointer {
-                    classes.add(logits: outputs, classIds: id.baseAddress, targets: nil, mask: $0.baseAddress, rows: rows,
-                                threshold: threshold)
+                    classes.add(logits: outputs, classIds: id.baseAddress, targets: nil, mask: $0.baseAddress,
+                                rows: rows, threshold: threshold)
                 }
             }
         case .multiLabel:
             targets.withUnsafeBufferPointer { y in
                 mask.withUnsafeBufferPointer {
-                    classes.add(logits: outputs, classIds: nil, targets: y.baseAddress, mask: $0.baseAddress, rows: rows,
-                                threshold: threshold)
+                    classes.add(logits: outputs, classIds: nil, targets: y.baseAddress, mask: $0.baseAddress,
+                                rows: rows, threshold: threshold)
                 }
             }
         case .regression:
@@ -116,16 +117,21 @@ public struct TaggerCounts {
         case .classification, .multiLabel:
             var text = "per step, over \(Int(classes.samples)) valid steps:\n" + classes.report
             if task == .multiLabel {
-                text += "\n" + outputs.indices.map { String(format: "accuracy of %@ %.4f", outputs[$0], labelAccuracy($0)) }
-                    .joined(separator: "\n")
+                text += "\n" + outputs.indices.map {
+                    String(format: "accuracy of %@ %.4f", outputs[$0], labelAccuracy($0))
+                }.joined(separator: "\n")
             }
             return text
         case .regression:
-            var lines = ["per step, over \(Int(steps)) valid steps, in the data's units:", "column        rmse         mae"]
+            let width = max(6, outputs.map(\.count).max() ?? 0)
+            func pad(_ s: String) -> String { s + String(repeating: " ", count: max(0, width - s.count)) }
+            var lines = ["per step, over \(Int(steps)) valid steps, in the data's units:",
+                         pad("column") + "        rmse         mae"]
+            let n = steps
             for (k, name) in outputs.enumerated() {
-                let n = steps
-                lines.append(String(format: "%@  %10.4g  %10.4g", name.padding(toLength: 6, withPad: " ", startingAt: 0),
-                                    n > 0 ? (columnSquared[k] / n).squareRoot() : .nan, n > 0 ? columnAbsolute[k] / n : .nan))
+                let rmse = n > 0 ? (columnSquared[k] / n).squareRoot() : .nan
+                let mae = n > 0 ? columnAbsolute[k] / n : .nan
+                lines.append(pad(name) + String(format: "  %10.4g  %10.4g", rmse, mae))
             }
             lines.append(String(format: "rmse %.4g\nmae %.4g", rmse, mae))
             return lines.joined(separator: "\n")
