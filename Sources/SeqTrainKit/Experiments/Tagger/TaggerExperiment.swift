@@ -84,6 +84,9 @@ public final class TaggerExperiment: Experiment {
     var orderEpoch = -1
     public let dataFingerprint: UInt64
     public var task: TaggingTask { preprocessing.task }
+    /// The last validation's counts and the watch for a model at chance level.
+    var lastCounts: TaggerCounts?
+    var chance = ChanceLevelDetector()
 
     public var trainableModel: TrainableModel { model }
 
@@ -376,7 +379,24 @@ public final class TaggerExperiment: Experiment {
         var result = ValidationResult(loss: counts.loss, metrics: counts.metrics.map { ("val_" + $0.name, $0.value) })
         result.report = counts.report
         if let csv = counts.perOutputCSV { result.reportFiles = [("per_step_outputs.csv", csv)] }
+        lastCounts = counts
         return result
+    }
+
+    /// Classes and labels: the doctor's warning for per-step figures still at chance level a third
+    /// of the way in (the class shares of the validation steps set the chance levels).
+    public func diagnose(_ result: ValidationResult, step: Int, totalSteps: Int) -> [DoctorFinding] {
+        guard let counts = lastCounts, task != .regression else { return [] }
+        let levels = counts.classes.chanceLevels(plainLoss: true)
+        let figures = ([("val_loss", result.loss)] + result.metrics).compactMap { name, value in
+            levels[name].map { ChanceLevelDetector.Figure(name: name, value: value, chance: $0) }
+        }
+        let causes = "Likely causes: a learning rate too high or too low (optimizer.lr = "
+            + "\(config.number("optimizer.lr")) with \(config.text("optimizer.kind")); try 1e-3 for adam); a stack "
+            + "that cannot see the steps a tag depends on (\(Self.stackKeys(config)): a bidirectional layer or a "
+            + "conv1d padded \"same\" reads both sides); or labels that do not line up with the inputs' steps "
+            + "(check data.labels against data.inputs)."
+        return chance.observe(step: step, totalSteps: totalSteps, figures: figures, causes: causes).map { [$0] } ?? []
     }
 
     /// Loss and per-step counts of `data` samples in `range`, in chunks, no dropout.
