@@ -348,7 +348,9 @@ final class TaggerTests: XCTestCase {
     func testTheDoctorWarnsOfATaggerAtChanceLevel() throws {
         let (_, ids) = try writeTags("train", count: 200, length: 20, seed: 5)
         let random = CounterRandom(seed: 9, purpose: .synthetic)
-        let shuffled = ids.enumerated().map { i, id in id < 0 ? -1 : Int64(random.integer(below: 3, stream: 1, index: UInt64(i))) }
+        let shuffled = ids.enumerated().map { i, id in
+            id < 0 ? -1 : Int64(random.integer(below: 3, stream: 1, index: UInt64(i)))
+        }
         try NumpyArray(integers: shuffled, shape: [200, 20]).write(to: "\(dir)/random.npy")
         try """
             [data]
@@ -363,13 +365,15 @@ final class TaggerTests: XCTestCase {
             eval_every = 10
             """.write(toFile: "\(dir)/doctor.toml", atomically: true, encoding: .utf8)
         for (labels, atChance) in [("\(dir)/random.npy", true), ("\(dir)/train/labels.npy", false)] {
-            let run = try MultiRankTests.execute([MultiRankTests.binary, "train", "\(dir)/doctor.toml", "--progress", "lines",
-                                                  "--set", "job.run_dir=\(dir)/doctor-\(atChance)",
+            let run = try MultiRankTests.execute([MultiRankTests.binary, "train", "\(dir)/doctor.toml",
+                                                  "--progress", "lines", "--set", "job.run_dir=\(dir)/doctor-\(atChance)",
                                                   "--set", "data.labels=[\"\(labels)\"]"])
             XCTAssertEqual(run.status, 0, run.errors)
             let warned = (run.output + run.errors).contains("no better than chance")
             XCTAssertEqual(warned, atChance, "\(labels): \(run.errors.suffix(800))")
-            if atChance { XCTAssertTrue(run.errors.contains("a stack that cannot see the steps a tag depends on"), run.errors) }
+            if atChance {
+                XCTAssertTrue(run.errors.contains("a stack that cannot see the steps a tag depends on"), run.errors)
+            }
         }
     }
 
