@@ -366,7 +366,8 @@ final class TaggerTests: XCTestCase {
             """.write(toFile: "\(dir)/doctor.toml", atomically: true, encoding: .utf8)
         for (labels, atChance) in [("\(dir)/random.npy", true), ("\(dir)/train/labels.npy", false)] {
             let run = try MultiRankTests.execute([MultiRankTests.binary, "train", "\(dir)/doctor.toml",
-                                                  "--progress", "lines", "--set", "job.run_dir=\(dir)/doctor-\(atChance)",
+                                                  "--progress", "lines",
+                                                  "--set", "job.run_dir=\(dir)/doctor-\(atChance)",
                                                   "--set", "data.labels=[\"\(labels)\"]"])
             XCTAssertEqual(run.status, 0, run.errors)
             let warned = (run.output + run.errors).contains("no better than chance")
