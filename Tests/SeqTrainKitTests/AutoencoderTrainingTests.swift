@@ -139,6 +139,60 @@ final class AutoencoderTrainingTests: XCTestCase {
             .map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
     }
 
+    /// `[[model.encoder]]` / `[[model.decoder]]` stacks (two LSTMs of different widths each way, as a
+    /// PyTorch user's 16 → 8): the shorthand keys left beside them are named as ignored, the
+    /// checkpoint holds the ModuleList names, and an interrupted run resumes bit for bit.
+    func testLayerStacksNameTheIgnoredShorthandAndResumeBitForBit() throws {
+        _ = try writeCurves("train", count: 48, length: 20, seed: 1)
+        _ = try writeCurves("held", count: 16, length: 20, seed: 2)
+        let stacks = """
+            [[model.encoder]]
+            type = "lstm"
+            hidden = 16
+            [[model.encoder]]
+            type = "lstm"
+            hidden = 8
+            dropout = 0.1
+            [[model.decoder]]
+            type = "lstm"
+            hidden = 8
+            [[model.decoder]]
+            type = "dropout"
+            p = 0.2
+            [[model.decoder]]
+            type = "lstm"
+            hidden = 16
+            """
+        // The stacks go under [model]; the sections config() writes after it follow them.
+        let text = try String(contentsOfFile: try config(), encoding: .utf8)
+            .replacingOccurrences(of: "latent = 32\n", with: "latent = 4\n\(stacks)\n")
+            .replacingOccurrences(of: "epochs = 60", with: "epochs = 20\nmax_steps = 30")
+            .replacingOccurrences(of: "eval_every = 500", with: "eval_every = 10\n[checkpoint]\ninterval = 15")
+        func parsed() throws -> ExperimentConfig { try ExperimentConfig.parse(text, source: "\(dir)/ae.toml") }
+        XCTAssertEqual(try parsed().warnings, ["model.cell, model.hidden are ignored: model.encoder and model.decoder "
+                                               + "give the layer stacks, and each of its layers its own sizes"])
+        var options = TrainerOptions()
+        options.quiet = true
+        options.overwrite = true
+        let whole = try Trainer(config: try parsed(), options: options)
+        let full = try whole.run()
+        let names = whole.experiment.trainableModel.parameters.layout.entries.map(\.name)
+        for name in ["encoder.0.weight_ih_l0", "encoder.1.weight_hh_l0", "to_latent.weight", "decoder.0.weight_ih_l0",
+                     "decoder.2.bias_hh_l0", "head.weight"] {
+            XCTAssertTrue(names.contains(name), "\(name) not in \(names)")
+        }
+        let weights = whole.experiment.trainableModel.parameters.values.array
+        options.failure = (0, 22, .raise)
+        XCTAssertThrowsError(try Trainer(config: try parsed(), options: options).run())
+        options.failure = nil
+        options.overwrite = false
+        options.resume = true
+        let resumed = try Trainer(config: try parsed(), options: options)
+        let rest = try resumed.run()
+        XCTAssertEqual(rest.losses, Array(full.losses[15...]))
+        XCTAssertEqual(resumed.experiment.trainableModel.parameters.values.array, weights)
+    }
+
     /// Mistakes are errors naming the key or file, before anything is written.
     func testImpossibleRequestsAreRefusedNamingTheKey() throws {
         _ = try writeCurves("train", count: 40, length: 20, seed: 1)
@@ -151,6 +205,16 @@ final class AutoencoderTrainingTests: XCTestCase {
             (["loss.kind=bce"], "loss.kind: expected one of \"mse\", \"l1\""),
             (["model.decoder_input=teacher"], "model.decoder_input: expected one of \"repeat\", \"previous_output\""),
             (["model.latent=4294967296", "data.validation_inputs=[]"], "model.latent = 4294967296 exceeds the 2147483647 rows or columns a BLAS matrix may have"),
+            (["data.validation_inputs=[]", "model.decoder_input=previous_output",
+              "model.decoder=[{type = \"lstm\", hidden = 4}, "
+                + "{type = \"dense\", units = 3}]"],
+             "model.decoder: with model.decoder_input = \"previous_output\" the decoder runs one step at a time"),
+            (["data.validation_inputs=[]", "model.decoder=[{type = \"conv1d\", filters = 4, kernel_size = 3}]"],
+             "model.decoder[0]: a conv1d with padding = \"valid\" or stride > 1 gives fewer steps than it reads"),
+            (["model.encoder=[{type = \"conv1d\", filters = 4, kernel_size = 30}]", "data.validation_inputs=[]"],
+             "model.encoder: the shortest training sequence has 20 steps, too few for the stack's convolutions"),
+            (["model.encoder=[{type = \"gru\", hidden = 4, activation = \"relu\"}]"],
+             "model.encoder[0].activation: a GRU's cell activation is tanh"),
         ]
         for (sets, message) in cases {
             let result = try seqtrain(["train", path, "--quiet"] + sets.flatMap { ["--set", $0] })

@@ -46,6 +46,46 @@ final class LayerStackTests: XCTestCase {
         try ref.assertParametersAfterSteps(model.parameters, file: file, line: line)
     }
 
+    /// An autoencoder of `[[model.encoder]]` and `[[model.decoder]]` stacks (decoder_input = "repeat"):
+    /// the reconstruction over the valid steps, the MSE, every gradient and 3 Adam steps.
+    func checkAutoencoder(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let ref = try ReferenceCase("stack_\(name)")
+        let sizesJSON = Data(try XCTUnwrap(ref.file.metadata["sizes"]).utf8)
+        let sizes = try XCTUnwrap(try JSONSerialization.jsonObject(with: sizesJSON) as? [String: Int])
+        let (F, Z, B, T) = (sizes["F"]!, sizes["Z"]!, sizes["B"]!, sizes["T"]!)
+        let toml = "[model]\nkind = \"autoencoder\"\nencoder = \(try XCTUnwrap(ref.file.metadata["encoder"]))\n"
+            + "decoder = \(try XCTUnwrap(ref.file.metadata["decoder"]))\n"
+        let config = try ExperimentConfig.parse(toml, source: "\(name).toml")
+        let model = SequenceAutoencoder(encoder: try XCTUnwrap(config.layerStack("model.encoder")),
+                                        decoder: try XCTUnwrap(config.layerStack("model.decoder")),
+                                        features: F, latentSize: Z)
+        try ref.load(into: model.parameters)
+        let x = try ref.floats("x"), lengths = try ref.ids("lengths").map(Int.init)
+        let valid = (0..<(T * B * F)).map { i -> Float in (i / F) / B < lengths[(i / F) % B] ? 1 : 0 }
+        pointer(x) { model.forward($0, batch: B, steps: T, lengths: lengths) }
+        assertClose(zip(model.reconstruction.array, valid).map(*), try ref.floats("reconstruction"),
+                    "\(name) reconstruction", file: file, line: line)
+        model.parameters.zeroGradients()
+        var total = LossTotal()
+        pointer(x) { total = model.loss(target: $0, gradient: true) }
+        assertClose([Float(total.mean)], try ref.floats("loss"), "\(name) loss", file: file, line: line)
+        try ref.assertGradients(model.parameters, scale: Float(1 / total.count), file: file, line: line)
+
+        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-2), parameterCount: model.parameters.count)
+        try ref.load(into: model.parameters)
+        for _ in 0..<3 {
+            model.parameters.zeroGradients()
+            pointer(x) { model.forward($0, batch: B, steps: T, lengths: lengths) }
+            pointer(x) { total = model.loss(target: $0, gradient: true) }
+            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / total.count), count: model.parameters.count)
+            adam.step(model.parameters, learningRate: 1e-2)
+        }
+        try ref.assertParametersAfterSteps(model.parameters, file: file, line: line)
+    }
+
+    func testAutoencoderOfStackedLSTMsOfDifferentWidthsAgainstPyTorch() throws { try checkAutoencoder("ae_widths") }
+    func testAutoencoderOfConvAndBidirectionalGRUStacksAgainstPyTorch() throws { try checkAutoencoder("ae_conv_bigru") }
+
     func testElmanRNNTanhAndReluAgainstPyTorch() throws { try check("rnn") }
     func testBidirectionalLSTMOfTwoLayersOnPackedSequencesAgainstPyTorch() throws { try check("bilstm") }
     func testBidirectionalGRUOfTwoLayersAgainstPyTorch() throws { try check("bigru") }

@@ -145,6 +145,12 @@ enum SequenceKindCases {
                                      "model.dropout=0.2"]),
             ("autoencoder-previous", config, ["model.kind=autoencoder", "data.inputs=\(dir)/ae.npy", "model.cell=gru", "model.hidden=10",
                                               "model.latent=3", "model.decoder_input=previous_output", "loss.kind=l1"]),
+            ("autoencoder-stacks", config, ["model.kind=autoencoder", "data.inputs=\(dir)/ae.npy", "model.latent=4",
+                                            "model.encoder=[{type = \"conv1d\", filters = 4, kernel_size = 3, "
+                                                + "padding = \"causal\", activation = \"relu\"}, {type = \"lstm\", "
+                                                + "hidden = 6, layers = 2, bidirectional = true, dropout = 0.2}]",
+                                            "model.decoder=[{type = \"gru\", hidden = 5}, {type = \"dropout\", "
+                                                + "p = 0.1}, {type = \"lstm\", hidden = 7}]"]),
             ("seq2seq-sampled", config, ["model.kind=seq2seq", "data.paths=\(dir)/words.txt", "model.hidden=16", "model.embedding=8",
                                          "model.layers=2", "model.dropout=0.2", "training.teacher_forcing=linear", "training.teacher_forcing_slope=0.05",
                                          "training.sampling_temperature=1"]),

@@ -100,15 +100,24 @@ public final class AutoencoderExperiment: Experiment {
                   help: "Share of the samples held out for validation, chosen by a seeded permutation."),
         ConfigKey(section: "data", name: "standardize", type: .boolean, defaultValue: .boolean(true),
                   help: "Scale every feature to mean 0 and deviation 1 with statistics of the training split (stored in the checkpoint)."),
-        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("lstm"), help: "Recurrent cell of the encoder and the decoder."),
-        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(64), help: "Hidden width H of every layer."),
-        ConfigKey(section: "model", name: "layers", type: .positiveInteger, defaultValue: .integer(1), help: "Stacked recurrent layers of the encoder and of the decoder."),
+        ConfigKey(section: "model", name: "encoder", type: .optionalLayerStack, defaultValue: .layers([]),
+                  help: "The encoder's layer stack ([[model.encoder]] tables, README \"Layer stacks\"); "
+                      + "none: one recurrent entry of the shorthand keys."),
+        ConfigKey(section: "model", name: "decoder", type: .optionalLayerStack, defaultValue: .layers([]),
+                  help: "The decoder's layer stack ([[model.decoder]]); none: one recurrent entry of the shorthand "
+                      + "keys. With decoder_input = \"previous_output\" it is one unidirectional lstm or gru."),
+        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("lstm"),
+                  help: "Shorthand: the recurrent cell of the encoder and the decoder."),
+        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(64),
+                  help: "Shorthand: hidden width H of every layer."),
+        ConfigKey(section: "model", name: "layers", type: .positiveInteger, defaultValue: .integer(1),
+                  help: "Shorthand: stacked recurrent layers of the encoder and of the decoder."),
         ConfigKey(section: "model", name: "latent", type: .positiveInteger, defaultValue: .integer(16),
                   help: "Width Z of the latent vector: a linear map of the encoder's last valid top-layer state."),
         ConfigKey(section: "model", name: "decoder_input", type: .choice(DecoderInput.allCases.map(\.rawValue)), defaultValue: .text("repeat"),
                   help: "repeat: the latent at every step (Keras's RepeatVector); previous_output: the decoder's own previous output, its state from the latent."),
         ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
-                  help: "Dropout between recurrent layers during training (nn.LSTM's dropout)."),
+                  help: "Shorthand: dropout between recurrent layers during training (nn.LSTM's dropout)."),
         ConfigKey(section: "loss", name: "kind", type: .choice(["mse", "l1"]), defaultValue: .text("mse"),
                   help: "Reconstruction loss over the valid steps: mean squared (F.mse_loss) or absolute (F.l1_loss) error."),
     ]
@@ -168,34 +177,77 @@ public final class AutoencoderExperiment: Experiment {
         training = trainPart
         validation = heldPart
         lossKind = RegressionLoss(rawValue: config.text("loss.kind"))!
-        try MemoryCheck.requireRecurrentBuffers(rows: 2 * rows.count, steps: training.steps, hidden: config.integer("model.hidden"),
-                                                layers: config.integer("model.layers"),
-                                                what: "the recurrent buffers of a batch of \(rows.count) sequences of \(training.steps) steps",
-                                                fix: "lower training.batch_size, model.hidden or model.layers")
+        let stacks = try Self.stacks(config)
+        for (specs, input, key) in [(stacks.encoder, all.features, "model.encoder"),
+                                    (stacks.decoder, config.integer("model.latent"), "model.decoder")] {
+            try MemoryCheck.requireStackBuffers(specs, input: input, rows: 2 * rows.count, steps: training.steps,
+                                                what: key, source: config.source,
+                                                shortest: training.lengths.min() ?? training.steps)
+        }
         model = try Self.makeModel(config, features: all.features)
+    }
+
+    /// The encoder and decoder stacks: `[[model.encoder]]` / `[[model.decoder]]`, or the shorthand's
+    /// one recurrent entry each, checked for what the decoder must do.
+    static func stacks(_ config: ExperimentConfig) throws
+        -> (encoder: [LayerSpec], decoder: [LayerSpec], naming: (encoder: StackNaming, decoder: StackNaming)) {
+        guard let shorthand = config.shorthandEntry else {
+            throw SeqTrainError("\(config.source): model.cell: no recurrent cell for the shorthand stack")
+        }
+        let encoder = config.layerStack("model.encoder"), decoder = config.layerStack("model.decoder")
+        if let decoder {
+            let mode = config.text("model.decoder_input")
+            if mode == DecoderInput.previousOutput.rawValue {
+                guard decoder.count == 1, case .recurrent(let r) = decoder[0], !r.bidirectional else {
+                    throw SeqTrainError("""
+                        \(config.source): model.decoder: with model.decoder_input = "previous_output" the decoder \
+                        runs one step at a time on its own last output, so it is one unidirectional lstm or gru \
+                        entry (its layers and hidden are free); use decoder_input = "repeat" for a stack of \
+                        several entries, a convolution or a bidirectional layer
+                        """)
+                }
+            }
+            for (i, spec) in decoder.enumerated() where !spec.keepsSteps {
+                throw SeqTrainError("""
+                    \(config.source): model.decoder[\(i)]: a conv1d with padding = "valid" or stride > 1 gives \
+                    fewer steps than it reads, and the decoder must give one output per input step; use \
+                    padding = "same" or "causal" with stride = 1
+                    """)
+            }
+        }
+        return (encoder ?? [shorthand], decoder ?? [shorthand],
+                (encoder == nil ? .named("encoder") : .indexed(prefix: "encoder"),
+                 decoder == nil ? .named("decoder") : .indexed(prefix: "decoder")))
     }
 
     /// The model `config` describes, after checking that its parameters (values, gradients and two
     /// optimizer buffers) fit in memory and BLAS's dimensions.
     static func makeModel(_ config: ExperimentConfig, features: Int, storedValues: Int? = nil) throws -> SequenceAutoencoder {
-        let H = config.integer("model.hidden"), L = config.integer("model.layers"), Z = config.integer("model.latent")
-        let cell = RecurrentCell(rawValue: config.text("model.cell"))!
-        let what = "model.hidden, model.layers, model.latent"
-        let stacks = try MemoryCheck.sum([try MemoryCheck.recurrentStack(input: features, hidden: H, layers: L, cell: cell, what: what),
-                                          try MemoryCheck.recurrentStack(input: max(Z, features), hidden: H, layers: L, cell: cell, what: what)], what: what)
-        // to_latent (H + 1)·Z, to_state (Z + 1)·L·H, head (H + 1)·F.
-        let linears = try MemoryCheck.sum([try MemoryCheck.product([H + 1, Z], what: what),
-                                           try MemoryCheck.product([Z + 1, L, H], what: what),
-                                           try MemoryCheck.product([H + 1, features], what: what)], what: what)
-        let count = try MemoryCheck.sum([stacks, linears], what: what)
+        let Z = config.integer("model.latent")
+        let mode = DecoderInput(rawValue: config.text("model.decoder_input"))!
+        let (encoder, decoder, naming) = try stacks(config)
+        let what = "model.encoder, model.decoder, model.latent (or model.hidden, model.layers)"
+        let encoded = encoder.reduce(features) { $1.outputWidth(input: $0) }
+        let decoded = decoder.reduce(mode == .repeatLatent ? Z : features) { $1.outputWidth(input: $0) }
+        var stateWidth = 0
+        if case .recurrent(let r) = decoder[0] {
+            stateWidth = try MemoryCheck.product([r.layers, r.hidden], what: what)
+        }
+        // to_latent (O_e + 1)·Z, to_state (Z + 1)·L·H, head (O_d + 1)·F.
+        let count = try MemoryCheck.sum([
+            try LayerSpec.parameterCount(encoder, input: features, what: what),
+            try LayerSpec.parameterCount(decoder, input: mode == .repeatLatent ? Z : features, what: what),
+            try MemoryCheck.product([encoded + 1, Z], what: what),
+            try MemoryCheck.product([Z + 1, stateWidth], what: what),
+            try MemoryCheck.product([decoded + 1, features], what: what)], what: what)
         try MemoryCheck.requireStored(storedValues, estimate: count)
-        try MemoryCheck.requireMatrixDimensions([(try MemoryCheck.product([4, H], what: what), "4 × model.hidden"), (Z, "model.latent"),
-                                                 (features, "the features per step"), (try MemoryCheck.product([L, H], what: what), "model.layers × model.hidden")])
+        try MemoryCheck.requireMatrixDimensions([(Z, "model.latent"), (features, "the features per step"),
+                                                 (count, "the parameters of \(what)")])
         try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: what),
-                                what: "an autoencoder of hidden \(H), \(L) layer(s) and latent \(Z)", fix: "lower model.hidden or model.layers")
-        return SequenceAutoencoder(cell: cell, features: features, hiddenSize: H, latentSize: Z,
-                                   layers: L, dropout: Float(config.number("model.dropout")),
-                                   decoderInput: DecoderInput(rawValue: config.text("model.decoder_input"))!)
+                                what: "an autoencoder of \(count) parameters (\(what))",
+                                fix: "lower the stacks' sizes (model.hidden, model.layers) or model.latent")
+        return SequenceAutoencoder(encoder: encoder, decoder: decoder, naming: naming, features: features,
+                                   latentSize: Z, decoderInput: mode)
     }
 
     // MARK: Experiment

@@ -60,6 +60,27 @@ public enum MemoryCheck {
         try require(floats: floats, what: what, fix: fix)
     }
 
+    /// The layer buffers of a batch of `rows` sequences of `steps` through `specs` (the stack at
+    /// config key `what`), checked against this machine's memory; and the `shortest` sequence
+    /// long enough for the stack's convolutions to give an output step.
+    static func requireStackBuffers(_ specs: [LayerSpec], input: Int, rows: Int, steps: Int, what: String,
+                                    source: String, shortest: Int, otherFix: String = "") throws {
+        let perStep = try LayerSpec.bufferFloatsPerStep(specs, input: input,
+                                                        what: "the buffers per step of the layer stack (\(what))")
+        let cells = try product([rows, steps], what: "training.batch_size × steps")
+        try requireMatrixDimensions([(cells, "training.batch_size × the sequence length")])
+        let floats = try product([cells, perStep], what: "training.batch_size × steps × \(what)")
+        try require(floats: floats, what: "the layer buffers of a batch of \(rows) sequences of \(steps) steps",
+                    fix: "lower training.batch_size or the sizes of \(what)" + otherFix)
+        if LayerStack.outputSteps(specs, shortest) == 0 {
+            throw SeqTrainError("""
+                \(source): \(what): the shortest training sequence has \(shortest) steps, too few for the \
+                stack's convolutions to give one output step; use padding = "same" or "causal", a smaller \
+                kernel_size, dilation or stride, or drop the shortest sequences
+                """)
+        }
+    }
+
     /// A loader's check before it builds a model from a checkpoint's config: `estimate` (an upper
     /// bound, at most about twice the true count) against the values the file's tensors hold, so
     /// a damaged config asking for a huge model is refused before anything is allocated.

@@ -22,6 +22,12 @@ public enum LayerSpec: Equatable {
     }
 
     /// Output steps of an input of `steps` valid steps (0: too short for the layer).
+    /// Whether every sequence keeps its number of steps through this entry.
+    public var keepsSteps: Bool {
+        guard case .conv1d(let c) = self else { return true }
+        return c.stride == 1 && (c.padding != .valid || c.kernelSize == 1)
+    }
+
     public func outputSteps(_ steps: Int) -> Int {
         guard case .conv1d(let c) = self else { return steps }
         return c.outputSteps(steps)
@@ -108,6 +114,8 @@ public struct ConvolutionSpec: Equatable {
 /// `nn.ModuleList` named `prefix` (`layers.0.weight_ih_l0`, `layers.1.weight`).
 public enum StackNaming: Equatable {
     case shorthand
+    /// A shorthand model whose one recurrent entry has its own name (`encoder.weight_ih_l0`).
+    case named(String)
     case indexed(prefix: String)
 
     func name(of entry: Int, _ spec: LayerSpec) -> String {
@@ -115,6 +123,7 @@ public enum StackNaming: Equatable {
         case .shorthand:
             if case .recurrent(let r) = spec { return r.cell.rawValue }
             return "layers.\(entry)"
+        case .named(let name): return name
         case .indexed(let prefix): return "\(prefix).\(entry)"
         }
     }
@@ -157,27 +166,30 @@ public final class LayerStack {
     private var steps: [Int] = []                  // (entries + 1): T, then every T_i
     private var batch = 0
 
-    public init(_ specs: [LayerSpec], inputWidth: Int, naming: StackNaming, layout: inout ParameterLayout) {
+    /// `firstDropoutStream` numbers the dropout streams of the entries from there on, so that two
+    /// stacks of one model (an encoder and a decoder) draw different masks.
+    public init(_ specs: [LayerSpec], inputWidth: Int, naming: StackNaming, firstDropoutStream: Int = 1,
+                layout: inout ParameterLayout) {
         precondition(!specs.isEmpty, "a layer stack needs at least one layer")
         self.specs = specs
         self.inputWidth = inputWidth
         var width = inputWidth
         var entries: [SequenceLayer] = []
         for (i, spec) in specs.enumerated() {
-            let name = naming.name(of: i, spec)
+            let name = naming.name(of: i, spec), stream = firstDropoutStream + i
             switch spec {
             case .recurrent(let r):
                 if r.bidirectional {
-                    entries.append(BidirectionalRecurrentLayer(name, r, inputWidth: width, dropoutStream: i + 1,
+                    entries.append(BidirectionalRecurrentLayer(name, r, inputWidth: width, dropoutStream: stream,
                                                                layout: &layout))
                 } else {
-                    entries.append(RecurrentLayer(name, r, inputWidth: width, dropoutStream: i + 1, layout: &layout))
+                    entries.append(RecurrentLayer(name, r, inputWidth: width, dropoutStream: stream, layout: &layout))
                 }
             case .conv1d(let c): entries.append(Convolution1DLayer(name, c, inputWidth: width, layout: &layout))
             case .dense(let units, let activation):
                 entries.append(DenseLayer(name, units: units, activation: activation, inputWidth: width,
                                           layout: &layout))
-            case .dropout(let p): entries.append(DropoutLayer(probability: Float(p), width: width, stream: i + 1))
+            case .dropout(let p): entries.append(DropoutLayer(probability: Float(p), width: width, stream: stream))
             }
             width = spec.outputWidth(input: width)
         }
@@ -261,6 +273,30 @@ public final class LayerStack {
             zeroPastLengths(dx, steps: steps[i], width: i > 0 ? entries[i - 1].outputWidth : inputWidth,
                             lengths: lengths[i])
             dy = UnsafePointer(dx)
+        }
+    }
+
+    /// The step whose output feature j is a sample's final state, for a sample of `length` valid
+    /// output steps: the last valid step, or step 0 for the reverse half of a bidirectional top.
+    @inline(__always) func finalStep(feature j: Int, length: Int) -> Int {
+        j >= outputWidth - reverseWidth ? 0 : length - 1
+    }
+
+    /// final (B, O) ← every sample's final state from the last forward's output (PyTorch's h_n of the
+    /// top layer, both directions concatenated).
+    public func gatherFinalStates(_ final: UnsafeMutablePointer<Float>) {
+        let O = outputWidth, B = batch, out = output
+        for (b, length) in outputLengths.enumerated() {
+            for j in 0..<O { final[b * O + j] = out[(finalStep(feature: j, length: length) * B + b) * O + j] }
+        }
+    }
+
+    /// dOutput (T′, B, O) ← zero but for the gradient of the final states, dFinal (B, O).
+    public func scatterFinalStates(_ dOutput: UnsafeMutablePointer<Float>, _ dFinal: UnsafePointer<Float>) {
+        let O = outputWidth, B = batch
+        dOutput.update(repeating: 0, count: outputStepCount * B * O)
+        for (b, length) in outputLengths.enumerated() {
+            for j in 0..<O { dOutput[(finalStep(feature: j, length: length) * B + b) * O + j] = dFinal[b * O + j] }
         }
     }
 

@@ -8,11 +8,12 @@ public enum DecoderInput: String, CaseIterable {
     case previousOutput = "previous_output"
 }
 
-/// Sequence autoencoder: an encoder LSTM or GRU over each sample's valid steps → its last valid
-/// top-layer state → Linear to the latent → a decoder LSTM or GRU (fed the latent at every step,
-/// or its own previous output) → a per-step Linear back to the features (Keras's
-/// TimeDistributed(Dense)). The loss over the valid steps is the experiment's; this model takes
-/// the gradient of the reconstruction. The PyTorch module with the same state_dict:
+/// Sequence autoencoder: an encoder stack over each sample's valid steps → its final state (the top
+/// layer at the last valid step; both directions' final states for a bidirectional top, as h_n) →
+/// Linear to the latent → a decoder stack (fed the latent at every step, or its own previous output)
+/// → a per-step Linear back to the features (Keras's TimeDistributed(Dense)). The loss over the
+/// valid steps is the experiment's; this model takes the gradient of the reconstruction. The
+/// PyTorch module with the same state_dict, for the shorthand (`model.cell`, `hidden`, `layers`):
 ///
 ///     class Autoencoder(nn.Module):
 ///         def __init__(s, F, H, Z, L=1, dropout=0.0, decoder_input="repeat"):   # nn.GRU for cell = "gru"
@@ -38,42 +39,73 @@ public enum DecoderInput: String, CaseIterable {
 ///                 y = s.head(out[:, 0]); outputs.append(y)
 ///             return torch.stack(outputs, 1), z
 ///
-/// Legend: B batch, T steps, F features, H hidden, Z latent, L layers. Buffers are step-major (T, B, ·).
+/// With `[[model.encoder]]` / `[[model.decoder]]` each stack is an `nn.ModuleList` (`encoder.0.weight_ih_l0`,
+/// `decoder.1.weight`), run over each sample's valid steps as a packed sequence (launch/seqtrain_torch.py
+/// builds it). A decoder that feeds back its own output steps one recurrent entry at a time: it is one
+/// unidirectional LSTM or GRU entry (`to_state` gives its L·H initial state).
+///
+/// Legend: B batch, T steps, F features, O_e and O_d the stacks' output widths, Z latent, L and H the
+/// stepped decoder's layers and hidden width. Buffers are step-major (T, B, ·).
 public final class SequenceAutoencoder: TrainableModel {
-    public let encoder: RecurrentNetwork
+    public let encoder: LayerStack
     public let toLatent: Linear
     public let toState: Linear?
-    public let decoder: RecurrentNetwork
+    public let decoder: LayerStack
+    /// The decoder's one recurrent network, stepped on its own outputs (previous_output).
+    let steppedDecoder: RecurrentNetwork?
     public let head: Linear
     public let parameters: ParameterArena
     public let decoderInput: DecoderInput
-    public var recurrentStacks: [RecurrentNetwork] { [encoder, decoder] }
+    public var recurrentStacks: [RecurrentNetwork] { encoder.recurrentNetworks + decoder.recurrentNetworks }
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
-        encoder.layerOutputs + [("latent", latent)] + decoder.layerOutputs + [("head output (reconstruction)", reconstruction)]
+        encoder.layerOutputs + [("latent", latent)] + decoder.layerOutputs
+            + [("head output (reconstruction)", reconstruction)]
     }
 
     public let latent = FloatBuffer()          // (B, Z)
     public let reconstruction = FloatBuffer()  // (T, B, F)
-    private let encoded = FloatBuffer()        // (B, H): the encoder's top layer at each sample's last valid step
+    private let encoded = FloatBuffer()        // (B, O_e): the encoder's final states
     private let decoderInputs = FloatBuffer()  // (T, B, Z): the latent repeated
     private let initialState = FloatBuffer()   // (B, L·H): tanh(to_state(z)) (previous_output)
     private let target = FloatBuffer()         // (T, B, F): the input, step-major
-    private let dReconstruction = FloatBuffer(), dDecoded = FloatBuffer(), dInputs = FloatBuffer()  // (T, B, F), (T, B, H), (T, B, Z)
-    private let dLatent = FloatBuffer(), dEncoded = FloatBuffer(), dEncoderOutputs = FloatBuffer(), dState = FloatBuffer()
+    private let dReconstruction = FloatBuffer()  // (T, B, F)
+    private let dDecoded = FloatBuffer()       // (T, B, O_d)
+    private let dInputs = FloatBuffer()        // (T, B, Z)
+    private let dLatent = FloatBuffer()        // (B, Z)
+    private let dEncoded = FloatBuffer()       // (B, O_e)
+    private let dEncoderOutputs = FloatBuffer()  // (T′, B, O_e)
+    private let dState = FloatBuffer()         // (B, L·H)
     private var lengths: [Int] = []
     private var batch = 0, steps = 0
 
-    public init(cell: RecurrentCell = .lstm, features: Int, hiddenSize: Int, latentSize: Int, layers: Int = 1, dropout: Float = 0,
-                decoderInput: DecoderInput = .repeatLatent) {
+    /// The shorthand model: one recurrent entry each, named `encoder` and `decoder`.
+    public convenience init(cell: RecurrentCell = .lstm, features: Int, hiddenSize: Int, latentSize: Int,
+                            layers: Int = 1, dropout: Float = 0, decoderInput: DecoderInput = .repeatLatent) {
+        let entry = LayerSpec.recurrent(RecurrentSpec(cell: cell, hidden: hiddenSize, layers: layers,
+                                                      dropout: Double(dropout)))
+        self.init(encoder: [entry], decoder: [entry], naming: (.named("encoder"), .named("decoder")),
+                  features: features, latentSize: latentSize, decoderInput: decoderInput)
+    }
+
+    /// `encoder` and `decoder` stacks (checked: a previous_output decoder is one unidirectional
+    /// recurrent entry, and the decoder keeps the number of steps).
+    public init(encoder encoderSpecs: [LayerSpec], decoder decoderSpecs: [LayerSpec],
+                naming: (encoder: StackNaming, decoder: StackNaming) = (.indexed(prefix: "encoder"),
+                                                                       .indexed(prefix: "decoder")),
+                features: Int, latentSize: Int, decoderInput: DecoderInput = .repeatLatent) {
         var layout = ParameterLayout()
-        encoder = RecurrentNetwork("encoder", cell: cell, inputSize: features, hiddenSize: hiddenSize, layers: layers,
-                                   dropout: dropout, dropoutStream: 1, layout: &layout)
-        toLatent = Linear("to_latent", inFeatures: hiddenSize, outFeatures: latentSize, layout: &layout)
+        encoder = LayerStack(encoderSpecs, inputWidth: features, naming: naming.encoder, layout: &layout)
+        toLatent = Linear("to_latent", inFeatures: encoder.outputWidth, outFeatures: latentSize, layout: &layout)
+        var stateWidth = 0
+        if decoderInput == .previousOutput, case .recurrent(let r) = decoderSpecs[0] {
+            stateWidth = r.layers * r.hidden
+        }
         toState = decoderInput == .previousOutput
-            ? Linear("to_state", inFeatures: latentSize, outFeatures: layers * hiddenSize, layout: &layout) : nil
-        decoder = RecurrentNetwork("decoder", cell: cell, inputSize: decoderInput == .repeatLatent ? latentSize : features,
-                                   hiddenSize: hiddenSize, layers: layers, dropout: dropout, dropoutStream: 2, layout: &layout)
-        head = Linear("head", inFeatures: hiddenSize, outFeatures: features, layout: &layout)
+            ? Linear("to_state", inFeatures: latentSize, outFeatures: stateWidth, layout: &layout) : nil
+        decoder = LayerStack(decoderSpecs, inputWidth: decoderInput == .repeatLatent ? latentSize : features,
+                             naming: naming.decoder, firstDropoutStream: 1 + encoderSpecs.count, layout: &layout)
+        steppedDecoder = decoderInput == .previousOutput ? decoder.recurrentNetworks.first : nil
+        head = Linear("head", inFeatures: decoder.outputWidth, outFeatures: features, layout: &layout)
         parameters = ParameterArena(layout)
         self.decoderInput = decoderInput
     }
@@ -82,14 +114,14 @@ public final class SequenceAutoencoder: TrainableModel {
     public var latentSize: Int { toLatent.outFeatures }
 
     /// latent (B, Z) ← the encoding of x (B, T, F) over each sample's `lengths` (nil: all T steps).
-    public func encode(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, lengths given: [Int]? = nil, dropout: DropoutContext? = nil) {
+    public func encode(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, lengths given: [Int]? = nil,
+                       dropout: DropoutContext? = nil) {
         batch = B
         steps = T
         lengths = (given ?? [Int](repeating: T, count: B)).map { min(max($0, 1), T) }
-        let H = encoder.hiddenSize
-        encoder.forward(nil, x, batch: B, steps: T, initial: nil, final: nil, parameters: parameters, dropout: dropout)
-        encoded.resize(B * H)
-        for b in 0..<B { (encoded.pointer + b * H).update(from: encoder.outputs + ((lengths[b] - 1) * B + b) * H, count: H) }
+        encoder.forward(x, batch: B, steps: T, lengths: lengths, parameters: parameters, dropout: dropout)
+        encoded.resize(B * encoder.outputWidth)
+        encoder.gatherFinalStates(encoded.pointer)
         latent.resize(B * latentSize)
         toLatent.forward(latent.pointer, encoded.pointer, rows: B, parameters: parameters)
     }
@@ -100,39 +132,39 @@ public final class SequenceAutoencoder: TrainableModel {
     /// reconstruction (T, B, F) of x (B, T, F): encode, then decode for T steps. `feed` (T, B, F),
     /// for previous_output, replaces the outputs fed back with given constants (a gradient check
     /// holds them at the values of one pass, as back-propagation treats them).
-    public func forward(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, lengths: [Int]? = nil, dropout: DropoutContext? = nil,
-                        feed: UnsafePointer<Float>? = nil) {
+    public func forward(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, lengths: [Int]? = nil,
+                        dropout: DropoutContext? = nil, feed: UnsafePointer<Float>? = nil) {
         encode(x, batch: B, steps: T, lengths: lengths, dropout: dropout)
-        let H = decoder.hiddenSize, Z = latentSize, F = features, L = decoder.layerCount
+        let Z = latentSize, F = features
         reconstruction.resize(T * B * F)
-        switch decoderInput {
-        case .repeatLatent:
+        guard let stepped = steppedDecoder, let toState else {
             decoderInputs.resize(T * B * Z)
             for t in 0..<T { (decoderInputs.pointer + t * B * Z).update(from: latent.pointer, count: B * Z) }
-            decoder.forward(nil, decoderInputs.pointer, inputLayout: .stepMajor, batch: B, steps: T, initial: nil, final: nil,
+            decoder.forward(decoderInputs.pointer, layout: .stepMajor, batch: B, steps: T, lengths: self.lengths,
                             parameters: parameters, dropout: dropout)
-            head.forward(reconstruction.pointer, decoder.outputs, rows: T * B, parameters: parameters)
-        case .previousOutput:
-            initialState.resize(B * L * H)
-            toState!.forward(initialState.pointer, latent.pointer, rows: B, parameters: parameters)
-            applyTanh(initialState.pointer, initialState.pointer, count: B * L * H)
-            let start = RecurrentState.fromRows(initialState.pointer, cell: decoder.cellKind, layers: L, batch: B, width: H)
-            decoder.beginSteps(batch: B, capacity: T, initial: start, parameters: parameters, dropout: dropout)
-            fedOutputs.resize(T * B * F)
-            for t in 0..<T {
-                let fed = fedOutputs.pointer + t * B * F  // (B, F): zeros, then the previous output
-                if let feed {
-                    fed.update(from: feed + t * B * F, count: B * F)
-                } else if t == 0 {
-                    fed.update(repeating: 0, count: B * F)
-                } else {
-                    fed.update(from: reconstruction.pointer + (t - 1) * B * F, count: B * F)
-                }
-                let out = decoder.step(fed, parameters: parameters)
-                head.forward(reconstruction.pointer + t * B * F, out, rows: B, parameters: parameters)
-            }
-            decoder.endSteps(final: nil)
+            head.forward(reconstruction.pointer, decoder.output, rows: T * B, parameters: parameters)
+            return
         }
+        let H = stepped.hiddenSize, L = stepped.layerCount
+        initialState.resize(B * L * H)
+        toState.forward(initialState.pointer, latent.pointer, rows: B, parameters: parameters)
+        applyTanh(initialState.pointer, initialState.pointer, count: B * L * H)
+        let start = RecurrentState.fromRows(initialState.pointer, cell: stepped.cellKind, layers: L, batch: B, width: H)
+        stepped.beginSteps(batch: B, capacity: T, initial: start, parameters: parameters, dropout: dropout)
+        fedOutputs.resize(T * B * F)
+        for t in 0..<T {
+            let fed = fedOutputs.pointer + t * B * F  // (B, F): zeros, then the previous output
+            if let feed {
+                fed.update(from: feed + t * B * F, count: B * F)
+            } else if t == 0 {
+                fed.update(repeating: 0, count: B * F)
+            } else {
+                fed.update(from: reconstruction.pointer + (t - 1) * B * F, count: B * F)
+            }
+            let out = stepped.step(fed, parameters: parameters)
+            head.forward(reconstruction.pointer + t * B * F, out, rows: B, parameters: parameters)
+        }
+        stepped.endSteps(final: nil)
     }
 
     /// The counted (T, B) rows: 1 for steps before each sample's length (`counted`, default the
@@ -146,36 +178,36 @@ public final class SequenceAutoencoder: TrainableModel {
     /// Back-propagates dReconstruction (T, B, F) (the gradient of the loss sum), adding every weight
     /// gradient. `gradientsReady(offset)` is called as parts of the arena become final.
     public func backward(_ dY: UnsafePointer<Float>, gradientsReady: ((Int) -> Void)? = nil) {
-        let B = batch, T = steps, H = decoder.hiddenSize, Z = latentSize, L = decoder.layerCount
-        let ready = { (stack: RecurrentNetwork) in gradientsReady.map { done in { (l: Int) in done(stack.layers[l].inputWeight.offset) } } }
-        dDecoded.resize(T * B * H)
-        head.backward(dDecoded.pointer, dY, decoder.outputs, rows: T * B, parameters: parameters)
+        let B = batch, T = steps, Z = latentSize
+        dDecoded.resize(T * B * decoder.outputWidth)
+        let decoded = steppedDecoder?.outputs ?? decoder.output
+        head.backward(dDecoded.pointer, dY, decoded, rows: T * B, parameters: parameters)
         gradientsReady?(head.weight.offset)
         dLatent.resize(B * Z)
-        switch decoderInput {
-        case .repeatLatent:
+        if let stepped = steppedDecoder, let toState {
+            let L = stepped.layerCount, H = stepped.hiddenSize
+            let ready = gradientsReady.map { done in { (l: Int) in done(stepped.layers[l].inputWeight.offset) } }
+            let dStart = RecurrentState(cell: stepped.cellKind, layers: L, batch: B, width: H)
+            stepped.backward(nil, dDecoded.pointer, outputLayout: .stepMajor, dInitial: dStart, parameters: parameters,
+                             afterLayer: ready)
+            dStart.gradientOfRows(dState, throughTanh: initialState)
+            toState.backward(dLatent.pointer, dState.pointer, latent.pointer, rows: B, parameters: parameters)
+            gradientsReady?(toState.weight.offset)
+        } else {
             dInputs.resize(T * B * Z)
-            decoder.backward(dInputs.pointer, inputLayout: .stepMajor, dDecoded.pointer, outputLayout: .stepMajor,
-                             parameters: parameters, afterLayer: ready(decoder))
+            decoder.backward(dDecoded.pointer, dInput: dInputs.pointer, parameters: parameters,
+                             gradientsReady: gradientsReady)
             // The latent was fed at every step: its gradient is the sum over the steps.
             dLatent.pointer.update(from: dInputs.pointer, count: B * Z)
             for t in 1..<max(T, 1) { addInPlace(dLatent.pointer, dInputs.pointer + t * B * Z, count: B * Z) }
-        case .previousOutput:
-            let dStart = RecurrentState(cell: decoder.cellKind, layers: L, batch: B, width: H)
-            decoder.backward(nil, dDecoded.pointer, outputLayout: .stepMajor, dInitial: dStart, parameters: parameters,
-                             afterLayer: ready(decoder))
-            dStart.gradientOfRows(dState, throughTanh: initialState)
-            toState!.backward(dLatent.pointer, dState.pointer, latent.pointer, rows: B, parameters: parameters)
-            gradientsReady?(toState!.weight.offset)
         }
-        dEncoded.resize(B * H)
+        dEncoded.resize(B * encoder.outputWidth)
         toLatent.backward(dEncoded.pointer, dLatent.pointer, encoded.pointer, rows: B, parameters: parameters)
         gradientsReady?(toLatent.weight.offset)
-        // Only each sample's last valid step reached the latent.
-        dEncoderOutputs.resize(T * B * H)
-        dEncoderOutputs.zero()
-        for b in 0..<B { (dEncoderOutputs.pointer + ((lengths[b] - 1) * B + b) * H).update(from: dEncoded.pointer + b * H, count: H) }
-        encoder.backward(nil, dEncoderOutputs.pointer, outputLayout: .stepMajor, parameters: parameters, afterLayer: ready(encoder))
+        // Only each sample's final states reached the latent.
+        dEncoderOutputs.resize(encoder.outputStepCount * B * encoder.outputWidth)
+        encoder.scatterFinalStates(dEncoderOutputs.pointer, dEncoded.pointer)
+        encoder.backward(dEncoderOutputs.pointer, parameters: parameters, gradientsReady: gradientsReady)
         gradientsReady?(0)
     }
 

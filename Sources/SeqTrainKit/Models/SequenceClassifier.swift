@@ -69,11 +69,6 @@ public final class SequenceClassifier: TrainableModel {
         self.pooling = pooling
     }
 
-    /// The step pooling "last" reads feature j of a sample of `length` valid steps at.
-    @inline(__always) func lastStep(feature j: Int, length: Int) -> Int {
-        j >= body.outputWidth - body.reverseWidth ? 0 : length - 1
-    }
-
     /// logits (B, C) ← head(pool(stack(x (B, T, I)))) over each sample's `lengths` (nil: all T steps).
     public func forward(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, lengths given: [Int]? = nil,
                         dropout: DropoutContext? = nil) {
@@ -82,12 +77,12 @@ public final class SequenceClassifier: TrainableModel {
         let O = body.outputWidth, outputs = body.output, lengths = body.outputLengths  // (T′, B, O)
         pooled.resize(B * O)
         if pooling == .max { argmax = [Int32](repeating: 0, count: B * O) }
-        for b in 0..<B {
+        if pooling == .last { body.gatherFinalStates(pooled.pointer) }
+        for b in 0..<B where pooling != .last {
             let length = lengths[b]
             let out = pooled.pointer + b * O
             switch pooling {
-            case .last:
-                for j in 0..<O { out[j] = outputs[(lastStep(feature: j, length: length) * B + b) * O + j] }
+            case .last: break
             case .mean:
                 out.update(repeating: 0, count: O)
                 for t in 0..<length { addInPlace(out, outputs + (t * B + b) * O, count: O) }
@@ -116,12 +111,12 @@ public final class SequenceClassifier: TrainableModel {
         gradientsReady?(head.weight.offset)
         dOutputs.resize(T * B * O)
         dOutputs.zero()
-        for b in 0..<B {
+        if pooling == .last { body.scatterFinalStates(dOutputs.pointer, dPooled.pointer) }
+        for b in 0..<B where pooling != .last {
             let length = lengths[b]
             let d = dPooled.pointer + b * O
             switch pooling {
-            case .last:
-                for j in 0..<O { dOutputs[(lastStep(feature: j, length: length) * B + b) * O + j] = d[j] }
+            case .last: break
             case .mean:
                 let scale = 1 / Float(length)
                 for t in 0..<length {

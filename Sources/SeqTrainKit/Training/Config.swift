@@ -109,9 +109,10 @@ public struct ExperimentConfig: Equatable {
                     }
                     guard let entry = entries[name] else { continue }
                     let raw: ConfigValue
-                    if key.type == .layerStack, let items = entry.array {
+                    if key.type.isLayerStack, let items = entry.array {
                         raw = .layers(try LayerStackConfig.parse(items, path: path, place: where_, file: source,
-                                                                 lines: lines))
+                                                                 lines: lines,
+                                                                 optional: key.type == .optionalLayerStack))
                     } else {
                         raw = try configValue(entry, at: "\(where_): \(path)", expected: key.type)
                     }
@@ -169,8 +170,9 @@ public struct ExperimentConfig: Equatable {
             throw SeqTrainError("--set \(text): \(key.path): not a valid TOML value: \(trap.problem)")
         }
         if let table = try? TOMLTable(string: "v = \(valueText)"), table.count == 1, let value = table["v"] {
-            if key.type == .layerStack, let items = value.array {
-                return (key, .layers(try LayerStackConfig.parse(items, path: key.path, place: "--set \(text)")))
+            if key.type.isLayerStack, let items = value.array {
+                return (key, .layers(try LayerStackConfig.parse(items, path: key.path, place: "--set \(text)",
+                                                                optional: key.type == .optionalLayerStack)))
             }
             return (key, try configValue(value, at: "--set \(text): \(key.path)", expected: key.type))
         }
@@ -202,7 +204,7 @@ public struct ExperimentConfig: Equatable {
                 }
             }
             if items.contains(where: { $0.type == .table }) {
-                let kinds = ExperimentRegistry.kinds.filter { $0.configKeys.contains { $0.type == .layerStack } }
+                let kinds = ExperimentRegistry.kinds.filter { $0.configKeys.contains { $0.type.isLayerStack } }
                 throw SeqTrainError("\(place): expected \(expected.describe), got an array of tables; a layer stack "
                     + "is read for model.kind = " + kinds.map { "\"\($0.name)\"" }.joined(separator: ", ")
                     + " (model.layers); here use the shorthand keys (model.cell, model.hidden, model.layers)")
@@ -230,15 +232,36 @@ public struct ExperimentConfig: Equatable {
     }
 
     /// The shorthand keys a layer stack replaces, when given beside one: named, not silently ignored.
+    /// An encoder and a decoder stack replace them only when both are given (the shorthand sizes the other).
     mutating func warnShorthandBesideStack(explicit: Set<String>) {
-        for stack in keys where stack.type == .layerStack {
-            guard case .layers = value(stack.path) else { continue }
-            let section = stack.section
-            let ignored = ["cell", "hidden", "dropout"].map { "\(section).\($0)" }.filter(explicit.contains)
-            guard !ignored.isEmpty else { continue }
-            warnings.append(ignored.joined(separator: ", ") + " \(ignored.count == 1 ? "is" : "are") ignored: "
-                + "\(stack.path) gives the layer stack, and each of its layers its own sizes")
-        }
+        let stacks = keys.filter { $0.type.isLayerStack }
+        guard !stacks.isEmpty, stacks.allSatisfy({ layerStack($0.path) != nil }) else { return }
+        let section = stacks[0].section
+        let shorthand = stacks.contains { $0.type == .layerStack } ? ["cell", "hidden", "dropout"]
+            : ["cell", "hidden", "layers", "dropout"]
+        let ignored = shorthand.map { "\(section).\($0)" }.filter(explicit.contains)
+        guard !ignored.isEmpty else { return }
+        let given = stacks.map(\.path).joined(separator: " and ")
+        warnings.append(ignored.joined(separator: ", ") + " \(ignored.count == 1 ? "is" : "are") ignored: "
+            + "\(given) \(stacks.count == 1 ? "gives the layer stack" : "give the layer stacks"), "
+            + "and each of its layers its own sizes")
+    }
+
+    /// The layer stack given at `path` (nil: none given, the shorthand keys size the model).
+    public func layerStack(_ path: String) -> [LayerSpec]? {
+        guard case .layers(let specs)? = values[path], !specs.isEmpty else { return nil }
+        return specs
+    }
+
+    /// The one recurrent entry the shorthand keys describe (`model.cell`, `hidden`, `layers`, `dropout`).
+    public var shorthandEntry: LayerSpec? {
+        guard case .text(let cellName)? = values["model.cell"], let cell = RecurrentCell(rawValue: cellName),
+              case .integer(let hidden)? = values["model.hidden"] else { return nil }
+        let layers: Int
+        if case .integer(let count)? = values["model.layers"] { layers = count } else { layers = 1 }
+        let dropout: Double
+        if case .number(let p)? = values["model.dropout"] { dropout = p } else { dropout = 0 }
+        return .recurrent(RecurrentSpec(cell: cell, hidden: hidden, layers: layers, dropout: dropout))
     }
 
     /// The model's layer stack: the one `model.layers` gives, or the shorthand's one recurrent
@@ -246,13 +269,7 @@ public struct ExperimentConfig: Equatable {
     public var modelStack: (specs: [LayerSpec], naming: StackNaming)? {
         switch values["model.layers"] {
         case .layers(let specs)?: return (specs, .indexed(prefix: "layers"))
-        case .integer(let layers)?:
-            guard case .text(let cellName)? = values["model.cell"], let cell = RecurrentCell(rawValue: cellName),
-                  case .integer(let hidden)? = values["model.hidden"] else { return nil }
-            let dropout: Double
-            if case .number(let p)? = values["model.dropout"] { dropout = p } else { dropout = 0 }
-            let entry = RecurrentSpec(cell: cell, hidden: hidden, layers: layers, dropout: dropout)
-            return ([.recurrent(entry)], .shorthand)
+        case .integer?: return shorthandEntry.map { ([$0], .shorthand) }
         default: return nil
         }
     }

@@ -76,6 +76,10 @@ public enum ConfigType: Equatable {
     case autoOrPositiveInteger
     /// A positive integer (the shorthand's layer count) or an array of layer tables.
     case layerStack
+    /// An array of layer tables, or none (empty: the shorthand keys give the stack).
+    case optionalLayerStack
+
+    var isLayerStack: Bool { self == .layerStack || self == .optionalLayerStack }
 
     public var describe: String {
         switch self {
@@ -99,6 +103,9 @@ public enum ConfigType: Equatable {
         case .layerStack:
             return "a positive integer (the shorthand's layer count) or a layer stack ([[model.layers]] tables: "
                 + "lstm, gru, rnn, conv1d, dense, dropout)"
+        case .optionalLayerStack:
+            return "a layer stack (an array of tables: lstm, gru, rnn, conv1d, dense, dropout), "
+                + "or [] for the shorthand keys"
         }
     }
 
@@ -143,6 +150,8 @@ public enum ConfigType: Equatable {
         case (.autoOrPositiveInteger, .integer(let v)): return v > 0 ? raw : nil
         case (.layerStack, .integer(let v)): return v > 0 ? raw : nil
         case (.layerStack, .layers(let v)): return v.isEmpty ? nil : raw
+        case (.optionalLayerStack, .layers): return raw
+        case (.optionalLayerStack, .texts([])): return .layers([])
         default: return nil
         }
     }

@@ -4,9 +4,9 @@ import TOMLKit
 /// `model.layers` (and `model.encoder` / `model.decoder`) as a layer stack: the TOML array of tables
 /// a config gives, read into `LayerSpec`s with errors naming the entry and its field, and written back
 /// as inline tables for the resolved config.
-enum LayerStackConfig {
+public enum LayerStackConfig {
     /// Fields each layer type accepts, in the order the resolved config writes them.
-    static let fields: [String: [String]] = [
+    public static let fields: [String: [String]] = [
         "lstm": ["hidden", "layers", "bidirectional", "dropout"],
         "gru": ["hidden", "layers", "bidirectional", "dropout"],
         "rnn": ["hidden", "layers", "bidirectional", "dropout", "nonlinearity"],
@@ -14,14 +14,16 @@ enum LayerStackConfig {
         "dense": ["units", "activation"],
         "dropout": ["p"],
     ]
-    static let types = ["lstm", "gru", "rnn", "conv1d", "dense", "dropout"]
+    public static let types = ["lstm", "gru", "rnn", "conv1d", "dense", "dropout"]
     /// What `activation` accepts ("none" is the identity).
     static let activations = ["none", "relu", "tanh", "sigmoid", "gelu"]
 
     /// The entries of an array of tables at `path`. Errors name `place` ("FILE:LINE" or "--set ..."),
     /// or the line of the entry's field when `file` and its `lines` are given.
+    /// `optional`: an empty array is no stack (the shorthand keys give it).
     static func parse(_ items: TOMLArray, path: String, place: String, file: String? = nil,
-                      lines: [String] = []) throws -> [LayerSpec] {
+                      lines: [String] = [], optional: Bool = false) throws -> [LayerSpec] {
+        if items.isEmpty && optional { return [] }
         guard !items.isEmpty else {
             throw SeqTrainError("\(place): \(path): an empty layer stack; give at least one [[\(path)]] table, "
                 + "or an integer for the shorthand (model.cell, model.hidden)")
@@ -51,7 +53,9 @@ enum LayerStackConfig {
         }
         for name in table.keys.sorted() where name != "type" && !accepted.contains(name) {
             if name == "activation" && ["lstm", "gru"].contains(type) {
-                throw SeqTrainError("\(at(name)): an \(type.uppercased())'s cell activation is tanh, as in PyTorch's "
+                let article = type == "lstm" ? "an" : "a"
+                throw SeqTrainError("\(at(name)): \(article) \(type.uppercased())'s cell activation is tanh, "
+                    + "as in PyTorch's "
                     + "nn.\(type.uppercased()); Keras's \(type.uppercased())(activation=\"relu\") is not built; "
                     + "use type = \"rnn\" with nonlinearity = \"relu\", or a dense layer with an activation after it")
             }

@@ -167,3 +167,67 @@ case("conv", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "activation": "
 case("conv_bilstm", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "padding": "causal", "dilation": 2, "activation": "relu"},
                      {"type": "lstm", "hidden": 4, "bidirectional": True}, {"type": "dense", "units": 3, "activation": "gelu"}],
      I=2, C=3, B=3, T=8, lengths=[8, 5, 6], pooling="last", seed=16)
+
+
+class Autoencoder(nn.Module):
+    """seqtrain's autoencoder with [[model.encoder]] / [[model.decoder]] stacks, decoder_input = "repeat":
+    the encoder's final states (h_n for a bidirectional top) → to_latent → the latent at every valid
+    step → the decoder stack over each sample's valid steps → a per-step head."""
+    def __init__(s, encoder, decoder, F_, Z):
+        super().__init__()
+        s.stacks = [Stack(encoder, F_), Stack(decoder, Z)]  # a plain list: only the ModuleLists are named
+        s.encoder, s.decoder = s.stacks[0].layers, s.stacks[1].layers
+        s.to_latent = nn.Linear(s.stacks[0].width, Z)
+        s.head = nn.Linear(s.stacks[1].width, F_)
+        top = encoder[-1]
+        s.reverse = top["hidden"] if top["type"] in ("lstm", "gru", "rnn") and top.get("bidirectional") else 0
+
+    def forward(s, x, lengths):
+        out, n = s.stacks[0](x, lengths)
+        B, T, O = out.shape
+        final = out[torch.arange(B), n - 1]
+        if s.reverse:
+            final = torch.cat([final[:, :O - s.reverse], out[:, 0, O - s.reverse:]], 1)
+        z = s.to_latent(final)
+        decoded, _ = s.stacks[1](z[:, None, :].expand(-1, x.shape[1], -1), lengths)
+        return s.head(decoded)
+
+
+def autoencoder_case(name, encoder, decoder, F_, Z, B, T, lengths, seed):
+    torch.manual_seed(seed)
+    m = Autoencoder(encoder, decoder, F_, Z)
+    m.eval()
+    init = {k: v.clone() for k, v in m.state_dict().items()}
+    n = torch.tensor(lengths)
+    valid = (torch.arange(T)[None, :] < n[:, None]).float()[:, :, None]
+    x = torch.randn(B, T, F_) * valid
+
+    def loss_of(y):  # the mean squared error over the valid steps' elements
+        return (((y - x) ** 2) * valid).sum() / (valid.sum() * F_)
+    y = m(x, n)
+    loss = loss_of(y)
+    loss.backward()
+    g = {f"grad.{k}": p.grad.clone() for k, p in m.named_parameters()}
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        loss_of(m(x, n)).backward()
+        opt.step()
+    after = {f"after.{k}": v for k, v in m.state_dict().items()}
+    tensors = {**init, "x": x, "lengths": n, "reconstruction": (y * valid).transpose(0, 1), "loss": loss.reshape(1),
+               **g, **after}
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, f"stack_{name}.safetensors",
+              metadata={"encoder": toml(encoder), "decoder": toml(decoder),
+                        "sizes": json.dumps({"F": F_, "Z": Z, "B": B, "T": T})})
+    print(name, y.shape, float(loss))
+
+
+# An encoder of two LSTMs of different widths (as a PyTorch user's 128 → 64), the decoder mirrored.
+autoencoder_case("ae_widths", [{"type": "lstm", "hidden": 8}, {"type": "lstm", "hidden": 5}],
+                 [{"type": "lstm", "hidden": 5}, {"type": "lstm", "hidden": 8}], F_=3, Z=4, B=4, T=6,
+                 lengths=[6, 3, 5, 4], seed=21)
+# A causal conv + bidirectional GRU encoder; a bidirectional GRU + dense decoder.
+autoencoder_case("ae_conv_bigru", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "padding": "causal",
+                                    "activation": "relu"}, {"type": "gru", "hidden": 3, "bidirectional": True}],
+                 [{"type": "gru", "hidden": 4, "bidirectional": True}, {"type": "dense", "units": 5, "activation": "tanh"}],
+                 F_=2, Z=3, B=3, T=7, lengths=[7, 4, 6], seed=22)

@@ -263,25 +263,10 @@ public final class ClassifierExperiment: Experiment {
         if layout == .sequence && settings.features == "raw" {
             let (stack, _) = try ClassifierNetwork.stack(config)
             let what = ClassifierNetwork.stackKeys(config)
-            let perStep = try LayerSpec.bufferFloatsPerStep(stack, input: settings.inputFeatures,
-                                                            what: "the buffers per step of the layer stack (\(what))")
-            let cells = try MemoryCheck.product([rows.count, training.steps], what: "training.batch_size × steps")
-            try MemoryCheck.requireMatrixDimensions([(cells, "training.batch_size × the sequence length")])
-            let floats = try MemoryCheck.product([cells, perStep], what: "training.batch_size × steps × \(what)")
-            try MemoryCheck.require(floats: floats,
-                                    what: "the layer buffers of a batch of \(rows.count) sequences of "
-                                        + "\(training.steps) steps",
-                                    fix: "lower training.batch_size or the sizes of \(what), "
-                                        + "or use data.features = \"rfft\"")
-            let shortest = training.lengths.min() ?? training.steps
-            if LayerStack.outputSteps(stack, shortest) == 0 {
-                throw SeqTrainError("""
-                    \(config.source): model.layers: the shortest training sequence has \(shortest) steps, \
-                    too few for the \
-                    stack's convolutions to give one output step; use padding = "same" or "causal", a smaller \
-                    kernel_size, dilation or stride, or drop the shortest sequences
-                    """)
-            }
+            try MemoryCheck.requireStackBuffers(stack, input: settings.inputFeatures, rows: rows.count,
+                                                steps: training.steps, what: what, source: config.source,
+                                                shortest: training.lengths.min() ?? training.steps,
+                                                otherFix: ", or use data.features = \"rfft\"")
         }
         network = try ClassifierNetwork.make(config, inputFeatures: settings.inputFeatures, classes: classCount)
         recurrentSteps = layout == .sequence && settings.features == "raw" ? training.steps : 0

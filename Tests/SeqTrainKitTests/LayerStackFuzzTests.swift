@@ -1,0 +1,88 @@
+import Foundation
+import XCTest
+import SeqTrainKit
+
+/// Every field of every layer type (the parser's own lists, not a hand-picked set), given
+/// every class of value, in every stack key of every kind that reads one: the config is either
+/// refused with an error naming the entry and the field, or the experiment is built and trains a
+/// step. Nothing traps (an allocation too large, an overflow, a force unwrap would end this process).
+final class LayerStackFuzzTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws { dir = try temporaryDirectory() }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// TOML values of every class: small, zero, negative, beyond the limits, huge, fractional,
+    /// non-finite, of the wrong type, and words a field might or might not accept.
+    static let values = ["1", "2", "0", "-1", "4096", "16777217", "9223372036854775807", "0.5", "1e308", "nan", "-inf",
+                         "true", "\"relu\"", "\"softmax\"", "\"same\"", "\"causal\"", "\"x\"", "[]", "{}", "[1, 2]"]
+
+    /// What a type needs to be complete, so that each fuzzed field is the only odd one.
+    static let required: [String: String] = [
+        "lstm": "hidden = 3", "gru": "hidden = 3", "rnn": "hidden = 3",
+        "conv1d": "filters = 2\nkernel_size = 2\npadding = \"causal\"", "dense": "units = 3", "dropout": "p = 0.1",
+    ]
+
+    func testEveryFieldOfEveryLayerTypeWithEveryValueClass() throws {
+        let (curves, _) = SyntheticSets.curves(count: 24, length: 12, seed: 4, variableLength: true)
+        try NumpyArray(floats: curves, shape: [24, 12]).write(to: "\(dir)/x.npy")
+        let labels = (0..<24).map { Float($0 % 2) }
+        try NumpyArray(floats: labels, shape: [24]).write(to: "\(dir)/y.npy")
+        let kinds: [(kind: String, data: String, model: String, keys: [String])] = [
+            ("sequence_classifier", "inputs = [\"\(dir)/x.npy\"]\nlabels = [\"\(dir)/y.npy\"]", "", ["layers"]),
+            ("autoencoder", "inputs = [\"\(dir)/x.npy\"]", "latent = 2", ["encoder", "decoder"]),
+        ]
+        let schemaKinds = ExperimentRegistry.kinds.filter { kind in
+            kind.configKeys.contains { $0.type.describe.contains("layer stack") }
+        }
+        // Every kind the schema says reads a stack is fuzzed here.
+        XCTAssertEqual(Set(schemaKinds.map(\.name)), Set(kinds.map(\.kind)))
+        var refused = 0, trained = 0
+        for (kind, data, model, keys) in kinds {
+            for key in keys {
+                for type in LayerStackConfig.types {
+                    let fields = try XCTUnwrap(LayerStackConfig.fields[type]) + ["type", "activation", "hiden"]
+                    for field in fields {
+                        for value in Self.values {
+                            let entry = (Self.required[type] ?? "").split(separator: "\n")
+                                .filter { !$0.hasPrefix("\(field) =") }.joined(separator: "\n")
+                            let text = """
+                                [job]
+                                run_dir = "\(dir)/run"
+                                [data]
+                                \(data)
+                                [training]
+                                batch_size = 4
+                                [model]
+                                kind = "\(kind)"
+                                hidden = 3
+                                \(model)
+                                [[model.\(key)]]
+                                \(field == "type" ? "" : "type = \"\(type)\"")
+                                \(entry)
+                                \(field) = \(value)
+                                """
+                            let place = "\(kind) \(key) \(type).\(field) = \(value)"
+                            do {
+                                let config = try ExperimentConfig.parse(text, source: "fuzz.toml")
+                                let experiment = try XCTUnwrap(ExperimentRegistry.kind(named: kind)).make(config, 0, 1)
+                                let (total, _) = try experiment.accumulateGradient(batch: 0, epoch: 0, step: 0,
+                                                                                   gradientsReady: nil)
+                                XCTAssertTrue(total.mean.isFinite, "\(place): loss \(total.mean)")
+                                trained += 1
+                            } catch {
+                                let message = "\(error)"
+                                XCTAssertTrue(message.contains("model.\(key)"), "\(place): \(message)")
+                                XCTAssertFalse(message.contains("Fatal") || message.isEmpty, "\(place): \(message)")
+                                refused += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        print("layer stack fuzz: \(refused) refused, \(trained) trained")
+        XCTAssertGreaterThan(refused, 0)
+        XCTAssertGreaterThan(trained, 0)
+    }
+}
