@@ -28,9 +28,13 @@ final class LayerStackFuzzTests: XCTestCase {
         try NumpyArray(floats: curves, shape: [24, 12]).write(to: "\(dir)/x.npy")
         let labels = (0..<24).map { Float($0 % 2) }
         try NumpyArray(floats: labels, shape: [24]).write(to: "\(dir)/y.npy")
+        // Per-step class ids for the tagger, -1 past each curve's length.
+        let steps = (0..<(24 * 12)).map { curves[$0].isNaN ? Int64(-1) : Int64($0 % 3) }
+        try NumpyArray(integers: steps, shape: [24, 12]).write(to: "\(dir)/tags.npy")
         let kinds: [(kind: String, data: String, model: String, keys: [String])] = [
             ("sequence_classifier", "inputs = [\"\(dir)/x.npy\"]\nlabels = [\"\(dir)/y.npy\"]", "", ["layers"]),
             ("autoencoder", "inputs = [\"\(dir)/x.npy\"]", "latent = 2", ["encoder", "decoder"]),
+            ("sequence_tagger", "inputs = [\"\(dir)/x.npy\"]\nlabels = [\"\(dir)/tags.npy\"]", "", ["layers"]),
         ]
         let schemaKinds = ExperimentRegistry.kinds.filter { kind in
             kind.configKeys.contains { $0.type.describe.contains("layer stack") }

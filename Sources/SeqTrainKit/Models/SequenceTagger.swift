@@ -35,10 +35,7 @@ public final class SequenceTagger: TrainableModel {
     /// The index of the first entry whose output has fewer steps than its input, or nil: a tagger
     /// needs every entry to keep the steps (a conv1d of stride 1 padded "same" or "causal").
     public static func firstShorteningEntry(_ specs: [LayerSpec]) -> Int? {
-        specs.firstIndex { spec in
-            guard case .conv1d(let c) = spec else { return false }
-            return c.stride != 1 || (c.padding == .valid && c.span > 1)
-        }
+        specs.firstIndex { !$0.keepsSteps }
     }
 
     /// The shorthand model: one recurrent entry named by its cell (`lstm.weight_ih_l0`).
