@@ -2,11 +2,11 @@ import ArgumentParser
 import Foundation
 import SeqTrainKit
 
-/// `seqtrain data curves|letters`: the seeded labelled sets the default configs and tests use.
+/// `seqtrain data curves|letters|series|tags`: the seeded labelled sets the default configs and tests use.
 struct MakeData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Write a seeded, labelled data set (no download needed).",
-        subcommands: [Curves.self, Letters.self, Series.self])
+        subcommands: [Curves.self, Letters.self, Series.self, Tags.self])
 
     struct Curves: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -109,11 +109,12 @@ func makeDirectory(_ path: String) throws {
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Probabilities and predicted labels of a classifier checkpoint for new data, read as its training read it.")
+        abstract: "Probabilities and predicted labels of a classifier or tagger checkpoint for new data, read as its "
+            + "training read it.")
 
     @OptionGroup var input: CheckpointAndData
 
-    @Option(help: "Output: FILE.npy (probabilities; predictions in FILE.labels.npy) or FILE.csv.")
+    @Option(help: "Output: FILE.npy (probabilities; predictions in FILE.labels.npy) or FILE.csv (classifiers only).")
     var out: String
 
     func run() throws {

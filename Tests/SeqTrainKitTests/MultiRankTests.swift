@@ -151,6 +151,13 @@ final class MultiRankTests: XCTestCase {
         for (name, config, sets) in try ClassifierCases.write(in: dir) { try assertRankCountDoesNotChangeWhatIsLearned(name, config: config, sets) }
     }
 
+    /// Sequence taggers (class ids over a conv1d + bidirectional GRU with dropout, 0/1 labels with
+    /// SGD momentum, L1 regression), all of variable lengths: the same per-step losses and final
+    /// parameters on 1, 2 and 4 ranks, whose shares hold different counts of valid steps.
+    func testRankCountDoesNotChangeWhatTaggersLearn() throws {
+        for (name, config, sets) in try TaggerCases.write(in: dir) { try assertRankCountDoesNotChangeWhatIsLearned(name, config: config, sets) }
+    }
+
     /// Trains `config` with `sets` for 20 steps on 1, 2 and 4 ranks (one worker each): the same
     /// per-step losses, last validation loss and final parameters, within 1e-5 relative.
     func assertRankCountDoesNotChangeWhatIsLearned(_ name: String, config: String, _ sets: [String]) throws {

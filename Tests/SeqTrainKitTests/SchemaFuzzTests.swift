@@ -65,6 +65,9 @@ final class SchemaFuzzTests: XCTestCase {
             let kind = sets.first { $0.hasPrefix("model.kind=") }.map { String($0.dropFirst("model.kind=".count)) } ?? ""
             runs.append((name, kind, config, sets))
         }
+        for (name, config, sets) in try TaggerCases.write(in: dir) where name == "tagger-ids" {
+            runs.append((name, "sequence_tagger", config, sets))
+        }
         // A few steps, one validation, no checkpoint before the end: each case stays short.
         let quick = ["training.max_steps=3", "training.eval_every=0", "checkpoint.interval=0", "training.workers=1"]
         return runs.map { ($0.0, $0.1, $0.2, $0.3 + quick) }
@@ -174,6 +177,7 @@ final class SchemaFuzzTests: XCTestCase {
             "data curves": ["data", "curves", "--count", "10", "--length", "8", "--out", "\(dir)/curves"],
             "data letters": ["data", "letters", "--count", "10", "--out", "\(dir)/letters"],
             "data series": ["data", "series", "--length", "50", "--out", "\(dir)/series"],
+            "data tags": ["data", "tags", "--count", "10", "--length", "8", "--out", "\(dir)/tags"],
             "bench": ["bench", "--only", "3", "--repeats", "1"],
             "system": ["system"],
             "gradcheck": ["gradcheck", char, "--samples", "2"],

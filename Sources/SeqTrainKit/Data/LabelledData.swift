@@ -129,6 +129,9 @@ public struct NumericReader {
     public var inputField = "", labelField = ""
     /// NumPy archives: the arrays of the inputs and the labels (data.input_array, data.label_array).
     public var inputArray = "", labelArray = ""
+    /// Whether an archive's other array is read as the labels when data.labels gives none (a kind
+    /// that reads its labels itself, as the tagger's per-step labels, turns it off).
+    public var readsArchiveLabels = true
     /// Keys named in messages.
     public var inputsKey = "data.inputs", labelsKey = "data.labels"
 
@@ -353,7 +356,7 @@ public struct NumericReader {
                 + "(N, T, F) or (N, F)")
         }
         var labelName = labelArray
-        if labelName.isEmpty && archive.names.count >= 2 { labelName = archive.names.first { $0 != inputName } ?? "" }
+        if labelName.isEmpty && readsArchiveLabels && archive.names.count >= 2 { labelName = archive.names.first { $0 != inputName } ?? "" }
         var labels: RawLabels?
         if !labelName.isEmpty {
             let array = try archive.array(labelName, key: "data.label_array")
