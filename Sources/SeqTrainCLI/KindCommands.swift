@@ -46,7 +46,8 @@ struct CheckpointAndData: ParsableArguments {
 
 struct Encode: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The latent vector of every sample, from an autoencoder checkpoint (read as its training read data).")
+        abstract: "The latent vector of every sample, from an autoencoder or seq2seq checkpoint (read as its "
+            + "training read data; for seq2seq, the latent means, which generate --latent decodes).")
 
     @OptionGroup var input: CheckpointAndData
 

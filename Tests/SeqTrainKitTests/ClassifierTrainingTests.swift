@@ -512,7 +512,9 @@ final class ClassifierTrainingTests: XCTestCase {
             XCTAssertEqual("\(error)", "c.toml:3: model.embedding: unknown key for model.kind = \"mlp_classifier\" (it is a key of \"char_lm\", \"seq2seq\"); [model] accepts kind, hidden_sizes, activation, dropout, task, output_activation")
         }
         XCTAssertThrowsError(try ExperimentConfig.parse("[model]\nkind = \"rnn\"\n", source: "c.toml")) { error in
-            XCTAssertEqual("\(error)", "c.toml:2: model.kind: expected one of \"char_lm\", \"sequence_classifier\", \"mlp_classifier\", \"autoencoder\", \"seq2seq\", \"forecaster\", got \"rnn\"")
+            XCTAssertEqual("\(error)", "c.toml:2: model.kind: expected one of \"char_lm\", \"sequence_classifier\", "
+                           + "\"mlp_classifier\", \"autoencoder\", \"seq2seq\", \"forecaster\", \"sequence_tagger\", "
+                           + "got \"rnn\"")
         }
         XCTAssertThrowsError(try ExperimentConfig.parse("[loss]\nkind = \"auto\"\n", source: "c.toml")) { error in
             XCTAssertTrue("\(error)".hasPrefix("c.toml:1: unknown section [loss] for model.kind = \"char_lm\""), "\(error)")

@@ -102,6 +102,7 @@ public final class Seq2SeqExperiment: Experiment {
         make: { config, rank, world in try Seq2SeqExperiment(config: config, rank: rank, world: world) },
         evaluate: { checkpoint, data, _ in try LoadedSequenceGenerator(path: checkpoint).evaluate(paths: data) },
         predict: nil,
+        encode: { checkpoint, data, out in try LoadedSequenceGenerator(path: checkpoint).encode(paths: data, out: out) },
         generate: { checkpoint, request in try LoadedSequenceGenerator(path: checkpoint).generate(request) })
 
     static let configKeys: [ConfigKey] = [
@@ -455,6 +456,31 @@ public struct LoadedSequenceGenerator {
         return EvaluationReport(fields: fields, text: text)
     }
 
+    /// The latent mean μ of every sequence, (N, Z), encoded 64 at a time.
+    func latentMeans(_ ids: [[Int32]]) throws -> [Float] {
+        var latents: [Float] = []
+        for start in stride(from: 0, to: ids.count, by: 64) {
+            let batch = TokenBatch(Array(ids[start..<min(start + 64, ids.count)]))
+            try model.encode(batch.sources, batch: batch.rows, steps: batch.sourceSteps, lengths: batch.lengths)
+            latents += model.mean.array
+        }
+        return latents
+    }
+
+    /// The latent mean of every sequence of `paths` (cut as the training text was), (N, Z), to `out`
+    /// (.npy float32 or CSV): what `generate --latent` decodes back.
+    public func encode(paths: [String], out: String) throws -> String {
+        let sequences = try TokenSequences(patterns: paths, key: "--data", rules: rules, unique: config.boolean("data.unique"),
+                                           maxLength: config.integer("data.max_length"))
+        let encoded = EncodedSequences(sequences, vocabulary: vocabulary)
+        let Z = model.latentSize
+        let latents = try latentMeans(encoded.ids)
+        guard latents.allSatisfy({ $0.isFinite }) else { throw model.parameters.overflowError(source: path, what: "a latent vector") }
+        try writeTable(latents, rows: encoded.ids.count, columns: (0..<Z).map { "z\($0)" }, to: out)
+        let unknown = encoded.unknown > 0 ? "; \(encoded.unknown) tokens outside the vocabulary read as <unk>" : ""
+        return "\(encoded.ids.count) latent vectors of \(Z) values (the means μ) in \(out)\(unknown)"
+    }
+
     /// Sequences decoded from the latents `request` names, one per line.
     public func generate(_ request: GenerationRequest) throws -> String {
         let Z = model.latentSize
@@ -465,11 +491,7 @@ public struct LoadedSequenceGenerator {
             let sequences = texts.flatMap { rules.sequences(of: $0) }.map { rules.tokens(of: $0) }
             guard !sequences.isEmpty else { throw SeqTrainError("--from: no sequence in the text") }
             let ids = sequences.map { vocabulary.encode(Array($0.prefix(config.integer("data.max_length")))).ids }
-            for start in stride(from: 0, to: ids.count, by: 64) {
-                let batch = TokenBatch(Array(ids[start..<min(start + 64, ids.count)]))
-                try model.encode(batch.sources, batch: batch.rows, steps: batch.sourceSteps, lengths: batch.lengths)
-                latents += model.mean.array
-            }
+            latents = try latentMeans(ids)
             count = ids.count
         case .latents(let file):
             let array = try NumpyArray(contentsOf: file)
