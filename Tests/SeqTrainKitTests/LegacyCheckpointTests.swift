@@ -21,7 +21,8 @@ final class LegacyCheckpointTests: XCTestCase {
         for name in names {
             let expected = try json(Data(contentsOf: URL(fileURLWithPath: "\(Self.fixtures)/\(name).eval.json")))
             let arguments = try String(contentsOfFile: "\(Self.fixtures)/\(name).eval.args", encoding: .utf8)
-                .split(whereSeparator: \.isWhitespace).map { $0.hasPrefix("--") ? String($0) : "\(Self.fixtures)/\($0)" }
+                .split(whereSeparator: \.isWhitespace)
+                .map { $0.hasPrefix("--") ? String($0) : "\(Self.fixtures)/\($0)" }
             let run = try MultiRankTests.execute([MultiRankTests.binary, "eval", "\(Self.fixtures)/\(name).safetensors"]
                                                     + arguments + ["--json"])
             XCTAssertEqual(run.status, 0, "\(name): \(run.errors)")

@@ -155,7 +155,9 @@ final class MultiRankTests: XCTestCase {
     /// SGD momentum, L1 regression), all of variable lengths: the same per-step losses and final
     /// parameters on 1, 2 and 4 ranks, whose shares hold different counts of valid steps.
     func testRankCountDoesNotChangeWhatTaggersLearn() throws {
-        for (name, config, sets) in try TaggerCases.write(in: dir) { try assertRankCountDoesNotChangeWhatIsLearned(name, config: config, sets) }
+        for (name, config, sets) in try TaggerCases.write(in: dir) {
+            try assertRankCountDoesNotChangeWhatIsLearned(name, config: config, sets)
+        }
     }
 
     /// Trains `config` with `sets` for 20 steps on 1, 2 and 4 ranks (one worker each): the same

@@ -211,35 +211,31 @@ final class WorkerTests: XCTestCase {
     /// Every tagger case killed after its checkpoint at step 10 (worker 1 ends the process at step
     /// 15) and resumed on 2 workers ends as the uninterrupted run, bit for bit: losses and weights.
     func testTaggersResumeBitForBit() throws {
-        for (name, config, sets) in try TaggerCases.write(in: dir) {
-            let common = (sets + ["training.workers=2"]).flatMap { ["--set", $0] }
-            let whole = try train("\(name)-whole", common, config: config)
-            XCTAssertEqual(whole.status, 0, "\(name): \(whole.errors)")
-            let killed = try train("\(name)-killed", common + ["--test-fail-at", "1:15:exit"], config: config)
-            XCTAssertEqual(killed.status, 3, "\(name): \(killed.errors)")
-            let resumed = try train("\(name)-killed", common + ["--resume"], config: config)
-            XCTAssertEqual(resumed.status, 0, "\(name): \(resumed.errors)")
-            XCTAssertTrue(resumed.output.contains("resumed from \(dir)/\(name)-killed/checkpoints/step-00000010.safetensors at step 10 of 20"), resumed.output)
-            XCTAssertEqual(try metrics("\(name)-killed").map { $0["loss"] as! Double }, try metrics("\(name)-whole").map { $0["loss"] as! Double }, name)
-            XCTAssertEqual(try finalWeights("\(name)-killed"), try finalWeights("\(name)-whole"), "\(name): final weights bit for bit")
-        }
+        for (name, config, sets) in try TaggerCases.write(in: dir) { try assertResumesBitForBit(name, config, sets) }
     }
 
     /// Every sequence kind killed after its checkpoint at step 10 (worker 1 ends the process at
     /// step 15) and resumed ends as the uninterrupted run, bit for bit: losses and weights.
     func testSequenceKindsResumeBitForBit() throws {
         for (name, config, sets) in try SequenceKindCases.write(in: dir) {
-            let common = (sets + ["training.workers=2"]).flatMap { ["--set", $0] }
-            let whole = try train("\(name)-whole", common, config: config)
-            XCTAssertEqual(whole.status, 0, "\(name): \(whole.errors)")
-            let killed = try train("\(name)-killed", common + ["--test-fail-at", "1:15:exit"], config: config)
-            XCTAssertEqual(killed.status, 3, "\(name): \(killed.errors)")
-            let resumed = try train("\(name)-killed", common + ["--resume"], config: config)
-            XCTAssertEqual(resumed.status, 0, "\(name): \(resumed.errors)")
-            XCTAssertTrue(resumed.output.contains("resumed from \(dir)/\(name)-killed/checkpoints/step-00000010.safetensors at step 10 of 20"), resumed.output)
-            XCTAssertEqual(try metrics("\(name)-killed").map { $0["loss"] as! Double }, try metrics("\(name)-whole").map { $0["loss"] as! Double }, name)
-            XCTAssertEqual(try finalWeights("\(name)-killed"), try finalWeights("\(name)-whole"), "\(name): final weights bit for bit")
+            try assertResumesBitForBit(name, config, sets)
         }
+    }
+
+    func assertResumesBitForBit(_ name: String, _ config: String, _ sets: [String]) throws {
+        let common = (sets + ["training.workers=2"]).flatMap { ["--set", $0] }
+        let whole = try train("\(name)-whole", common, config: config)
+        XCTAssertEqual(whole.status, 0, "\(name): \(whole.errors)")
+        let killed = try train("\(name)-killed", common + ["--test-fail-at", "1:15:exit"], config: config)
+        XCTAssertEqual(killed.status, 3, "\(name): \(killed.errors)")
+        let resumed = try train("\(name)-killed", common + ["--resume"], config: config)
+        XCTAssertEqual(resumed.status, 0, "\(name): \(resumed.errors)")
+        let checkpoint = "\(dir)/\(name)-killed/checkpoints/step-00000010.safetensors"
+        XCTAssertTrue(resumed.output.contains("resumed from \(checkpoint) at step 10 of 20"), resumed.output)
+        XCTAssertEqual(try metrics("\(name)-killed").map { $0["loss"] as! Double },
+                       try metrics("\(name)-whole").map { $0["loss"] as! Double }, name)
+        XCTAssertEqual(try finalWeights("\(name)-killed"), try finalWeights("\(name)-whole"),
+                       "\(name): final weights bit for bit")
     }
 
     /// Killed with checkpoints at 10 and 20, resumed: with the same workers the run ends bit for

@@ -356,7 +356,9 @@ public struct NumericReader {
                 + "(N, T, F) or (N, F)")
         }
         var labelName = labelArray
-        if labelName.isEmpty && readsArchiveLabels && archive.names.count >= 2 { labelName = archive.names.first { $0 != inputName } ?? "" }
+        if labelName.isEmpty && readsArchiveLabels && archive.names.count >= 2 {
+            labelName = archive.names.first { $0 != inputName } ?? ""
+        }
         var labels: RawLabels?
         if !labelName.isEmpty {
             let array = try archive.array(labelName, key: "data.label_array")

@@ -140,10 +140,7 @@ public final class CharLMTask: Experiment {
     /// The config's stack (`[[model.layers]]`, or the shorthand's one recurrent entry), refused when an
     /// entry could read ahead of the character it predicts or cannot carry its state.
     static func stack(_ config: ExperimentConfig) throws -> (specs: [LayerSpec], naming: StackNaming) {
-        guard let stack = config.modelStack else {
-            throw SeqTrainError("\(config.source): model.layers: no layer stack; give [[model.layers]] "
-                + "or model.cell and model.hidden")
-        }
+        let stack = try config.requiredModelStack()
         if let (entry, reason) = LayerStack.stateBreaker(stack.specs) {
             throw SeqTrainError("\(config.source): model.layers[\(entry)]: a language model reads its text in "
                 + "order, carrying its state from batch to batch and sampling one character at a time; \(reason)")

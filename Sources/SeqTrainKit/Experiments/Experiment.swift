@@ -257,9 +257,10 @@ public struct GenerationRequest {
 }
 
 public enum ExperimentRegistry {
-    public static let kinds: [ExperimentKind] = [CharLMTask.kind, ClassifierExperiment.sequenceKind, ClassifierExperiment.mlpKind,
-                                                 AutoencoderExperiment.kind, Seq2SeqExperiment.kind, ForecasterExperiment.kind,
-                                                 TaggerExperiment.kind]
+    public static let kinds: [ExperimentKind] = [
+        CharLMTask.kind, ClassifierExperiment.sequenceKind, ClassifierExperiment.mlpKind, AutoencoderExperiment.kind,
+        Seq2SeqExperiment.kind, ForecasterExperiment.kind, TaggerExperiment.kind,
+    ]
 
     public static func kind(named name: String) -> ExperimentKind? { kinds.first { $0.name == name } }
 

@@ -102,7 +102,9 @@ public final class Seq2SeqExperiment: Experiment {
         make: { config, rank, world in try Seq2SeqExperiment(config: config, rank: rank, world: world) },
         evaluate: { checkpoint, data, _ in try LoadedSequenceGenerator(path: checkpoint).evaluate(paths: data) },
         predict: nil,
-        encode: { checkpoint, data, out in try LoadedSequenceGenerator(path: checkpoint).encode(paths: data, out: out) },
+        encode: { checkpoint, data, out in
+            try LoadedSequenceGenerator(path: checkpoint).encode(paths: data, out: out)
+        },
         generate: { checkpoint, request in try LoadedSequenceGenerator(path: checkpoint).generate(request) })
 
     static let configKeys: [ConfigKey] = [
@@ -470,12 +472,15 @@ public struct LoadedSequenceGenerator {
     /// The latent mean of every sequence of `paths` (cut as the training text was), (N, Z), to `out`
     /// (.npy float32 or CSV): what `generate --latent` decodes back.
     public func encode(paths: [String], out: String) throws -> String {
-        let sequences = try TokenSequences(patterns: paths, key: "--data", rules: rules, unique: config.boolean("data.unique"),
+        let sequences = try TokenSequences(patterns: paths, key: "--data", rules: rules,
+                                           unique: config.boolean("data.unique"),
                                            maxLength: config.integer("data.max_length"))
         let encoded = EncodedSequences(sequences, vocabulary: vocabulary)
         let Z = model.latentSize
         let latents = try latentMeans(encoded.ids)
-        guard latents.allSatisfy({ $0.isFinite }) else { throw model.parameters.overflowError(source: path, what: "a latent vector") }
+        guard latents.allSatisfy({ $0.isFinite }) else {
+            throw model.parameters.overflowError(source: path, what: "a latent vector")
+        }
         try writeTable(latents, rows: encoded.ids.count, columns: (0..<Z).map { "z\($0)" }, to: out)
         let unknown = encoded.unknown > 0 ? "; \(encoded.unknown) tokens outside the vocabulary read as <unk>" : ""
         return "\(encoded.ids.count) latent vectors of \(Z) values (the means μ) in \(out)\(unknown)"

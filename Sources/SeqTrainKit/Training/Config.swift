@@ -299,6 +299,21 @@ public struct ExperimentConfig: Equatable {
         }
     }
 
+    /// The model's layer stack, or an error naming the key when the config describes none.
+    public func requiredModelStack() throws -> (specs: [LayerSpec], naming: StackNaming) {
+        guard let stack = modelStack else {
+            throw SeqTrainError("\(source): model.layers: no layer stack; give [[model.layers]] "
+                + "or model.cell and model.hidden")
+        }
+        return stack
+    }
+
+    /// The keys that size the model's stack, for messages.
+    public var modelStackKeys: String {
+        if case .layers = value("model.layers") { return "model.layers" }
+        return "model.hidden, model.layers"
+    }
+
     /// Defaults that depend on another key, as PyTorch's: AdamW's weight decay, Adagrad's eps.
     mutating func applyKindDefaults(explicit: Set<String>) {
         let kind = text("optimizer.kind")

@@ -150,23 +150,6 @@ def case(name, specs, I, C, B, T, lengths, pooling, seed):
     print(name, logits.shape, float(loss))
 
 
-case("rnn", [{"type": "rnn", "hidden": 6, "layers": 2}, {"type": "rnn", "hidden": 5, "nonlinearity": "relu"}],
-     I=3, C=4, B=4, T=7, lengths=[7, 5, 3, 6], pooling="mean", seed=11)
-case("bilstm", [{"type": "lstm", "hidden": 5, "layers": 2, "bidirectional": True}],
-     I=3, C=4, B=4, T=6, lengths=[6, 2, 4, 5], pooling="last", seed=12)
-case("bigru", [{"type": "gru", "hidden": 4, "layers": 2, "bidirectional": True}],
-     I=2, C=3, B=3, T=5, lengths=[3, 5, 4], pooling="max", seed=13)
-case("widths", [{"type": "lstm", "hidden": 8}, {"type": "gru", "hidden": 5}, {"type": "dense", "units": 6, "activation": "relu"},
-                {"type": "dropout", "p": 0.3}, {"type": "lstm", "hidden": 4}],
-     I=3, C=4, B=3, T=6, lengths=[6, 4, 5], pooling="last", seed=14)
-case("conv", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "activation": "relu"},
-              {"type": "conv1d", "filters": 5, "kernel_size": 4, "dilation": 2, "padding": "same", "activation": "tanh"},
-              {"type": "conv1d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "causal"},
-              {"type": "lstm", "hidden": 5}],
-     I=2, C=3, B=4, T=12, lengths=[12, 9, 7, 10], pooling="mean", seed=15)
-case("conv_bilstm", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "padding": "causal", "dilation": 2, "activation": "relu"},
-                     {"type": "lstm", "hidden": 4, "bidirectional": True}, {"type": "dense", "units": 3, "activation": "gelu"}],
-     I=2, C=3, B=3, T=8, lengths=[8, 5, 6], pooling="last", seed=16)
 
 
 class Autoencoder(nn.Module):
@@ -223,14 +206,6 @@ def autoencoder_case(name, encoder, decoder, F_, Z, B, T, lengths, seed):
 
 
 # An encoder of two LSTMs of different widths (as a PyTorch user's 128 → 64), the decoder mirrored.
-autoencoder_case("ae_widths", [{"type": "lstm", "hidden": 8}, {"type": "lstm", "hidden": 5}],
-                 [{"type": "lstm", "hidden": 5}, {"type": "lstm", "hidden": 8}], F_=3, Z=4, B=4, T=6,
-                 lengths=[6, 3, 5, 4], seed=21)
-# A causal conv + bidirectional GRU encoder; a bidirectional GRU + dense decoder.
-autoencoder_case("ae_conv_bigru", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "padding": "causal",
-                                    "activation": "relu"}, {"type": "gru", "hidden": 3, "bidirectional": True}],
-                 [{"type": "gru", "hidden": 4, "bidirectional": True}, {"type": "dense", "units": 5, "activation": "tanh"}],
-                 F_=2, Z=3, B=3, T=7, lengths=[7, 4, 6], seed=22)
 
 
 class CharLM(nn.Module):
@@ -291,6 +266,38 @@ def charlm_case(name, specs, V, E, B, T, seed):
 
 
 # Recurrent entries of different cells and widths, each carrying its state across chunks, then dense.
-charlm_case("charlm", [{"type": "lstm", "hidden": 6}, {"type": "gru", "hidden": 5, "layers": 2},
-                       {"type": "dropout", "p": 0.2}, {"type": "rnn", "hidden": 4, "nonlinearity": "relu"},
-                       {"type": "dense", "units": 7, "activation": "tanh"}], V=9, E=4, B=3, T=5, seed=31)
+
+
+def main():
+    case("rnn", [{"type": "rnn", "hidden": 6, "layers": 2}, {"type": "rnn", "hidden": 5, "nonlinearity": "relu"}],
+         I=3, C=4, B=4, T=7, lengths=[7, 5, 3, 6], pooling="mean", seed=11)
+    case("bilstm", [{"type": "lstm", "hidden": 5, "layers": 2, "bidirectional": True}],
+         I=3, C=4, B=4, T=6, lengths=[6, 2, 4, 5], pooling="last", seed=12)
+    case("bigru", [{"type": "gru", "hidden": 4, "layers": 2, "bidirectional": True}],
+         I=2, C=3, B=3, T=5, lengths=[3, 5, 4], pooling="max", seed=13)
+    case("widths", [{"type": "lstm", "hidden": 8}, {"type": "gru", "hidden": 5}, {"type": "dense", "units": 6, "activation": "relu"},
+                    {"type": "dropout", "p": 0.3}, {"type": "lstm", "hidden": 4}],
+         I=3, C=4, B=3, T=6, lengths=[6, 4, 5], pooling="last", seed=14)
+    case("conv", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "activation": "relu"},
+                  {"type": "conv1d", "filters": 5, "kernel_size": 4, "dilation": 2, "padding": "same", "activation": "tanh"},
+                  {"type": "conv1d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "causal"},
+                  {"type": "lstm", "hidden": 5}],
+         I=2, C=3, B=4, T=12, lengths=[12, 9, 7, 10], pooling="mean", seed=15)
+    case("conv_bilstm", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "padding": "causal", "dilation": 2, "activation": "relu"},
+                         {"type": "lstm", "hidden": 4, "bidirectional": True}, {"type": "dense", "units": 3, "activation": "gelu"}],
+         I=2, C=3, B=3, T=8, lengths=[8, 5, 6], pooling="last", seed=16)
+    autoencoder_case("ae_widths", [{"type": "lstm", "hidden": 8}, {"type": "lstm", "hidden": 5}],
+                     [{"type": "lstm", "hidden": 5}, {"type": "lstm", "hidden": 8}], F_=3, Z=4, B=4, T=6,
+                     lengths=[6, 3, 5, 4], seed=21)
+    # A causal conv + bidirectional GRU encoder; a bidirectional GRU + dense decoder.
+    autoencoder_case("ae_conv_bigru", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "padding": "causal",
+                                        "activation": "relu"}, {"type": "gru", "hidden": 3, "bidirectional": True}],
+                     [{"type": "gru", "hidden": 4, "bidirectional": True}, {"type": "dense", "units": 5, "activation": "tanh"}],
+                     F_=2, Z=3, B=3, T=7, lengths=[7, 4, 6], seed=22)
+    charlm_case("charlm", [{"type": "lstm", "hidden": 6}, {"type": "gru", "hidden": 5, "layers": 2},
+                           {"type": "dropout", "p": 0.2}, {"type": "rnn", "hidden": 4, "nonlinearity": "relu"},
+                           {"type": "dense", "units": 7, "activation": "tanh"}], V=9, E=4, B=3, T=5, seed=31)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """PyTorch reference values for seqtrain's sequence tagger (`model.kind = "sequence_tagger"`).
 
 Each case is a tagger: a stack of PyTorch layers in an nn.ModuleList named `layers` (the rules of
-Fixtures/make_stacks.py, whose Stack is copied here: every layer's output is zero past each
+Fixtures/make_stacks.py, whose Stack it imports: every layer's output is zero past each
 sample's valid steps, bidirectional layers run as packed sequences) and a Linear `head` applied at
 every step (Keras's TimeDistributed(Dense)), on variable-length inputs. The loss is the mean over
 the valid steps only: F.cross_entropy on (N, T) class ids, F.binary_cross_entropy_with_logits on
@@ -20,80 +20,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from safetensors.torch import save_file
 
 torch.set_default_dtype(torch.float32)
-ACT = {"none": lambda v: v, "relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu}
-
-
-def conv_steps(spec, n):
-    k, d, s = spec["kernel_size"], spec.get("dilation", 1), spec.get("stride", 1)
-    span = d * (k - 1) + 1
-    padding = spec.get("padding", "valid")
-    if padding == "valid":
-        return torch.where(n < span, torch.zeros_like(n), (n - span) // s + 1)
-    if padding == "same":
-        return n
-    return (n - 1) // s + 1
-
-
-class Stack(nn.Module):
-    def __init__(s, specs, width):
-        super().__init__()
-        s.specs = specs
-        s.layers = nn.ModuleList()
-        for spec in specs:
-            t = spec["type"]
-            if t in ("lstm", "gru", "rnn"):
-                kw = dict(num_layers=spec.get("layers", 1), bidirectional=spec.get("bidirectional", False),
-                          dropout=spec.get("dropout", 0.0), batch_first=True)
-                if t == "rnn":
-                    kw["nonlinearity"] = spec.get("nonlinearity", "tanh")
-                cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[t]
-                s.layers.append(cls(width, spec["hidden"], **kw))
-                width = spec["hidden"] * (2 if kw["bidirectional"] else 1)
-            elif t == "conv1d":
-                s.layers.append(nn.Conv1d(width, spec["filters"], spec["kernel_size"], stride=spec.get("stride", 1),
-                                          dilation=spec.get("dilation", 1)))
-                width = spec["filters"]
-            elif t == "dense":
-                s.layers.append(nn.Linear(width, spec["units"]))
-                width = spec["units"]
-            else:
-                s.layers.append(nn.Dropout(spec["p"]))
-        s.width = width
-
-    def forward(s, x, lengths):
-        def masked(v, n):
-            return v * (torch.arange(v.shape[1])[None, :] < n[:, None]).to(v.dtype)[:, :, None]
-        x = masked(x, lengths)
-        for spec, layer in zip(s.specs, s.layers):
-            t = spec["type"]
-            if t in ("lstm", "gru", "rnn"):
-                if spec.get("bidirectional", False):
-                    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-                    out, _ = layer(packed)
-                    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-                else:
-                    out, _ = layer(x)
-            elif t == "conv1d":
-                k, d = spec["kernel_size"], spec.get("dilation", 1)
-                total = d * (k - 1)
-                left = {"valid": 0, "same": total // 2, "causal": total}[spec.get("padding", "valid")]
-                right = {"valid": 0, "same": total - total // 2, "causal": 0}[spec.get("padding", "valid")]
-                out = ACT[spec.get("activation", "none")](layer(F.pad(x.transpose(1, 2), (left, right)))).transpose(1, 2)
-                lengths = conv_steps(spec, lengths).clamp(min=1, max=out.shape[1])
-            elif t == "dense":
-                out = ACT[spec.get("activation", "none")](layer(x))
-            else:
-                out = layer(x)
-            x = masked(out, lengths)
-        return x, lengths
-
-
-def toml(specs):
-    """The stack as a config's `model.layers = [...]` value (TOML inline tables)."""
-    def value(v):
-        return ("true" if v else "false") if isinstance(v, bool) else f'"{v}"' if isinstance(v, str) else repr(v)
-    return "[" + ", ".join("{" + ", ".join(f"{k} = {value(v)}" for k, v in spec.items()) + "}" for spec in specs) + "]"
-
+# The stack rules are make_stacks.py's: the same module, so both references compute one thing.
+from make_stacks import Stack, toml  # noqa: E402
 
 
 class Tagger(nn.Module):

@@ -49,8 +49,8 @@ enum ClassifierNetwork {
             try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: "model.hidden_sizes"),
                                     what: "an MLP of widths \(widths)", fix: fix)
         case "sequence_classifier":
-            let (stack, _) = try Self.stack(config)
-            let what = Self.stackKeys(config)
+            let (stack, _) = try config.requiredModelStack()
+            let what = config.modelStackKeys
             let body = try LayerSpec.parameterCount(stack, input: inputFeatures, what: what)
             let top = stack.reduce(inputFeatures) { $1.outputWidth(input: $0) }
             let count = try MemoryCheck.sum([body, try MemoryCheck.product([top + 1, classes], what: what)], what: what)
@@ -67,25 +67,11 @@ enum ClassifierNetwork {
             return .mlp(MLPClassifier(widths: widths, activation: Activation(rawValue: config.text("model.activation"))!,
                                       dropout: Float(config.number("model.dropout")), layerStride: 3))
         }
-        let (stack, naming) = try Self.stack(config)
+        let (stack, naming) = try config.requiredModelStack()
         return .sequence(SequenceClassifier(stack: stack, naming: naming, inputSize: inputFeatures, labels: classes,
                                             pooling: Pooling(rawValue: config.text("model.pooling")) ?? .max))
     }
 
-    /// The config's layer stack (the shorthand's, or `[[model.layers]]`).
-    static func stack(_ config: ExperimentConfig) throws -> ([LayerSpec], StackNaming) {
-        guard let stack = config.modelStack else {
-            throw SeqTrainError("\(config.source): model.layers: no layer stack; give [[model.layers]] "
-                + "or model.cell and model.hidden")
-        }
-        return stack
-    }
-
-    /// The keys that size the stack, for messages.
-    static func stackKeys(_ config: ExperimentConfig) -> String {
-        if case .layers = config.value("model.layers") { return "model.layers" }
-        return "model.hidden, model.layers"
-    }
 }
 
 /// The loss of a classifier, on logits: softmax cross-entropy or sigmoid binary cross-entropy.
@@ -261,8 +247,8 @@ public final class ClassifierExperiment: Experiment {
         // The batch's recurrent buffers (gates, states, their gradients: about 8 of width 4H per
         // layer and step) for the longest sequence.
         if layout == .sequence && settings.features == "raw" {
-            let (stack, _) = try ClassifierNetwork.stack(config)
-            let what = ClassifierNetwork.stackKeys(config)
+            let (stack, _) = try config.requiredModelStack()
+            let what = config.modelStackKeys
             try MemoryCheck.requireStackBuffers(stack, input: settings.inputFeatures, rows: rows.count,
                                                 steps: training.steps, what: what, source: config.source,
                                                 shortest: training.lengths.min() ?? training.steps,

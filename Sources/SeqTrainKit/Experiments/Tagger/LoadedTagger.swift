@@ -19,7 +19,7 @@ public struct LoadedTagger {
         preprocessing = stored
         let config = self.config
         model = try building(path) {
-            let (stack, naming) = try TaggerExperiment.stack(config)
+            let (stack, naming) = try config.requiredModelStack()
             try TaggerExperiment.checkStack(stack, config: config, inputFeatures: stored.inputFeatures,
                                             outputs: stored.outputCount, rows: 0, steps: 0,
                                             storedValues: file.storedValues)

@@ -108,7 +108,7 @@ public final class TaggerExperiment: Experiment {
             throw SeqTrainError("data.labels: no per-step label files; give .npy files of (N, T) class ids, "
                 + "(N, T, C) 0/1 labels or (N, T, K) values (or .npz inputs with a label array)")
         }
-        let (stack, naming) = try Self.stack(config)
+        let (stack, naming) = try config.requiredModelStack()
         var settings = TaggerPreprocessing(task: .classification, outputs: [], inputFeatures: 0,
                                            format: config.text("data.format"), header: config.boolean("data.header"),
                                            inputArray: config.text("data.input_array"))
@@ -207,20 +207,6 @@ public final class TaggerExperiment: Experiment {
         model = SequenceTagger(stack: stack, naming: naming, inputSize: all.features, outputs: outputs)
     }
 
-    /// The config's layer stack (the shorthand's, or `[[model.layers]]`).
-    static func stack(_ config: ExperimentConfig) throws -> ([LayerSpec], StackNaming) {
-        guard let stack = config.modelStack else {
-            throw SeqTrainError("\(config.source): model.layers: no layer stack; give [[model.layers]] "
-                + "or model.cell and model.hidden")
-        }
-        return stack
-    }
-
-    /// The keys that size the stack, for messages.
-    static func stackKeys(_ config: ExperimentConfig) -> String {
-        if case .layers = config.value("model.layers") { return "model.layers" }
-        return "model.hidden, model.layers"
-    }
 
     /// A stack that keeps the steps, whose parameters and batch buffers fit in memory.
     static func checkStack(_ stack: [LayerSpec], config: ExperimentConfig, inputFeatures: Int, outputs: Int,
@@ -232,7 +218,7 @@ public final class TaggerExperiment: Experiment {
                 + "no longer line up with the input steps a tagger labels; use stride = 1 with padding = \"same\" "
                 + "(sees both sides) or padding = \"causal\" (sees the past only)")
         }
-        let what = stackKeys(config)
+        let what = config.modelStackKeys
         let body = try LayerSpec.parameterCount(stack, input: inputFeatures, what: what)
         let top = stack.reduce(inputFeatures) { $1.outputWidth(input: $0) }
         let count = try MemoryCheck.sum([body, try MemoryCheck.product([top + 1, outputs], what: what)], what: what)
@@ -393,7 +379,7 @@ public final class TaggerExperiment: Experiment {
         }
         let causes = "Likely causes: a learning rate too high or too low (optimizer.lr = "
             + "\(config.number("optimizer.lr")) with \(config.text("optimizer.kind")); try 1e-3 for adam); a stack "
-            + "that cannot see the steps a tag depends on (\(Self.stackKeys(config)): a bidirectional layer or a "
+            + "that cannot see the steps a tag depends on (\(config.modelStackKeys): a bidirectional layer or a "
             + "conv1d padded \"same\" reads both sides); or labels that do not line up with the inputs' steps "
             + "(check data.labels against data.inputs)."
         return chance.observe(step: step, totalSteps: totalSteps, figures: figures, causes: causes).map { [$0] } ?? []
