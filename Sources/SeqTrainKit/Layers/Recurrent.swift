@@ -380,7 +380,7 @@ public final class RecurrentNetwork {
     public func backward(_ dInput: UnsafeMutablePointer<Float>?, inputLayout: SequenceLayout = .batchFirst,
                          _ dOutputGiven: UnsafePointer<Float>?, outputLayout: SequenceLayout = .batchFirst,
                          dFinal: RecurrentState? = nil, dInitial: RecurrentState? = nil,
-                         parameters p: ParameterArena, afterLayer: ((Int) -> Void)? = nil) {
+                         parameters p: ParameterArena) {
         let B = batch, T = steps, H = hiddenSize, G = cellKind.gateCount * H
         dGates.resize(T * B * G)
         if cellKind == .gru { dRecurrentGates.resize(T * B * G) }
@@ -416,7 +416,7 @@ public final class RecurrentNetwork {
                  m: G, n: H, k: rows, beta: 1)
             addColumnSums(p.gradient(w.inputBias), dGates.pointer, rowCount: rows, width: G)
             addColumnSums(p.gradient(w.recurrentBias), dRec, rowCount: rows, width: G)
-            afterLayer?(l)
+            p.finishGradients(from: w.inputWeight)
             if l == 0 && dInput == nil { break }
             dLayerInput.resize(rows * width)
             gemm(dLayerInput.pointer, ldc: width, dGates.pointer, lda: G, p.value(w.inputWeight), ldb: width,

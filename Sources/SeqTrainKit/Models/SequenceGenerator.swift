@@ -40,6 +40,7 @@ public final class SequenceGenerator: TrainableModel {
     public let parameters: ParameterArena
     public var variational: Bool { toMean != nil }
     public var recurrentStacks: [RecurrentNetwork] { [encoder, decoder] }
+    public var output: FloatBuffer { logits }
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
         encoder.layerOutputs + [("latent", latent)] + decoder.layerOutputs + [("head output (logits)", logits)]
     }
@@ -206,26 +207,23 @@ public final class SequenceGenerator: TrainableModel {
     /// Back-propagates dLogits (T, B, V) (the gradient of the loss sum) and `klWeight` times the
     /// KL divergence of the rows `rowWeights` counts, adding every weight gradient. The tokens fed
     /// are constants (a sampled token is one, as in PyTorch's usual implementation).
-    public func backward(_ dLogits: UnsafePointer<Float>, klWeight: Float = 0, rowWeights: [Float]? = nil,
-                         gradientsReady: ((Int) -> Void)? = nil) {
+    public func backward(_ dLogits: UnsafePointer<Float>) { backward(dLogits, klWeight: 0, rowWeights: nil) }
+
+    public func backward(_ dLogits: UnsafePointer<Float>, klWeight: Float, rowWeights: [Float]?) {
         let B = batch, T = decoderSteps, S = sourceSteps, E = embedding.width, H = decoder.hiddenSize, L = decoder.layerCount, Z = latentSize
-        let ready = { (stack: RecurrentNetwork) in gradientsReady.map { done in { (l: Int) in done(stack.layers[l].inputWeight.offset) } } }
         dDecoded.resize(T * B * H)
         head.backward(dDecoded.pointer, dLogits, decoder.outputs, rows: T * B, parameters: parameters)
-        gradientsReady?(head.weight.offset)
         dDecoderEmbedded.resize(T * B * E)
         let dStart = RecurrentState(cell: decoder.cellKind, layers: L, batch: B, width: H)
         decoder.backward(dDecoderEmbedded.pointer, inputLayout: .stepMajor, dDecoded.pointer, outputLayout: .stepMajor, dInitial: dStart,
-                         parameters: parameters, afterLayer: ready(decoder))
+                         parameters: parameters)
         embedding.backward(dDecoderEmbedded.pointer, decoderIds, count: T * B, parameters: parameters)
         dStart.gradientOfRows(dState, throughTanh: startState)
         dLatent.resize(B * Z)
         toState.backward(dLatent.pointer, dState.pointer, latent.pointer, rows: B, parameters: parameters)
-        gradientsReady?(toState.weight.offset)
         dEncoded.resize(B * H)
         if let toLatent {
             toLatent.backward(dEncoded.pointer, dLatent.pointer, encoded.pointer, rows: B, parameters: parameters)
-            gradientsReady?(toLatent.weight.offset)
         } else {
             // z = μ + e^(lv/2) ε; KL = −½ Σ (1 + lv − μ² − e^lv): ∂/∂μ = μ, ∂/∂lv = ½ (e^lv − 1).
             dMean.resize(B * Z)
@@ -241,15 +239,13 @@ public final class SequenceGenerator: TrainableModel {
             }
             toLogVariance!.backward(dEncoded.pointer, dLogVariance.pointer, encoded.pointer, rows: B, parameters: parameters)
             toMean!.backward(dEncoded.pointer, accumulate: true, dMean.pointer, encoded.pointer, rows: B, parameters: parameters)
-            gradientsReady?(toMean!.weight.offset)
         }
         dEncoderOutputs.resize(S * B * H)
         dEncoderOutputs.zero()
         for b in 0..<B { (dEncoderOutputs.pointer + ((lengths[b] - 1) * B + b) * H).update(from: dEncoded.pointer + b * H, count: H) }
         dSourceEmbedded.resize(S * B * E)
         encoder.backward(dSourceEmbedded.pointer, inputLayout: .stepMajor, dEncoderOutputs.pointer, outputLayout: .stepMajor,
-                         parameters: parameters, afterLayer: ready(encoder))
+                         parameters: parameters)
         embedding.backward(dSourceEmbedded.pointer, sourceIds, count: S * B, parameters: parameters)
-        gradientsReady?(0)
     }
 }

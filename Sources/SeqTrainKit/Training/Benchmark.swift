@@ -115,8 +115,8 @@ public enum Benchmark {
         return try timedSteps(model, unitsPerStep: count, communicator: communicator, repeats: repeats, forward: {
             state.zero()
             try model.forward(ids: ids, batch: batch, steps: c.steps, state: state)
-        }, backward: { ready in
-            try model.loss(targets: targets, gradient: true, gradientsReady: ready)
+        }, backward: {
+            try model.loss(targets: targets, gradient: true)
         })
     }
 
@@ -140,11 +140,11 @@ public enum Benchmark {
         let dLogits = FloatBuffer(count: batch * w.labels)
         return try timedSteps(model, unitsPerStep: batch, communicator: communicator, repeats: repeats, forward: {
             x.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: batch, steps: w.steps) }
-        }, backward: { ready in
+        }, backward: {
             let total = try labels.withUnsafeBufferPointer {
                 try bce.evaluate(dLogits.pointer, logits: model.logits.pointer, targets: $0.baseAddress!, rows: batch, classes: w.labels)
             }
-            model.backward(dLogits.pointer, gradientsReady: ready)
+            model.backward(dLogits.pointer)
             return total
         })
     }
@@ -178,7 +178,7 @@ public enum Benchmark {
     /// Median time of `repeats` training steps of `model` on every rank of `communicator` (after
     /// three warm-up steps), and every rank's median time per phase.
     static func timedSteps(_ model: TrainableModel, unitsPerStep: Int, communicator: Communicator, repeats: Int,
-                           forward: () throws -> Void, backward: (((Int) -> Void)?) throws -> LossTotal) throws -> DistributedResult {
+                           forward: () throws -> Void, backward: () throws -> LossTotal) throws -> DistributedResult {
         let parameters = model.parameters
         parameters.initialize(seed: 0)
         let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-3), parameterCount: parameters.count)
@@ -189,7 +189,10 @@ public enum Benchmark {
         let share = communicator.updateRange(count: parameters.count)
         let threads = communicator as? ThreadCommunicator
         let reducer = GradientReducer(communicator: communicator, arena: parameters)
-        if reducer.isActive { for stack in model.recurrentStacks { stack.progressHook = { reducer.progress() } } }
+        if reducer.isActive {
+            for stack in model.recurrentStacks { stack.progressHook = { reducer.progress() } }
+            parameters.onGradientsFinished = { [weak reducer] in reducer?.ready(from: $0) }
+        }
         // Per-step phase times on this rank: forward, backward (loss included), wait for the
         // all-reduce, loss totals, update (scale, clip, Adam).
         var phases: [String: [Double]] = [:]
@@ -207,7 +210,7 @@ public enum Benchmark {
             reducer.beginStep()
             try forward()
             lap("forward")
-            let local = try backward(reducer.isActive ? reducer.ready : nil)
+            let local = try backward()
             lap("backward")
             let summed = threads?.reductionSeconds ?? 0
             try reducer.finish()
