@@ -164,6 +164,11 @@ public enum Benchmark {
     public static func classifierStep(_ w: ClassifierWorkload = ClassifierWorkload(), communicator: Communicator,
                                       samples: Int? = nil, repeats: Int = 5) throws -> DistributedResult {
         let batch = samples ?? w.batch
+        // Refused before anything is allocated when the stack's buffers would not fit (a large --layers).
+        let what = "the layer buffers of the \(w.description)"
+        let perStep = try LayerSpec.bufferFloatsPerStep(w.stack, input: w.features, what: what)
+        try MemoryCheck.require(floats: try MemoryCheck.product([batch, w.steps, perStep], what: what), what: what,
+                                fix: "give a smaller --layers")
         let model = classifierModel(w)
         let (inputs, labels) = SyntheticSets.curves(count: batch, length: w.steps, seed: UInt64(communicator.rank + 1))
         // Standardized, as the classifier kinds read data.
