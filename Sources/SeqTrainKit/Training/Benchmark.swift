@@ -120,16 +120,56 @@ public enum Benchmark {
         })
     }
 
-    /// The sequence-classifier workload of `launch/compare-torch`: an LSTM (hidden 64) over curves
-    /// of 1500 steps and one feature, max pooling, 7 labels, sigmoid binary cross-entropy, a batch
-    /// of 32 per rank.
-    public static let classifierWorkload = (batch: 32, steps: 1500, features: 1, hidden: 64, labels: 7)
+    /// The sequence-classifier workload of `launch/compare-torch`: a recurrent body (by default one
+    /// LSTM layer, hidden 64) over curves of 1500 steps and one feature, max pooling, 7 labels,
+    /// sigmoid binary cross-entropy, a batch of 32 per rank. `launch/seqtrain_torch.py bench` with
+    /// the same flags is its PyTorch side.
+    public struct ClassifierWorkload: CustomStringConvertible {
+        public var batch = 32, steps = 1500, features = 1, hidden = 64, labels = 7
+        public var cell: RecurrentCell
+        /// num_layers of the recurrent entry.
+        public var layers: Int
+        /// PyTorch's bidirectional=True: the head reads both directions, 2H.
+        public var bidirectional: Bool
 
-    /// `samples`: this participant's batch (default 32; the worker benchmark splits the batch).
-    public static func classifierStep(communicator: Communicator, samples: Int? = nil, repeats: Int = 5) throws -> DistributedResult {
-        let w = classifierWorkload
+        public init(cell: RecurrentCell = .lstm, layers: Int = 1, bidirectional: Bool = false) {
+            self.cell = cell
+            self.layers = layers
+            self.bidirectional = bidirectional
+        }
+
+        /// The stack a config's one `[[model.layers]]` table with these keys resolves to.
+        public var stack: [LayerSpec] {
+            [.recurrent(RecurrentSpec(cell: cell, hidden: hidden, layers: layers, bidirectional: bidirectional))]
+        }
+
+        /// One unidirectional layer is today's fixed model, named as the shorthand names it
+        /// (`lstm.weight_ih_l0`); any other is the stack `[[model.layers]]` builds (`layers.0.…`).
+        public var naming: StackNaming { layers == 1 && !bidirectional ? .shorthand : .indexed(prefix: "layers") }
+
+        public var description: String {
+            let body = (bidirectional ? "bidirectional " : "") + (layers > 1 ? "\(layers)-layer " : "")
+                + cell.rawValue.uppercased()
+            return "sequence classifier: \(body) H=\(hidden), T=\(steps), F=\(features), \(labels) labels, B=\(batch), "
+                + "max pooling, BCE, Adam"
+        }
+    }
+
+    /// The classifier of `workload`, as the sequence_classifier kind builds it from that stack.
+    public static func classifierModel(_ w: ClassifierWorkload) -> SequenceClassifier {
+        SequenceClassifier(stack: w.stack, naming: w.naming, inputSize: w.features, labels: w.labels, pooling: .max)
+    }
+
+    /// `samples`: this participant's batch (default the workload's; the worker benchmark splits the batch).
+    public static func classifierStep(_ w: ClassifierWorkload = ClassifierWorkload(), communicator: Communicator,
+                                      samples: Int? = nil, repeats: Int = 5) throws -> DistributedResult {
         let batch = samples ?? w.batch
-        let model = SequenceClassifier(cell: .lstm, inputSize: w.features, hiddenSize: w.hidden, labels: w.labels, pooling: .max)
+        // Refused before anything is allocated when the stack's buffers would not fit (a large --layers).
+        let what = "the layer buffers of the \(w.description)"
+        let perStep = try LayerSpec.bufferFloatsPerStep(w.stack, input: w.features, what: what)
+        try MemoryCheck.require(floats: try MemoryCheck.product([batch, w.steps, perStep], what: what), what: what,
+                                fix: "give a smaller --layers")
+        let model = classifierModel(w)
         let (inputs, labels) = SyntheticSets.curves(count: batch, length: w.steps, seed: UInt64(communicator.rank + 1))
         // Standardized, as the classifier kinds read data.
         var data = LabelledData(inputs: inputs, count: batch, steps: w.steps, features: w.features,
@@ -142,7 +182,8 @@ public enum Benchmark {
             x.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: batch, steps: w.steps) }
         }, backward: {
             let total = try labels.withUnsafeBufferPointer {
-                try bce.evaluate(dLogits.pointer, logits: model.logits.pointer, targets: $0.baseAddress!, rows: batch, classes: w.labels)
+                try bce.evaluate(dLogits.pointer, logits: model.logits.pointer, targets: $0.baseAddress!, rows: batch,
+                                 classes: w.labels)
             }
             model.backward(dLogits.pointer)
             return total
@@ -151,16 +192,17 @@ public enum Benchmark {
 
     /// The trainer's step on `workers` threads of this process (one BLAS thread each, as the caller
     /// set), which share the global batch of the workload as `training.workers` does: the char
-    /// LSTM `c`, or with `c` nil the sequence-classifier workload. One worker is the plain
-    /// single-process step.
-    public static func workerStep(_ c: Configuration?, workers: Int, repeats: Int) throws -> DistributedResult {
-        let global = c?.batch ?? classifierWorkload.batch
+    /// LSTM `c`, or with `c` nil the sequence-classifier workload `classifier`. One worker is the
+    /// plain single-process step.
+    public static func workerStep(_ c: Configuration?, classifier w: ClassifierWorkload = ClassifierWorkload(),
+                                  workers: Int, repeats: Int) throws -> DistributedResult {
+        let global = c?.batch ?? w.batch
         guard workers >= 1, global % workers == 0 else {
             throw SeqTrainError("--workers \(workers): the batch of \(global) does not divide among \(workers) workers")
         }
         func measure(_ communicator: Communicator) throws -> DistributedResult {
             if let c { return try distributedStep(c, communicator: communicator, lanes: global / workers, repeats: repeats) }
-            return try classifierStep(communicator: communicator, samples: global / workers, repeats: repeats)
+            return try classifierStep(w, communicator: communicator, samples: global / workers, repeats: repeats)
         }
         guard workers > 1 else { return try measure(SingleProcess()) }
         let group = try WorkerGroup(size: workers)
