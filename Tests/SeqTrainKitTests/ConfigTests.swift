@@ -96,7 +96,7 @@ final class ConfigTests: XCTestCase {
         assertConfigError("[job]\nname = \"x\"\n\n[model]\nlayers = 2\nhidden = \"two\"\n",
                           "configs/x.toml:6: model.hidden: expected a positive integer, got \"two\"")
         assertConfigError("[model]\nhiden = 3\n",
-                          "configs/x.toml:2: model.hiden: unknown key; [model] accepts kind, cell, embedding, hidden, layers, dropout (did you mean hidden?)")
+                          "configs/x.toml:2: model.hiden: unknown key; [model] accepts kind, embedding, cell, hidden, layers, dropout (did you mean hidden?)")
         assertConfigError("[modle]\nhidden = 3\n",
                           "configs/x.toml:1: unknown section [modle]; the sections are [job], [data], [model], [training], [training.early_stopping], [optimizer], [lr_scheduler], [checkpoint], [metrics], [doctor] (did you mean model?)")
         assertConfigError("seed = 3\n",

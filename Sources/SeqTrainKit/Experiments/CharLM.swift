@@ -27,17 +27,9 @@ public final class CharLMTask: Experiment {
                   help: "The characters of the vocabulary; empty means every character of the training text."),
         ConfigKey(section: "data", name: "unknown", type: .choice(["skip", "error"]), defaultValue: .text("skip"),
                   help: "Characters outside the vocabulary in validation, eval and prime text: skipped (and counted) or an error."),
-        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("lstm"),
-                  help: "Shorthand stack: the recurrent cell."),
         ConfigKey(section: "model", name: "embedding", type: .positiveInteger, defaultValue: .integer(64),
                   help: "Embedding width E."),
-        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(256),
-                  help: "Shorthand stack: hidden width H of every layer."),
-        ConfigKey(section: "model", name: "layers", type: .layerStack, defaultValue: .integer(2),
-                  help: "The layer stack ([[model.layers]] of lstm, gru, rnn, dense, dropout; "
-                      + "README \"Layer stacks\"), or the shorthand's count of stacked recurrent layers."),
-        ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
-                  help: "Shorthand stack: dropout between recurrent layers during training (nn.LSTM's dropout)."),
+    ] + ConfigKey.modelStack(cells: [.lstm, .gru], hidden: 256, layers: 2, holds: "; lstm, gru, rnn, dense, dropout") + [
         ConfigKey(section: "training", name: "seq_len", type: .positiveInteger, defaultValue: .integer(64),
                   help: "Steps of truncated back-propagation through time per batch."),
         ConfigKey(section: "training", name: "stateful", type: .boolean, defaultValue: .boolean(true),

@@ -129,15 +129,8 @@ public final class ForecasterExperiment: Experiment {
                   help: "Scale every column to mean 0 and deviation 1 with statistics of the training part (stored in the checkpoint)."),
         ConfigKey(section: "data", name: "difference", type: .boolean, defaultValue: .boolean(false),
                   help: "Model first differences (x[t+1] − x[t]) rather than levels; forecasts are summed back into levels."),
-        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("lstm"),
-                  help: "Shorthand stack: the recurrent cell."),
-        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(64),
-                  help: "Shorthand stack: hidden width H of every layer."),
-        ConfigKey(section: "model", name: "layers", type: .layerStack, defaultValue: .integer(1),
-                  help: "The layer stack ([[model.layers]]; README \"Layer stacks\"; stateful: lstm, gru, rnn, dense, "
-                      + "dropout; every entry keeps the steps), or the shorthand's count of stacked recurrent layers."),
-        ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
-                  help: "Shorthand stack: dropout between recurrent layers during training (nn.LSTM's dropout)."),
+    ] + ConfigKey.modelStack(cells: [.lstm, .gru], hidden: 64, layers: 1,
+                             holds: "; every entry keeps the steps; stateful: lstm, gru, rnn, dense, dropout") + [
         ConfigKey(section: "model", name: "horizon", type: .positiveInteger, defaultValue: .integer(1),
                   help: "Steps forecast from every step: the head predicts the next horizon values of each target."),
         ConfigKey(section: "training", name: "stateful", type: .boolean, defaultValue: .boolean(false),

@@ -164,6 +164,25 @@ public struct ConfigKey {
     public let defaultValue: ConfigValue
     public let help: String
     public var path: String { "\(section).\(name)" }
+
+    /// The model's stack keys of a kind that reads `[[model.layers]]`: `model.layers` (the stack, or the
+    /// shorthand's count) and the shorthand's one recurrent entry (`model.cell`, `hidden`, `dropout`),
+    /// with the kind's defaults. `holds` says what the kind's stack may hold ("; every entry keeps the steps").
+    static func modelStack(cells: [RecurrentCell] = RecurrentCell.allCases, hidden: Int, layers: Int,
+                           holds: String = "") -> [ConfigKey] {
+        let rnn = cells.contains(.rnn) ? " (rnn: nn.RNN, tanh)" : ""
+        return [
+            ConfigKey(section: "model", name: "cell", type: .choice(cells.map(\.rawValue)), defaultValue: .text("lstm"),
+                      help: "Shorthand stack: the recurrent cell\(rnn)."),
+            ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(hidden),
+                      help: "Shorthand stack: hidden width H of every layer."),
+            ConfigKey(section: "model", name: "layers", type: .layerStack, defaultValue: .integer(layers),
+                      help: "The layer stack ([[model.layers]] tables, README \"Layer stacks\"\(holds)), or the "
+                          + "shorthand's count of stacked recurrent layers of model.cell and model.hidden."),
+            ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
+                      help: "Shorthand stack: dropout between recurrent layers during training (nn.LSTM's dropout)."),
+        ]
+    }
 }
 
 /// The config keys: those every experiment kind shares (`common`), and each kind's own, which the

@@ -4,16 +4,7 @@ extension ClassifierExperiment {
     public static let sequenceKind = ExperimentKind(
         name: "sequence_classifier",
         summary: "a layer stack (LSTM, GRU, RNN, conv1d, dense) over numeric sequences, pooled, single- or multi-label",
-        configKeys: dataKeys + [
-            ConfigKey(section: "model", name: "cell", type: .choice(RecurrentCell.allCases.map(\.rawValue)),
-                      defaultValue: .text("lstm"), help: "Shorthand stack: the recurrent cell (rnn: nn.RNN, tanh)."),
-            ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(64),
-                      help: "Shorthand stack: hidden width H of every layer."),
-            ConfigKey(section: "model", name: "layers", type: .layerStack, defaultValue: .integer(1),
-                      help: "The layer stack ([[model.layers]] tables, README \"Layer stacks\"), or the shorthand's "
-                          + "count of stacked recurrent layers of model.cell and model.hidden."),
-            ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
-                      help: "Shorthand stack: dropout between recurrent layers during training (nn.LSTM's dropout)."),
+        configKeys: dataKeys + ConfigKey.modelStack(hidden: 64, layers: 1) + [
             ConfigKey(section: "model", name: "pooling", type: .choice(Pooling.allCases.map(\.rawValue)), defaultValue: .text("max"),
                       help: "How the outputs of the valid steps become one vector: the last one, their mean, or their elementwise max."),
         ] + taskKeys,

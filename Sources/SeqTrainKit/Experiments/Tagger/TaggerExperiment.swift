@@ -46,15 +46,7 @@ public final class TaggerExperiment: Experiment {
         ConfigKey(section: "data", name: "standardize", type: .boolean, defaultValue: .boolean(true),
                   help: "Scale every input feature (and regression target) to mean 0 and deviation 1 with "
                       + "statistics of the training split's valid steps (stored in the checkpoint)."),
-        ConfigKey(section: "model", name: "cell", type: .choice(RecurrentCell.allCases.map(\.rawValue)),
-                  defaultValue: .text("lstm"), help: "Shorthand stack: the recurrent cell (rnn: nn.RNN, tanh)."),
-        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(64),
-                  help: "Shorthand stack: hidden width H of every layer."),
-        ConfigKey(section: "model", name: "layers", type: .layerStack, defaultValue: .integer(1),
-                  help: "The layer stack ([[model.layers]] tables, README \"Layer stacks\"; every entry must keep the "
-                      + "steps), or the shorthand's count of stacked recurrent layers of model.cell and model.hidden."),
-        ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
-                  help: "Shorthand stack: dropout between recurrent layers during training (nn.LSTM's dropout)."),
+    ] + ConfigKey.modelStack(hidden: 64, layers: 1, holds: "; every entry must keep the steps") + [
         ConfigKey(section: "model", name: "task",
                   type: .choice(["auto", "classification", "multi_label", "regression"]),
                   defaultValue: .text("auto"),
