@@ -248,7 +248,8 @@ final class TorchBridgeTests: XCTestCase {
         try (words.joined(separator: "\n") + "\n").write(toFile: "\(dir)/words.txt", atomically: true, encoding: .utf8)
         let cases: [(name: String, sets: [String])] = [
             ("bidirectional", ["model.encoder=[{type = \"conv1d\", filters = 6, kernel_size = 3, padding = \"same\", "
-                                + "activation = \"relu\"}, {type = \"gru\", hidden = 5, layers = 2, bidirectional = true}]",
+                                + "activation = \"relu\"}, "
+                                + "{type = \"gru\", hidden = 5, layers = 2, bidirectional = true}]",
                                "model.decoder=[{type = \"lstm\", hidden = 7, layers = 2}]"]),
             ("variational", ["model.variational=true",
                              "model.encoder=[{type = \"lstm\", hidden = 9}, {type = \"dropout\", p = 0.1}, "
@@ -259,7 +260,8 @@ final class TorchBridgeTests: XCTestCase {
             let checkpoint = try train("s2s-\(name)", config: try classifierConfig(), [
                 "model.kind=seq2seq", "data.paths=\(dir)/words.txt", "model.embedding=4", "model.latent=3",
                 "training.teacher_forcing=linear", "training.teacher_forcing_slope=0.1"] + sets)
-            try assertAgree("s2s-\(name)", checkpoint, data: ["\(dir)/words.txt"], metric: "token_accuracy_free_running")
+            try assertAgree("s2s-\(name)", checkpoint, data: ["\(dir)/words.txt"],
+                            metric: "token_accuracy_free_running")
         }
     }
 

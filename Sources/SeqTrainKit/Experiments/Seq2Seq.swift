@@ -125,8 +125,8 @@ public final class Seq2SeqExperiment: Experiment {
         ConfigKey(section: "data", name: "validation_fraction", type: .fraction, defaultValue: .number(0.1),
                   help: "Share of the sequences held out for validation, chosen by a seeded permutation."),
         ConfigKey(section: "model", name: "encoder", type: .optionalLayerStack, defaultValue: .layers([]),
-                  help: "The encoder's layer stack ([[model.encoder]] tables, README \"Layer stacks\") over the embedded "
-                      + "source; none: one recurrent entry of the shorthand keys."),
+                  help: "The encoder's layer stack ([[model.encoder]] tables, README \"Layer stacks\") over the "
+                      + "embedded source; none: one recurrent entry of the shorthand keys."),
         ConfigKey(section: "model", name: "decoder", type: .optionalLayerStack, defaultValue: .layers([]),
                   help: "The decoder ([[model.decoder]]): one unidirectional lstm, gru or rnn entry, as it is stepped "
                       + "token by token; none: the shorthand keys."),
@@ -273,10 +273,12 @@ public final class Seq2SeqExperiment: Experiment {
         let E = config.integer("model.embedding")
         let Z = config.integer("model.latent"), variational = config.boolean("model.variational")
         let (encoder, decoder, naming) = try stacks(config)
-        guard case .recurrent(let r) = decoder else { throw SeqTrainError("\(config.source): model.decoder: not recurrent") }
-        let what = "model.embedding, model.latent, " + (config.layerStack("model.encoder") != nil
-            || config.layerStack("model.decoder") != nil ? "model.encoder, model.decoder (or model.hidden, model.layers)"
-            : "model.hidden, model.layers")
+        guard case .recurrent(let r) = decoder else {
+            throw SeqTrainError("\(config.source): model.decoder: not a recurrent entry")
+        }
+        let stacked = config.layerStack("model.encoder") != nil || config.layerStack("model.decoder") != nil
+        let what = "model.embedding, model.latent, "
+            + (stacked ? "model.encoder, model.decoder (or model.hidden, model.layers)" : "model.hidden, model.layers")
         let encoded = encoder.reduce(E) { $1.outputWidth(input: $0) }
         let stateWidth = try MemoryCheck.product([r.layers, r.hidden], what: what)
         // embedding V·E, to_latent (or to_mean and to_logvar) (O_e + 1)·Z, to_state (Z + 1)·L·H, head (H + 1)·V.
@@ -288,8 +290,8 @@ public final class Seq2SeqExperiment: Experiment {
             try MemoryCheck.product([Z + 1, stateWidth], what: what),
             try MemoryCheck.product([r.hidden + 1, V], what: what)], what: what)
         try MemoryCheck.requireStored(storedValues, estimate: count)
-        try MemoryCheck.requireMatrixDimensions([(V, "the vocabulary size"), (E, "model.embedding"), (Z, "model.latent"),
-                                                 (stateWidth, "the decoder's layers × hidden"),
+        try MemoryCheck.requireMatrixDimensions([(V, "the vocabulary size"), (E, "model.embedding"),
+                                                 (Z, "model.latent"), (stateWidth, "the decoder's layers × hidden"),
                                                  (count, "the parameters of \(what)")])
         try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: what),
                                 what: "a generator of vocabulary \(V) and \(count) parameters (\(what))",

@@ -77,8 +77,8 @@ public final class SequenceGenerator: TrainableModel {
     private var batch = 0, sourceSteps = 0, decoderSteps = 0
 
     /// The shorthand model: one recurrent entry each, named `encoder` and `decoder`.
-    public convenience init(cell: RecurrentCell = .gru, vocabulary V: Int, embedding E: Int, hidden H: Int, latent Z: Int,
-                            layers L: Int = 1, dropout: Float = 0, variational: Bool = false) {
+    public convenience init(cell: RecurrentCell = .gru, vocabulary V: Int, embedding E: Int, hidden H: Int,
+                            latent Z: Int, layers L: Int = 1, dropout: Float = 0, variational: Bool = false) {
         let entry = LayerSpec.recurrent(RecurrentSpec(cell: cell, hidden: H, layers: L, dropout: Double(dropout)))
         self.init(encoder: [entry], decoder: entry, naming: (.named("encoder"), .named("decoder")),
                   vocabulary: V, embedding: E, latent: Z, variational: variational)

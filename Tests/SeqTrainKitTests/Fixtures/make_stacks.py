@@ -1,7 +1,8 @@
 """PyTorch reference values for seqtrain's layer stacks (`[[model.layers]]`).
 
-Most cases are sequence classifiers (autoencoder, char LM and seq2seq cases follow below): a stack of PyTorch layers in an nn.ModuleList named `layers`,
-pooling over each sample's valid steps, and a Linear `head`, on variable-length inputs. The stack
+Most cases are sequence classifiers (autoencoder, char LM and seq2seq cases follow below): a stack
+of PyTorch layers in an nn.ModuleList named `layers`, pooling over each sample's valid steps, and a
+Linear `head`, on variable-length inputs. The stack
 follows seqtrain's rule for lengths: every layer's output is zero past each sample's valid steps
 (so the next layer reads zeros there, as a freshly zero-padded batch); bidirectional layers run
 as packed sequences (the reverse direction starts at each sample's last valid step); "last"
