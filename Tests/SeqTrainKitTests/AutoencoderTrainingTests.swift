@@ -210,7 +210,7 @@ final class AutoencoderTrainingTests: XCTestCase {
                 + "{type = \"dense\", units = 3}]"],
              "model.decoder: with model.decoder_input = \"previous_output\" the decoder runs one step at a time"),
             (["data.validation_inputs=[]", "model.decoder=[{type = \"conv1d\", filters = 4, kernel_size = 3}]"],
-             "model.decoder[0]: a conv1d with padding = \"valid\" or stride > 1 gives fewer steps than it reads"),
+             "model.decoder[0] (conv1d): padding = \"valid\" drops"),
             (["model.encoder=[{type = \"conv1d\", filters = 4, kernel_size = 30}]", "data.validation_inputs=[]"],
              "model.encoder: the shortest training sequence has 20 steps, too few for the stack's convolutions"),
             (["model.encoder=[{type = \"gru\", hidden = 4, activation = \"relu\"}]"],

@@ -99,6 +99,14 @@ final class ForecasterTests: XCTestCase {
             ("windows", []),
             ("stateful", ["training.stateful=true", "training.epochs=40"]),
             ("stateful differences", ["training.stateful=true", "training.epochs=40", "data.difference=true", "model.cell=gru"]),
+            // Layer stacks: a causal conv1d under a bidirectional LSTM on windows (the window's last step
+            // forecasts, so every entry may read the whole window); stateful lanes carrying the state of
+            // two recurrent entries of different widths.
+            ("window stack", ["model.layers=[{type = \"conv1d\", filters = 16, kernel_size = 5, padding = \"causal\", "
+                                + "activation = \"relu\"}, {type = \"lstm\", hidden = 32, bidirectional = true}]"]),
+            ("stateful stack", ["training.stateful=true", "training.epochs=40",
+                                "model.layers=[{type = \"lstm\", hidden = 32}, {type = \"dense\", units = 24, "
+                                    + "activation = \"tanh\"}, {type = \"gru\", hidden = 24, layers = 2}]"]),
         ]
         for (name, sets) in variants {
             let run = try seqtrain(["train", try config(), "--quiet", "--overwrite"] + sets.flatMap { ["--set", $0] })
@@ -116,7 +124,12 @@ final class ForecasterTests: XCTestCase {
                 XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), "\(name): eval's \(key) is the logged \(logged)")
             }
         }
-        // The last model (differenced): 30 steps ahead, starting near the last known values.
+        // The stateful stack's checkpoint carries each recurrent entry's lane state: (L_k, lanes, H_k).
+        let (weights, _) = try Checkpoint.resolve("\(dir)/run")
+        let state = try SafetensorsFile(contentsOf: Checkpoint.statePath(forWeights: weights))
+        XCTAssertEqual(try state.tensor("lanes.hidden", in: "state").shape, [1, 16, 32])
+        XCTAssertEqual(try state.tensor("lanes.1.hidden", in: "state").shape, [2, 16, 24])
+        // The last model (the stateful stack): 30 steps ahead, starting near the last known values.
         let forecast = try seqtrain(["forecast", "\(dir)/run", "--data", "\(dir)/series/series.csv", "--steps", "30", "--out", "\(dir)/f.csv"])
         XCTAssertEqual(forecast.status, 0, forecast.errors)
         let rows = try String(contentsOfFile: "\(dir)/f.csv", encoding: .utf8).split(separator: "\n")
@@ -200,6 +213,15 @@ final class ForecasterTests: XCTestCase {
             (["data.inputs=\(dir)/gap.csv"], "\(dir)/gap.csv: step 1, column y0: missing (NaN)"),
             (["training.look_back=1000"], "no window of training.look_back = 1000 steps and model.horizon = 12 fits"),
             (["training.stateful=true", "training.batch_size=400"], "too few for 400 lanes (training.batch_size)"),
+            (["training.stateful=true", "model.layers=[{type = \"lstm\", hidden = 4}, "
+                + "{type = \"gru\", hidden = 4, bidirectional = true}]"],
+             "model.layers[1]: a stateful forecaster (training.stateful = true) reads its series in order"),
+            (["training.stateful=true", "model.layers=[{type = \"conv1d\", filters = 4, kernel_size = 3, "
+                + "padding = \"causal\"}, {type = \"lstm\", hidden = 4}]"],
+             "model.layers[0]: a stateful forecaster (training.stateful = true) reads its series in order"),
+            (["model.layers=[{type = \"conv1d\", filters = 4, kernel_size = 3}, {type = \"lstm\", hidden = 4}]"],
+             "model.layers[0] (conv1d): padding = \"valid\" drops 2 steps, so its outputs no longer line up"),
+            (["model.output_activation=sigmoid"], "model.output_activation"),
         ]
         for (sets, message) in cases {
             let result = try seqtrain(["train", path, "--quiet"] + sets.flatMap { ["--set", $0] })

@@ -33,6 +33,8 @@ final class LayerStackFuzzTests: XCTestCase {
         // Per-step class ids for the tagger, -1 past each curve's length.
         let steps = (0..<(24 * 12)).map { curves[$0].isNaN ? Int64(-1) : Int64($0 % 3) }
         try NumpyArray(integers: steps, shape: [24, 12]).write(to: "\(dir)/tags.npy")
+        let series = (0..<80).map { Float(sin(Double($0) / 5)) }
+        try NumpyArray(floats: series, shape: [80]).write(to: "\(dir)/series.npy")
         let kinds: [(kind: String, data: String, model: String, keys: [String])] = [
             ("char_lm", "paths = [\"\(dir)/text.txt\"]", "embedding = 4", ["layers"]),
             ("sequence_classifier", "inputs = [\"\(dir)/x.npy\"]\nlabels = [\"\(dir)/y.npy\"]", "", ["layers"]),
@@ -40,6 +42,7 @@ final class LayerStackFuzzTests: XCTestCase {
             ("sequence_tagger", "inputs = [\"\(dir)/x.npy\"]\nlabels = [\"\(dir)/tags.npy\"]", "", ["layers"]),
             ("seq2seq", "paths = [\"\(dir)/text.txt\"]\nsequences = \"words\"\nunique = true",
              "embedding = 4\nlatent = 2", ["encoder", "decoder"]),
+            ("forecaster", "inputs = [\"\(dir)/series.npy\"]", "horizon = 2", ["layers"]),
         ]
         let schemaKinds = ExperimentRegistry.kinds.filter { kind in
             kind.configKeys.contains { $0.type.describe.contains("layer stack") }

@@ -258,8 +258,8 @@ final class LayerStackConfigTests: XCTestCase {
                         && set.contains("model.layers[0].nonlinearity: expected one of"),
                       set)
         // A kind that does not read a stack says which kinds do.
-        let other = refusal("[model]\nkind = \"forecaster\"\n[[model.layers]]\ntype = \"lstm\"\nhidden = 4\n")
+        let other = refusal("[model]\nkind = \"seq2seq\"\n[[model.layers]]\ntype = \"lstm\"\nhidden = 4\n")
         XCTAssertTrue(other.contains("a layer stack is read for model.kind = ")
-                        && other.contains("\"sequence_classifier\"") && !other.contains("\"forecaster\""), other)
+                        && other.contains("\"forecaster\"") && !other.contains("\"seq2seq\""), other)
     }
 }

@@ -410,9 +410,9 @@ final class TaggerTests: XCTestCase {
                                            "set model.task = \"regression\""]),
             (train, ["model.layers=[{type = \"conv1d\", filters = 4, kernel_size = 3, padding = \"causal\", "
                         + "stride = 2}]"],
-             ["entry 1 (conv1d): stride = 2", "use stride = 1 with padding = \"same\""]),
+             ["model.layers[0] (conv1d): stride = 2", "use stride = 1 with padding = \"same\""]),
             (train, ["model.layers=[{type = \"conv1d\", filters = 4, kernel_size = 3}, {type = \"lstm\", hidden = 4}]"],
-             ["entry 1 (conv1d): padding = \"valid\" drops 2 steps", "padding = \"causal\""]),
+             ["model.layers[0] (conv1d): padding = \"valid\" drops 2 steps", "padding = \"causal\""]),
             (train, ["model.loss=l1"], ["model.loss = \"l1\" applies to regression targets"]),
             (train, ["model.task=multi_label"], ["multi-label tagging needs (N, T, C) 0/1 labels"]),
             (train, ["data.label_names=[\"a\", \"b\"]"], ["data.label_names: 2 names for 3 classes"]),

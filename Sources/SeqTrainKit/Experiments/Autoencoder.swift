@@ -207,13 +207,8 @@ public final class AutoencoderExperiment: Experiment {
                         """)
                 }
             }
-            for (i, spec) in decoder.enumerated() where !spec.keepsSteps {
-                throw SeqTrainError("""
-                    \(config.source): model.decoder[\(i)]: a conv1d with padding = "valid" or stride > 1 gives \
-                    fewer steps than it reads, and the decoder must give one output per input step; use \
-                    padding = "same" or "causal" with stride = 1
-                    """)
-            }
+            try LayerStackConfig.requireKeptSteps(decoder, key: "model.decoder", source: config.source,
+                                                  purpose: "it reconstructs")
         }
         return (encoder ?? [shorthand], decoder ?? [shorthand],
                 (encoder == nil ? .named("encoder") : .indexed(prefix: "encoder"),

@@ -129,10 +129,15 @@ public final class ForecasterExperiment: Experiment {
                   help: "Scale every column to mean 0 and deviation 1 with statistics of the training part (stored in the checkpoint)."),
         ConfigKey(section: "data", name: "difference", type: .boolean, defaultValue: .boolean(false),
                   help: "Model first differences (x[t+1] − x[t]) rather than levels; forecasts are summed back into levels."),
-        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("lstm"), help: "Recurrent cell."),
-        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(64), help: "Hidden width H of every layer."),
-        ConfigKey(section: "model", name: "layers", type: .positiveInteger, defaultValue: .integer(1), help: "Stacked recurrent layers."),
-        ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0), help: "Dropout between recurrent layers during training."),
+        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("lstm"),
+                  help: "Shorthand stack: the recurrent cell."),
+        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(64),
+                  help: "Shorthand stack: hidden width H of every layer."),
+        ConfigKey(section: "model", name: "layers", type: .layerStack, defaultValue: .integer(1),
+                  help: "The layer stack ([[model.layers]]; README \"Layer stacks\"; stateful: lstm, gru, rnn, dense, "
+                      + "dropout; every entry keeps the steps), or the shorthand's count of stacked recurrent layers."),
+        ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
+                  help: "Shorthand stack: dropout between recurrent layers during training (nn.LSTM's dropout)."),
         ConfigKey(section: "model", name: "horizon", type: .positiveInteger, defaultValue: .integer(1),
                   help: "Steps forecast from every step: the head predicts the next horizon values of each target."),
         ConfigKey(section: "training", name: "stateful", type: .boolean, defaultValue: .boolean(false),
@@ -167,9 +172,10 @@ public final class ForecasterExperiment: Experiment {
     let windowCount: Int
     var epochOrder: [Int] = []
     var orderEpoch = -1
-    /// Stateful: steps per lane, and the (L, rows, H) state of this rank's lanes.
+    /// Stateful: steps per lane, and the state of this rank's lanes ((L_i, rows, H_i) per recurrent entry).
     let laneLength: Int
-    let state: RecurrentState?
+    let state: StackState?
+    let usesDropout: Bool
     public let dataFingerprint: UInt64
 
     public init(config: ExperimentConfig, rank: Int = 0, world: Int = 1) throws {
@@ -256,28 +262,50 @@ public final class ForecasterExperiment: Experiment {
             }
         }
         let steps = stateful ? min(seqLen, laneLength) : lookBack
-        try MemoryCheck.requireRecurrentBuffers(rows: rows.count, steps: steps, hidden: config.integer("model.hidden"), layers: config.integer("model.layers"),
-                                                what: "the recurrent buffers of a batch of \(rows.count) \(stateful ? "lanes" : "windows") of \(steps) steps",
-                                                fix: "lower training.batch_size, model.hidden, model.layers or "
-                                                    + (stateful ? "training.seq_len" : "training.look_back"))
+        let stack = try Self.stack(config)
+        try MemoryCheck.requireStackBuffers(stack.specs, input: columns.count, rows: rows.count, steps: steps,
+                                            what: config.modelStackKeys, source: config.source, shortest: steps,
+                                            otherFix: stateful ? " or training.seq_len" : " or training.look_back")
+        usesDropout = LayerSpec.usesDropout(stack.specs)
         model = try Self.makeModel(config, features: columns.count, targets: targets.count)
         state = stateful ? model.makeState(batch: rows.count) : nil
     }
 
-    static func makeModel(_ config: ExperimentConfig, features: Int, targets: Int, storedValues: Int? = nil) throws -> SeriesForecaster {
-        let H = config.integer("model.hidden"), L = config.integer("model.layers"), horizon = config.integer("model.horizon")
-        let cell = RecurrentCell(rawValue: config.text("model.cell"))!
-        let what = "model.hidden, model.layers, model.horizon"
+    /// The config's stack (`[[model.layers]]`, or the shorthand's one recurrent entry). Every entry keeps
+    /// the steps, since every step forecasts; a stateful one carries its state from chunk to chunk and
+    /// forecasts one step at a time, so it has no entry that reads ahead or cannot carry its state.
+    /// (A window forecasts only from its last step, which every entry may read the whole window for.)
+    static func stack(_ config: ExperimentConfig) throws -> (specs: [LayerSpec], naming: StackNaming) {
+        let stack = try config.requiredModelStack()
+        if config.boolean("training.stateful"), let (entry, reason) = LayerStack.stateBreaker(stack.specs) {
+            throw SeqTrainError("\(config.source): model.layers[\(entry)]: a stateful forecaster (training.stateful "
+                + "= true) reads its series in order, carrying its state from chunk to chunk, and forecasts one step "
+                + "at a time; \(reason), or train on windows (training.stateful = false)")
+        }
+        try LayerStackConfig.requireKeptSteps(stack.specs, key: "model.layers", source: config.source,
+                                              purpose: "it forecasts from")
+        return stack
+    }
+
+    /// The model, after checking that its parameters (with gradients and two optimizer buffers) fit in
+    /// memory, with overflow-checked sizes, before anything exists.
+    static func makeModel(_ config: ExperimentConfig, features: Int, targets: Int,
+                          storedValues: Int? = nil) throws -> SeriesForecaster {
+        let (specs, naming) = try stack(config)
+        let horizon = config.integer("model.horizon")
+        let what = config.modelStackKeys + ", model.horizon"
         let outputs = try MemoryCheck.product([horizon, targets], what: "model.horizon × the target columns")
-        let count = try MemoryCheck.sum([try MemoryCheck.recurrentStack(input: features, hidden: H, layers: L, cell: cell, what: what),
-                                         try MemoryCheck.product([H + 1, outputs], what: what)], what: what)
+        let top = specs.reduce(features) { $1.outputWidth(input: $0) }
+        let count = try MemoryCheck.sum([try LayerSpec.parameterCount(specs, input: features, what: what),
+                                         try MemoryCheck.product([top + 1, outputs], what: what)], what: what)
         try MemoryCheck.requireStored(storedValues, estimate: count)
-        try MemoryCheck.requireMatrixDimensions([(try MemoryCheck.product([4, H], what: what), "4 × model.hidden"), (features, "the columns"),
-                                                 (outputs, "model.horizon × the target columns")])
+        try MemoryCheck.requireMatrixDimensions([(features, "the columns"),
+                                                 (outputs, "model.horizon × the target columns"),
+                                                 (count, "the parameters of \(what)")])
         try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: what),
-                                what: "a forecaster of hidden \(H) and \(L) layer(s)", fix: "lower model.hidden or model.horizon")
-        return SeriesForecaster(cell: cell, features: features, hiddenSize: H, targets: targets, horizon: horizon, layers: L,
-                          dropout: Float(config.number("model.dropout")))
+                                what: "a forecaster of \(count) parameters (\(what))",
+                                fix: "lower the stack's sizes or model.horizon")
+        return SeriesForecaster(stack: specs, naming: naming, features: features, targets: targets, horizon: horizon)
     }
 
     // MARK: Experiment
@@ -348,7 +376,7 @@ public final class ForecasterExperiment: Experiment {
                 }
             }
         }
-        let dropout = config.number("model.dropout") > 0 ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: keys) : nil
+        let dropout = usesDropout ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: keys) : nil
         lap("data")
         if !stateful { state?.zero() }
         inputs.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, steps: T, state: state, dropout: dropout) }
@@ -396,7 +424,7 @@ public final class ForecasterExperiment: Experiment {
         return ValidationResult(loss: totals.loss, metrics: metrics)
     }
 
-    public var carriedState: CarriedState? { state.map { CarriedState(states: [$0], rows: rows, lanes: batchSize) } }
+    public var carriedState: CarriedState? { state.map { CarriedState(states: $0.parts, rows: rows, lanes: batchSize) } }
 
     public func checkpointMetadata() -> [String: String] { ["seqtrain.preprocessing": metadataJSON(preprocessing)] }
 

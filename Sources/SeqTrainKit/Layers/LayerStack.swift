@@ -21,13 +21,13 @@ public enum LayerSpec: Equatable {
         }
     }
 
-    /// Output steps of an input of `steps` valid steps (0: too short for the layer).
     /// Whether every sequence keeps its number of steps through this entry.
     public var keepsSteps: Bool {
         guard case .conv1d(let c) = self else { return true }
         return c.stride == 1 && (c.padding != .valid || c.kernelSize == 1)
     }
 
+    /// Output steps of an input of `steps` valid steps (0: too short for the layer).
     public func outputSteps(_ steps: Int) -> Int {
         guard case .conv1d(let c) = self else { return steps }
         return c.outputSteps(steps)

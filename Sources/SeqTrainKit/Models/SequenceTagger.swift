@@ -32,12 +32,6 @@ public final class SequenceTagger: TrainableModel {
     private let dStack = FloatBuffer()         // (T, B, O), step-major
     private var batch = 0, steps = 0
 
-    /// The index of the first entry whose output has fewer steps than its input, or nil: a tagger
-    /// needs every entry to keep the steps (a conv1d of stride 1 padded "same" or "causal").
-    public static func firstShorteningEntry(_ specs: [LayerSpec]) -> Int? {
-        specs.firstIndex { !$0.keepsSteps }
-    }
-
     /// The shorthand model: one recurrent entry named by its cell (`lstm.weight_ih_l0`).
     public convenience init(cell: RecurrentCell = .lstm, inputSize: Int, hiddenSize: Int, layers: Int = 1, outputs: Int,
                             dropout: Double = 0) {
@@ -45,9 +39,9 @@ public final class SequenceTagger: TrainableModel {
         self.init(stack: [.recurrent(spec)], naming: .shorthand, inputSize: inputSize, outputs: outputs)
     }
 
-    /// The stack must keep the steps (`firstShorteningEntry` is nil); the experiment refuses others.
+    /// The stack must keep the steps (a conv1d of stride 1 padded "same" or "causal"); the experiment refuses others.
     public init(stack: [LayerSpec], naming: StackNaming = .indexed(prefix: "layers"), inputSize: Int, outputs: Int) {
-        precondition(Self.firstShorteningEntry(stack) == nil, "a tagger's stack must keep the number of steps")
+        precondition(stack.allSatisfy(\.keepsSteps), "a tagger's stack must keep the number of steps")
         var layout = ParameterLayout()
         body = LayerStack(stack, inputWidth: inputSize, naming: naming, layout: &layout)
         head = Linear("head", inFeatures: body.outputWidth, outFeatures: outputs, layout: &layout)

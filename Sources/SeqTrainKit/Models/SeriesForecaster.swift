@@ -1,7 +1,7 @@
-/// Many-to-many forecaster: an L-layer LSTM (or GRU) over the series' steps, and at every step a
-/// Linear head to the next `horizon` values of the K target columns. The loss is the experiment's
-/// (every step of a stateful chunk, or the last step of a window). The PyTorch module with the same
-/// state_dict:
+/// Many-to-many forecaster: a layer stack (by default one L-layer LSTM or GRU) over the series' steps,
+/// and at every step a Linear head to the next `horizon` values of the K target columns. The loss is
+/// the experiment's (every step of a stateful chunk, or the last step of a window). The PyTorch module
+/// with the same state_dict, for the shorthand (`model.cell`, `hidden`, `layers`, `dropout`):
 ///
 ///     class Forecaster(nn.Module):
 ///         def __init__(s, F, H, K, horizon, L=1, dropout=0.0):
@@ -13,24 +13,39 @@
 ///             y = s.head(out).view(x.shape[0], x.shape[1], s.horizon, s.K)
 ///             return y, state                               # y[b, t, h, k]: target k at step t + 1 + h
 ///
-/// Legend: B lanes or windows, T steps, F features, H hidden, K targets, L layers.
+/// With `[[model.layers]]` the stack is an `nn.ModuleList` named `layers` (launch/seqtrain_torch.py builds
+/// it); a stateful forecaster's recurrent entries each carry their own state.
+///
+/// Legend: B lanes or windows, T steps, F features, O the stack's output width, K targets.
 public final class SeriesForecaster: TrainableModel {
-    public let rnn: RecurrentNetwork
+    public let body: LayerStack
     public let head: Linear
     public let parameters: ParameterArena
     public let horizon: Int, targets: Int
-    public var recurrentStacks: [RecurrentNetwork] { [rnn] }
-    public var forwardOutputs: [(name: String, values: FloatBuffer)] { rnn.layerOutputs + [("head output (forecasts)", predictions)] }
+    public var recurrentStacks: [RecurrentNetwork] { body.recurrentNetworks }
+    public var forwardOutputs: [(name: String, values: FloatBuffer)] {
+        body.layerOutputs + [("head output (forecasts)", predictions)]
+    }
 
     public let predictions = FloatBuffer()  // (T, B, horizon · K)
-    private let dHidden = FloatBuffer()     // (T, B, H)
+    private let dBody = FloatBuffer()       // (T, B, O)
     private var batch = 0, steps = 0
 
-    public init(cell: RecurrentCell = .lstm, features: Int, hiddenSize: Int, targets: Int, horizon: Int, layers: Int = 1, dropout: Float = 0) {
+    /// The shorthand model: one recurrent entry named by its cell (`lstm.weight_ih_l0`).
+    public convenience init(cell: RecurrentCell = .lstm, features: Int, hiddenSize: Int, targets: Int, horizon: Int,
+                            layers: Int = 1, dropout: Float = 0) {
+        let entry = LayerSpec.recurrent(RecurrentSpec(cell: cell, hidden: hiddenSize, layers: layers,
+                                                      dropout: Double(dropout)))
+        self.init(stack: [entry], naming: .shorthand, features: features, targets: targets, horizon: horizon)
+    }
+
+    /// `stack` keeps the number of steps (every step forecasts); a stateful one carries its state
+    /// only through unidirectional recurrent, dense and dropout entries (`LayerStack.stateBreaker`).
+    public init(stack: [LayerSpec], naming: StackNaming = .indexed(prefix: "layers"), features: Int, targets: Int,
+                horizon: Int) {
         var layout = ParameterLayout()
-        rnn = RecurrentNetwork(cell.rawValue, cell: cell, inputSize: features, hiddenSize: hiddenSize, layers: layers,
-                               dropout: dropout, dropoutStream: 1, layout: &layout)
-        head = Linear("head", inFeatures: hiddenSize, outFeatures: horizon * targets, layout: &layout)
+        body = LayerStack(stack, inputWidth: features, naming: naming, layout: &layout)
+        head = Linear("head", inFeatures: body.outputWidth, outFeatures: horizon * targets, layout: &layout)
         parameters = ParameterArena(layout)
         self.horizon = horizon
         self.targets = targets
@@ -38,29 +53,29 @@ public final class SeriesForecaster: TrainableModel {
 
     public var outputWidth: Int { horizon * targets }
 
-    public func makeState(batch: Int) -> RecurrentState {
-        RecurrentState(cell: rnn.cellKind, layers: rnn.layerCount, batch: batch, width: rnn.hiddenSize)
-    }
+    /// The carried state of `batch` lanes, zeros.
+    public func makeState(batch: Int) -> StackState { body.makeState(batch: batch) }
 
     /// predictions (T, B, horizon · K) of x (B, T, F) from `state` (nil: zeros), which receives the
     /// final state.
-    public func forward(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, state: RecurrentState?, dropout: DropoutContext? = nil) {
+    public func forward(_ x: UnsafePointer<Float>, batch B: Int, steps T: Int, state: StackState?,
+                        dropout: DropoutContext? = nil) {
         batch = B
         steps = T
-        rnn.forward(nil, x, batch: B, steps: T, initial: state, final: state, parameters: parameters, dropout: dropout)
+        body.forward(x, layout: .batchFirst, batch: B, steps: T, lengths: nil, parameters: parameters,
+                     dropout: dropout, state: state)
         predictions.resize(T * B * outputWidth)
-        head.forward(predictions.pointer, rnn.outputs, rows: T * B, parameters: parameters)
+        head.forward(predictions.pointer, body.output, rows: T * B, parameters: parameters)
     }
 
     /// Back-propagates dPredictions (T, B, horizon · K), the gradient of the loss sum (zeros where
     /// nothing was counted), adding every weight gradient.
     public func backward(_ dPredictions: UnsafePointer<Float>, gradientsReady: ((Int) -> Void)? = nil) {
         let B = batch, T = steps
-        dHidden.resize(T * B * rnn.hiddenSize)
-        head.backward(dHidden.pointer, dPredictions, rnn.outputs, rows: T * B, parameters: parameters)
+        dBody.resize(T * B * body.outputWidth)
+        head.backward(dBody.pointer, dPredictions, body.output, rows: T * B, parameters: parameters)
         gradientsReady?(head.weight.offset)
-        rnn.backward(nil, dHidden.pointer, outputLayout: .stepMajor, parameters: parameters,
-                     afterLayer: gradientsReady.map { ready in { [rnn] l in ready(rnn.layers[l].inputWeight.offset) } })
+        body.backward(dBody.pointer, parameters: parameters, gradientsReady: gradientsReady)
         gradientsReady?(0)
     }
 }

@@ -18,6 +18,19 @@ public enum LayerStackConfig {
     /// What `activation` accepts ("none" is the identity).
     static let activations = ["none", "relu", "tanh", "sigmoid", "gelu"]
 
+    /// Refuses the first entry of `specs` (the stack at `key`) that gives fewer steps than it reads,
+    /// for a model with an output at every input step (`purpose`: "a tagger labels").
+    static func requireKeptSteps(_ specs: [LayerSpec], key: String, source: String, purpose: String) throws {
+        guard let entry = specs.firstIndex(where: { !$0.keepsSteps }), case .conv1d(let c) = specs[entry] else {
+            return
+        }
+        let why = c.stride != 1 ? "stride = \(c.stride) keeps one step in \(c.stride)"
+            : "padding = \"valid\" drops \(c.span - 1) steps"
+        throw SeqTrainError("\(source): \(key)[\(entry)] (conv1d): \(why), so its outputs no longer line up with "
+            + "the input steps \(purpose); use stride = 1 with padding = \"same\" (sees both sides) or "
+            + "padding = \"causal\" (sees the past only)")
+    }
+
     /// The entries of an array of tables at `path`. Errors name `place` ("FILE:LINE" or "--set ..."),
     /// or the line of the entry's field when `file` and its `lines` are given.
     /// `optional`: an empty array is no stack (the shorthand keys give it).

@@ -211,13 +211,8 @@ public final class TaggerExperiment: Experiment {
     /// A stack that keeps the steps, whose parameters and batch buffers fit in memory.
     static func checkStack(_ stack: [LayerSpec], config: ExperimentConfig, inputFeatures: Int, outputs: Int,
                            rows: Int, steps: Int, storedValues: Int? = nil) throws {
-        if let entry = SequenceTagger.firstShorteningEntry(stack), case .conv1d(let c) = stack[entry] {
-            let why = c.stride != 1 ? "stride = \(c.stride) keeps one step in \(c.stride)"
-                : "padding = \"valid\" drops \(c.span - 1) steps"
-            throw SeqTrainError("\(config.source): model.layers, entry \(entry + 1) (conv1d): \(why), so its outputs "
-                + "no longer line up with the input steps a tagger labels; use stride = 1 with padding = \"same\" "
-                + "(sees both sides) or padding = \"causal\" (sees the past only)")
-        }
+        try LayerStackConfig.requireKeptSteps(stack, key: "model.layers", source: config.source,
+                                              purpose: "a tagger labels")
         let what = config.modelStackKeys
         let body = try LayerSpec.parameterCount(stack, input: inputFeatures, what: what)
         let top = stack.reduce(inputFeatures) { $1.outputWidth(input: $0) }
