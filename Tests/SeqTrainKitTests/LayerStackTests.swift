@@ -257,9 +257,12 @@ final class LayerStackConfigTests: XCTestCase {
         XCTAssertTrue(set.contains("--set model.layers=")
                         && set.contains("model.layers[0].nonlinearity: expected one of"),
                       set)
-        // A kind that does not read a stack says which kinds do.
+        // A kind that reads no stack at model.layers says which kinds do, and where seq2seq reads its own.
         let other = refusal("[model]\nkind = \"seq2seq\"\n[[model.layers]]\ntype = \"lstm\"\nhidden = 4\n")
-        XCTAssertTrue(other.contains("a layer stack is read for model.kind = ")
-                        && other.contains("\"forecaster\"") && !other.contains("\"seq2seq\""), other)
+        let atLayers = other.components(separatedBy: " and at model.encoder").first ?? ""
+        XCTAssertTrue(atLayers.contains("a layer stack is read at model.layers for model.kind = ")
+                        && atLayers.contains("\"forecaster\"") && !atLayers.contains("\"seq2seq\""), other)
+        XCTAssertTrue(other.contains("at model.encoder / model.decoder for \"autoencoder\", \"seq2seq\"; "
+                                     + "give it there"), other)
     }
 }
