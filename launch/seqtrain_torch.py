@@ -7,9 +7,9 @@ with strict=True; and the data read as seqtrain reads it, so PyTorch recomputes 
         the keys of `seqtrain eval CHECKPOINT --data PATH --json` (loss and the kind's metrics)
     python3 launch/seqtrain_torch.py show CHECKPOINT
         the module PyTorch builds, and the preprocessing `load` returns beside it
-    python3 launch/seqtrain_torch.py bench [--threads 1 ...]
-        what a PyTorch user writes for `seqtrain bench --classifier` (launch/compare-torch runs it,
-        also under torchrun for DDP over gloo)
+    python3 launch/seqtrain_torch.py bench [--threads 1] [--cell lstm] [--layers 2] [--bidirectional] ...
+        what a PyTorch user writes for `seqtrain bench --classifier` with the same flags
+        (launch/compare-torch runs it, also under torchrun for DDP over gloo)
 
 From Python:
 
@@ -1061,8 +1061,9 @@ def evaluate(checkpoint, data, labels=()):
 # MARK: bench: what a PyTorch user writes for `seqtrain bench --classifier`
 
 def bench(a):
-    """An LSTM (hidden 64) over curves of 1500 steps and one feature, max pooling, a linear head to
-    7 labels, BCEWithLogitsLoss, clip_grad_norm_(5), Adam; a batch per process; samples/s."""
+    """An LSTM (hidden 64; --cell, --layers, --bidirectional as seqtrain's flags) over curves of 1500
+    steps and one feature, max pooling, a linear head to 7 labels, BCEWithLogitsLoss,
+    clip_grad_norm_(5), Adam; a batch per process; samples/s."""
     import torch.distributed as dist
     torch.set_num_threads(a.threads)
     if a.flush_denormal:
@@ -1071,15 +1072,17 @@ def bench(a):
     if ddp:
         dist.init_process_group("gloo")
     torch.manual_seed(0)
+    recurrent = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[a.cell]
+    directions = 2 if a.bidirectional else 1
 
     class Curves(nn.Module):
         def __init__(s):
             super().__init__()
-            s.lstm = nn.LSTM(1, a.hidden, 1, batch_first=True)
-            s.head = nn.Linear(a.hidden, a.labels)
+            s.rnn = recurrent(1, a.hidden, a.layers, batch_first=True, bidirectional=a.bidirectional)
+            s.head = nn.Linear(directions * a.hidden, a.labels)
 
-        def forward(s, x):
-            out, _ = s.lstm(x)
+        def forward(s, x):                     # x (B, T, 1)
+            out, _ = s.rnn(x)                  # (B, T, directions * H)
             return s.head(out.amax(1))
 
     m = Curves()
@@ -1102,10 +1105,19 @@ def bench(a):
     world = dist.get_world_size() if ddp else 1
     median = sorted(times)[len(times) // 2]
     if not ddp or dist.get_rank() == 0:
+        shape = f"{'bidirectional ' if a.bidirectional else ''}{a.layers}-layer {a.cell.upper()}"
         print(f"torch {torch.__version__} procs={world} threads={a.threads} flush_denormal={a.flush_denormal} "
-              f"LSTM H={a.hidden} T={a.seq} B={a.batch}: {a.batch * world / median:.1f} samples/s")
+              f"{shape} H={a.hidden} T={a.seq} B={a.batch}: {a.batch * world / median:.1f} samples/s")
     if ddp:
         dist.destroy_process_group()
+
+
+def positive(text):
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
 
 
 def main():
@@ -1125,6 +1137,9 @@ def main():
     b.add_argument("--labels", type=int, default=7)
     b.add_argument("--steps", type=int, default=5)
     b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
+    b.add_argument("--layers", type=positive, default=1, help="num_layers of the recurrent module")
+    b.add_argument("--bidirectional", action="store_true", help="bidirectional=True: the head reads 2H")
     b.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True), as seqtrain")
     a = parser.parse_args()
     try:

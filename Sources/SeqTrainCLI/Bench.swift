@@ -29,6 +29,15 @@ struct Bench: ParsableCommand {
     @Flag(help: "Time the sequence-classifier workload instead (LSTM, hidden 64, curves of 1500 steps, batch 32 per rank): samples/s.")
     var classifier = false
 
+    @Option(help: "With --classifier: the recurrent cell, lstm, gru or rnn (default lstm).")
+    var cell: String?
+
+    @Option(help: "With --classifier: the recurrent layers of the body (num_layers, default 1).")
+    var layers: Int?
+
+    @Flag(help: "With --classifier: a bidirectional body, the stack of [[model.layers]] with bidirectional = true.")
+    var bidirectional = false
+
     @Flag(help: "Print one JSON object instead of lines.")
     var json = false
 
@@ -44,6 +53,26 @@ struct Bench: ParsableCommand {
         if let ranks, !(2...1_024).contains(ranks) { throw ValidationError("--ranks takes 2 to 1024, got \(ranks)") }
         if let workers, !(2...256).contains(workers) { throw ValidationError("--workers takes 2 to 256, got \(workers)") }
         if workers != nil && ranks != nil { throw ValidationError("--workers and --ranks are separate comparisons: give one") }
+        if !classifier && (cell != nil || layers != nil || bidirectional) {
+            throw ValidationError("--cell, --layers and --bidirectional shape the classifier workload: add --classifier")
+        }
+        if let cell, RecurrentCell(rawValue: cell) == nil {
+            let names = RecurrentCell.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("--cell takes one of \(names), got \(cell)")
+        }
+        if let layers, !(1...64).contains(layers) { throw ValidationError("--layers takes 1 to 64, got \(layers)") }
+    }
+
+    /// The classifier workload the flags describe.
+    var workload: Benchmark.ClassifierWorkload {
+        Benchmark.ClassifierWorkload(cell: cell.flatMap(RecurrentCell.init(rawValue:)) ?? .lstm, layers: layers ?? 1,
+                                     bidirectional: bidirectional)
+    }
+
+    /// The flags that shape the workload, passed on to the ranks `--ranks` starts.
+    var workloadArguments: [String] {
+        (cell.map { ["--cell", $0] } ?? []) + (layers.map { ["--layers", "\($0)"] } ?? [])
+            + (bidirectional ? ["--bidirectional"] : [])
     }
 
     var selected: [Int] { only.map { [$0 - 1] } ?? Array(Benchmark.Configuration.standard.indices) }
@@ -84,15 +113,17 @@ struct Bench: ParsableCommand {
         if json { try emit(systemFields.merging(["sgemm_gflops": rate, "configurations": rows]) { $1 }) }
     }
 
-    var workloadDescription: String {
-        let w = Benchmark.classifierWorkload
-        return "sequence classifier: LSTM H=\(w.hidden), T=\(w.steps), F=\(w.features), \(w.labels) labels, B=\(w.batch), max pooling, BCE, Adam"
-    }
+    var workloadDescription: String { workload.description }
 
     func runClassifier() throws {
-        let r = try Benchmark.classifierStep(communicator: SingleProcess(), repeats: repeats)
+        let w = workload
+        let r = try Benchmark.classifierStep(w, communicator: SingleProcess(), repeats: repeats)
         say(String(format: "%@: %.1f ms/step, %.1f samples/s", workloadDescription, r.medianStepSeconds * 1e3, r.tokensPerSecond))
-        if json { try emit(systemFields.merging(["workload": workloadDescription, "ms_per_step": r.medianStepSeconds * 1e3, "samples_per_s": r.tokensPerSecond]) { $1 }) }
+        if json {
+            try emit(systemFields.merging(["workload": workloadDescription, "ms_per_step": r.medianStepSeconds * 1e3,
+                                           "samples_per_s": r.tokensPerSecond, "cell": w.cell.rawValue,
+                                           "layers": w.layers, "bidirectional": w.bidirectional]) { $1 })
+        }
     }
 
     /// One rank of the distributed benchmark: rank 0 prints one JSON line of figures, every rank's
@@ -100,7 +131,7 @@ struct Bench: ParsableCommand {
     func runDistributedRank() throws {
         let communicator = try MPICommunicator()
         let r = classifier
-            ? try Benchmark.classifierStep(communicator: communicator, repeats: repeats)
+            ? try Benchmark.classifierStep(workload, communicator: communicator, repeats: repeats)
             : try Benchmark.distributedStep(Benchmark.Configuration.standard[(only ?? 1) - 1], communicator: communicator, repeats: repeats)
         if communicator.rank == 0 {
             try emit(["ranks": r.world, "tokens_per_s": r.tokensPerSecond, "ms_per_step": r.medianStepSeconds * 1e3,
@@ -121,8 +152,8 @@ struct Bench: ParsableCommand {
                 + String(format: ", 1 BLAS thread per worker, median of %d steps, %d alternating rounds", repeats, rounds))
             var one: [Benchmark.DistributedResult] = [], many: [Benchmark.DistributedResult] = []
             for _ in 0..<rounds {
-                one.append(try Benchmark.workerStep(c, workers: 1, repeats: repeats))
-                many.append(try Benchmark.workerStep(c, workers: workers, repeats: repeats))
+                one.append(try Benchmark.workerStep(c, classifier: workload, workers: 1, repeats: repeats))
+                many.append(try Benchmark.workerStep(c, classifier: workload, workers: workers, repeats: repeats))
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             let single = median(one.map(\.tokensPerSecond)), multiple = median(many.map(\.tokensPerSecond))
@@ -162,7 +193,7 @@ struct Bench: ParsableCommand {
             if n > ProcessInfo.processInfo.activeProcessorCount { arguments += ["--oversubscribe", "--bind-to", "none"] }
             if getuid() == 0 { arguments.append("--allow-run-as-root") }
             arguments += [CommandLine.arguments[0], "bench", "--distributed", "--repeats", "\(repeats)", "--only", "\(only ?? 1)"]
-            if classifier { arguments.append("--classifier") }
+            if classifier { arguments += ["--classifier"] + workloadArguments }
             process.arguments = arguments
             let pipe = Pipe()
             process.standardOutput = pipe

@@ -69,6 +69,33 @@ final class ClassifierModelTests: XCTestCase {
             assertClose(padded.parameters.gradients.array, cut.parameters.gradients.array, "\(pooling): gradients", absolute: 1e-5)
         }
     }
+
+    /// `seqtrain bench --classifier [--cell C] [--layers N] [--bidirectional]` times the model the
+    /// sequence_classifier kind builds from the config with those keys: the same stack, the same
+    /// parameter names and shapes (PyTorch's, `layers.0.weight_ih_l1_reverse`), the same head.
+    func testBenchmarkClassifierIsTheModelOfItsConfig() throws {
+        let cases: [(Benchmark.ClassifierWorkload, String)] = [
+            (.init(), "cell = \"lstm\"\nhidden = 64\n"),
+            (.init(cell: .gru), "cell = \"gru\"\nhidden = 64\n"),
+            (.init(layers: 2, bidirectional: true),
+             "[[model.layers]]\ntype = \"lstm\"\nhidden = 64\nlayers = 2\nbidirectional = true\n"),
+            (.init(cell: .rnn, layers: 3), "[[model.layers]]\ntype = \"rnn\"\nhidden = 64\nlayers = 3\n"),
+        ]
+        for (workload, keys) in cases {
+            let toml = "[model]\nkind = \"sequence_classifier\"\npooling = \"max\"\n" + keys
+            let config = try ExperimentConfig.parse(toml, source: "bench.toml")
+            let (stack, naming) = try config.requiredModelStack()
+            XCTAssertEqual(workload.stack, stack, "\(workload)")
+            XCTAssertEqual(workload.naming, naming, "\(workload)")
+            let expected = SequenceClassifier(stack: stack, naming: naming, inputSize: 1, labels: 7, pooling: .max)
+            let benched = Benchmark.classifierModel(workload)
+            XCTAssertEqual(benched.parameters.layout.signature, expected.parameters.layout.signature, "\(workload)")
+            XCTAssertEqual(benched.pooling, .max)
+        }
+        let bidirectional = Benchmark.classifierModel(.init(layers: 2, bidirectional: true)).parameters.layout
+        XCTAssertEqual(bidirectional.named("layers.0.weight_ih_l1_reverse")?.shape, [256, 128])
+        XCTAssertEqual(bidirectional.named("head.weight")?.shape, [7, 128])
+    }
 }
 
 /// A pointer to the array's elements for a body that returns a value.

@@ -244,7 +244,9 @@ final class InputFuzzTests: XCTestCase {
             let path = try write(bytes, "text\(k).txt")
             cases.append(Case(name: "text \(k)", command: ["train", "\(dir)/base.toml", "--quiet", "--set", "job.run_dir=\(dir)/runs/text\(k)", "--set", "data.paths=[\"\(path)\"]"]))
         }
-        let (ok, refused) = assertNoCrash(run(cases), expectCases: cases.count)
+        // A hang guard, not a timing: `model.embedding = 1000000` builds a model of 1.5e8 parameters that
+        // takes 30 s on a busy 2-core machine.
+        let (ok, refused) = assertNoCrash(run(cases, timeout: 120), expectCases: cases.count)
         print("fuzz: \(cases.count) configs, overrides and text files: \(ok) trained, \(refused) refused with an error, none crashed")
         XCTAssertGreaterThan(refused, 150)
         XCTAssertGreaterThan(ok, 50)

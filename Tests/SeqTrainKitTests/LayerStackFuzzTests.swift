@@ -78,8 +78,7 @@ final class LayerStackFuzzTests: XCTestCase {
                             do {
                                 let config = try ExperimentConfig.parse(text, source: "fuzz.toml")
                                 let experiment = try XCTUnwrap(ExperimentRegistry.kind(named: kind)).make(config, 0, 1)
-                                let (total, _) = try experiment.accumulateGradient(batch: 0, epoch: 0, step: 0,
-                                                                                   gradientsReady: nil)
+                                let (total, _) = try experiment.accumulateGradient(batch: 0, epoch: 0, step: 0)
                                 XCTAssertTrue(total.mean.isFinite, "\(place): loss \(total.mean)")
                                 trained += 1
                             } catch {

@@ -227,6 +227,36 @@ final class LayerStackConfigTests: XCTestCase {
         XCTAssertEqual(shorthand.warnings, [])
     }
 
+    /// `--set model.layers.K.FIELD=value` changes one field of a stack given in the file or by an earlier
+    /// `--set` (the autoencoder's encoder alike), checked as a written entry is.
+    func testOneFieldOfAStackEntryIsSetFromTheCommandLine() throws {
+        let file = head + "[[model.layers]]\ntype = \"conv1d\"\nfilters = 4\nkernel_size = 3\n"
+            + "[[model.layers]]\ntype = \"lstm\"\nhidden = 4\n"
+        let config = try ExperimentConfig.parse(file, source: "stack.toml", overrides: [
+            "model.layers.1.hidden=9", "model.layers.1.bidirectional=true", "model.layers.0.padding=causal"])
+        XCTAssertEqual(config.layerStack("model.layers"), [
+            .conv1d(ConvolutionSpec(filters: 4, kernelSize: 3, padding: .causal)),
+            .recurrent(RecurrentSpec(cell: .lstm, hidden: 9, bidirectional: true))])
+        let encoder = try ExperimentConfig.parse("[model]\nkind = \"autoencoder\"\n", source: "ae.toml", overrides: [
+            "model.encoder=[{type = \"gru\", hidden = 4}, {type = \"gru\", hidden = 3}]", "model.encoder.1.layers=2"])
+        XCTAssertEqual(encoder.layerStack("model.encoder")?[1], .recurrent(RecurrentSpec(cell: .gru, hidden: 3, layers: 2)))
+        let cases: [([String], String)] = [
+            (["model.layers.0.hidden=7"], "--set model.layers.0.hidden=7: model.layers: no layer stack to reach into"),
+            (["model.layers=[{type = \"lstm\", hidden = 4}]", "model.layers.1.hidden=7"],
+             "entry 1 does not exist; the stack has 1 (0 to 0)"),
+            (["model.layers=[{type = \"lstm\", hidden = 4}]", "model.layers.0.hidden=0"],
+             "--set model.layers.0.hidden=0: model.layers[0].hidden: expected an integer ≥ 1, got 0"),
+            (["model.layers=[{type = \"lstm\", hidden = 4}]", "model.layers.0.units=3"],
+             "model.layers[0].units: unknown field for type = \"lstm\""),
+            (["model.layers=[{type = \"lstm\", hidden = 4}]", "model.layers.0.type=gru"],
+             "an entry's type decides its fields"),
+        ]
+        for (sets, expected) in cases {
+            let message = refusal(head, overrides: sets)
+            XCTAssertTrue(message.contains(expected), "\(sets)\n→ \(message)")
+        }
+    }
+
     func testBadEntriesAreRefusedNamingTheLineEntryAndField() {
         let cases: [(String, String)] = [
             ("[[model.layers]]\ntype = \"lstm\"\n", "stack.toml:4: model.layers[0].hidden: missing"),

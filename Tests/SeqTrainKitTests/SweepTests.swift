@@ -94,6 +94,36 @@ final class SweepTests: XCTestCase {
         }
     }
 
+    /// `--param model.layers.0.hidden=...` reaches into the stack the config gives: each trial's model
+    /// has the drawn width there, the other entries untouched; a stack field is checked as the entry is.
+    func testParamsReachIntoALayerStack() throws {
+        guard let lstm = try ClassifierCases.write(in: dir).first(where: { $0.name == "lstm" }) else {
+            return XCTFail("no lstm case in ClassifierCases")
+        }
+        let stack = "model.layers=[{type = \"gru\", hidden = 4}, {type = \"dense\", units = 3}]"
+        let sets = lstm.sets.filter { !$0.hasPrefix("model.layers=") } + [stack]
+        func sweep(_ parameter: String) throws -> Sweep {
+            try Sweep(config: lstm.config, parameters: [parameter], overrides: sets, trials: 4, seed: 1, metric: nil,
+                      out: "\(dir)/s", eta: 3)
+        }
+        let widths = try sweep("model.layers.0.hidden=[5, 7]")
+        for trial in 0..<4 {
+            let specs = try XCTUnwrap(try widths.config(of: trial).layerStack("model.layers"))
+            let drawn = try XCTUnwrap(widths.values(of: trial).first?.value)
+            XCTAssertEqual(specs[0], .recurrent(RecurrentSpec(cell: .gru, hidden: Int(drawn)!)), "trial \(trial)")
+            XCTAssertEqual(specs[1], .dense(units: 3, activation: .identity))
+        }
+        let integers = try sweep("model.layers.1.units=uniform(2.2, 6.8)")
+        for trial in 0..<4 { XCTAssertNotNil(Int(try XCTUnwrap(integers.values(of: trial).first?.value))) }
+        func refusal(_ parameter: String) -> String {
+            do { _ = try sweep(parameter); return "accepted" } catch { return "\(error)" }
+        }
+        XCTAssertTrue(refusal("model.layers.2.hidden=[5]").contains("entry 2 does not exist; the stack has 2"))
+        XCTAssertTrue(refusal("model.layers.0.hiden=[5]").contains("did you mean hidden?"))
+        XCTAssertTrue(refusal("model.layers.0.hidden=uniform(0.2, 0.7)").contains("takes integers"))
+        XCTAssertTrue(refusal("model.layers.0.dropout=[0.5, 1.5]").contains("model.layers[0].dropout"))
+    }
+
     func testDrawsAreSeededInsideTheirBoundsAndRoundedForIntegerKeys() throws {
         let lr = try SweepParameter(parsing: "optimizer.lr=log(1e-4, 1e-2)")
         let layers = try SweepParameter(parsing: "model.layers=int(1, 4)")

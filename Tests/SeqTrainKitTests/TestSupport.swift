@@ -161,15 +161,16 @@ enum SequenceKindCases {
                                             "training.look_back=24", "model.layers=2", "model.dropout=0.2", "eval.season=12"]),
             ("forecaster-stateful", config, ["model.kind=forecaster", "data.inputs=\(dir)/series.npy", "model.hidden=12", "model.horizon=3",
                                              "training.stateful=true", "training.seq_len=10", "data.difference=true"]),
-            ("forecaster-window-stack", config, ["model.kind=forecaster", "data.inputs=\(dir)/series.npy", "model.horizon=2",
-                                                 "training.look_back=24", "model.layers=[{type = \"conv1d\", filters = 6, "
-                                                    + "kernel_size = 3, dilation = 2, padding = \"causal\", activation = \"relu\"}, "
-                                                    + "{type = \"lstm\", hidden = 8, bidirectional = true}, "
-                                                    + "{type = \"dropout\", p = 0.1}, {type = \"dense\", units = 6, activation = \"relu\"}]"]),
-            ("forecaster-stateful-stack", config, ["model.kind=forecaster", "data.inputs=\(dir)/series.npy", "model.horizon=2",
-                                                   "training.stateful=true", "training.seq_len=10",
-                                                   "model.layers=[{type = \"lstm\", hidden = 8}, {type = \"dense\", units = 6, "
-                                                    + "activation = \"tanh\"}, {type = \"gru\", hidden = 6, layers = 2, dropout = 0.2}]"]),
+            ("forecaster-window-stack", config, [
+                "model.kind=forecaster", "data.inputs=\(dir)/series.npy", "model.horizon=2", "training.look_back=24",
+                "model.layers=[{type = \"conv1d\", filters = 6, kernel_size = 3, dilation = 2, padding = \"causal\", "
+                    + "activation = \"relu\"}, {type = \"lstm\", hidden = 8, bidirectional = true}, "
+                    + "{type = \"dropout\", p = 0.1}, {type = \"dense\", units = 6, activation = \"relu\"}]"]),
+            ("forecaster-stateful-stack", config, [
+                "model.kind=forecaster", "data.inputs=\(dir)/series.npy", "model.horizon=2", "training.stateful=true",
+                "training.seq_len=10",
+                "model.layers=[{type = \"lstm\", hidden = 8}, {type = \"dense\", units = 6, activation = \"tanh\"}, "
+                    + "{type = \"gru\", hidden = 6, layers = 2, dropout = 0.2}]"]),
         ]
     }
 }

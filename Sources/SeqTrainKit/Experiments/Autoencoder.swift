@@ -261,7 +261,7 @@ public final class AutoencoderExperiment: Experiment {
         epochOrder = CounterRandom(seed: UInt64(config.integer("job.seed")), purpose: .shuffle).permutation(training.count, stream: UInt64(epoch))
     }
 
-    public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?,
+    public func accumulateGradient(batch k: Int, epoch: Int, step: Int,
                                    lap: (String) -> Void) throws -> (LossTotal, units: Int) {
         beginEpoch(epoch)
         let slots = rows.map { k * batchSize + $0 }
@@ -275,7 +275,7 @@ public final class AutoencoderExperiment: Experiment {
         inputs.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: samples.count, steps: steps, lengths: lengths, dropout: dropout) }
         lap("forward")
         let total = inputs.withUnsafeBufferPointer {
-            model.loss(target: $0.baseAddress!, loss: lossKind, gradient: true, countedLengths: counted, gradientsReady: gradientsReady)
+            model.loss(target: $0.baseAddress!, loss: lossKind, gradient: true, countedLengths: counted)
         }
         lap("backward")
         return (total, samples.filter { $0 >= 0 }.count)
@@ -423,4 +423,32 @@ func writeTable(_ values: [Float], rows: Int, columns: [String], to out: String)
         text += "\(r)," + (0..<c).map { String(values[r * c + $0]) }.joined(separator: ",") + "\n"
     }
     try OutputFiles.write(text, to: out)
+}
+
+extension SequenceAutoencoder {
+    /// The counted (T, B) rows: 1 for steps before each sample's length (`counted`, default the
+    /// lengths of the last forward; 0 leaves a row out).
+    func stepMask(_ counted: [Int]? = nil) -> [Float] {
+        var mask = [Float](repeating: 0, count: steps * batch)
+        for b in 0..<batch { for t in 0..<min(counted?[b] ?? lengths[b], steps) { mask[t * batch + b] = 1 } }
+        return mask
+    }
+
+    /// The regression loss (Losses/Regression.swift) of the reconstruction against x (B, T, F) over
+    /// the valid steps (`counted` lengths per row when given: 0 leaves a row out); with `gradient`,
+    /// back-propagates its sum.
+    public func loss(target x: UnsafePointer<Float>, loss kind: RegressionLoss = .mse, gradient: Bool,
+                     countedLengths counted: [Int]? = nil) -> LossTotal {
+        let B = batch, T = steps, F = features
+        target.resize(T * B * F)
+        copySequence(target.pointer, .stepMajor, x, .batchFirst, batch: B, steps: T, width: F)
+        if gradient { dReconstruction.resize(T * B * F) }
+        let mask = stepMask(counted)
+        let total = mask.withUnsafeBufferPointer {
+            kind.evaluate(gradient ? dReconstruction.pointer : nil, prediction: reconstruction.pointer,
+                          target: target.pointer, mask: $0.baseAddress, rows: T * B, features: F)
+        }
+        if gradient { backward(dReconstruction.pointer) }
+        return total
+    }
 }

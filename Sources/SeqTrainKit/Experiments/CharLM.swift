@@ -123,7 +123,7 @@ public final class CharLMTask: Experiment {
     /// Forward and backward of this rank's share of global batch k; adds ∂(loss sum)/∂θ to the
     /// gradient arena and returns this rank's loss sum and count.
     public func accumulateGradient(batch k: Int, epoch: Int, step: Int,
-                                   gradientsReady: ((Int) -> Void)? = nil, lap: (String) -> Void = { _ in }) throws -> (LossTotal, units: Int) {
+                                   lap: (String) -> Void = { _ in }) throws -> (LossTotal, units: Int) {
         let batch = batches.batch(k, epoch: epoch, rows: rows)
         lastBatch = batch
         if !batches.stateful { state.zero() }
@@ -132,7 +132,7 @@ public final class CharLMTask: Experiment {
         lap("data")
         try model.forward(ids: batch.inputs, batch: batch.rows, steps: batch.steps, state: state, dropout: dropout)
         lap("forward")
-        let total = try model.loss(targets: batch.targets, mask: batch.mask, gradient: true, gradientsReady: gradientsReady)
+        let total = try model.loss(targets: batch.targets, mask: batch.mask, gradient: true)
         lap("backward")
         return (total, batch.rows * batch.steps)
     }
@@ -222,5 +222,53 @@ public final class CharLMTask: Experiment {
         guard !validationIds.isEmpty else { return LossTotal() }
         let lanes = SeqTrainKit.validationShare(validationLanes, rank: rank, world: world)
         return try model.streamLoss(validationIds, lanes: validationLanes, steps: config.integer("training.seq_len"), laneRange: lanes)
+    }
+}
+
+extension CharLanguageModel {
+    /// Softmax cross-entropy (Losses/CrossEntropy.swift) of the kept logits against targets (B, T);
+    /// with `gradient`, back-propagates the loss sum. `mask` (B, T) of 0/1 leaves rows out.
+    public func loss(targets: [Int32], mask: [Float]? = nil, gradient: Bool) throws -> LossTotal {
+        let B = batch, T = steps, V = vocabularySize
+        guard targets.count == B * T, mask.map({ $0.count == B * T }) ?? true else {
+            throw SeqTrainError("expected \(B * T) targets (and mask values), got \(targets.count)")
+        }
+        let stepTargets = transposeToStepMajor(targets, batch: B, steps: T)       // (T, B)
+        let stepMask = mask.map { transposeToStepMajor($0, batch: B, steps: T) }  // (T, B)
+        if gradient { dLogits.resize(T * B * V) }
+        let total = try stepTargets.withUnsafeBufferPointer { t in
+            try (stepMask ?? []).withUnsafeBufferPointer { m in
+                try CrossEntropyLoss().evaluate(gradient ? dLogits.pointer : nil, logits: logits.pointer,
+                                                targets: t.baseAddress!, mask: stepMask == nil ? nil : m.baseAddress,
+                                                rows: T * B, classes: V)
+            }
+        }
+        if gradient { backward(dLogits.pointer) }
+        return total
+    }
+}
+
+extension CharLanguageModel {
+    /// Mean loss of `ids` read as `lanes` parallel streams of `steps`-long batches with carried
+    /// state, as validation and `seqtrain eval` do. Returns the sums over the lanes in `laneRange`
+    /// (a rank's share); the caller adds the shares of all ranks.
+    public func streamLoss(_ ids: [Int32], lanes: Int, steps: Int, laneRange: Range<Int>) throws -> LossTotal {
+        guard !laneRange.isEmpty else { return LossTotal() }
+        let batches = try CharBatches(ids: ids, lanes: lanes, steps: steps, stateful: true, seed: 0,
+                                      what: "evaluation text")
+        let state = makeState(batch: laneRange.count)
+        var total = LossTotal()
+        for k in 0..<batches.batchesPerEpoch {
+            let batch = batches.batch(k, epoch: 0, rows: laneRange)
+            try forward(ids: batch.inputs, batch: batch.rows, steps: batch.steps, state: state)
+            total = total + (try loss(targets: batch.targets, gradient: false))
+        }
+        return total
+    }
+
+    /// Lanes for evaluating `count` ids: `preferred`, fewer when the text is too short for each lane
+    /// to hold one batch.
+    public static func evaluationLanes(count: Int, steps: Int, preferred: Int) -> Int {
+        max(1, min(preferred, (count - 1) / steps))
     }
 }

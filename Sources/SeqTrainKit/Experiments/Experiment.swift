@@ -1,9 +1,17 @@
 import Foundation
 
-/// What the trainer needs of a model: its parameters and the recurrent stacks whose backward
-/// reports finished layers (so the gradient all-reduce of those buckets starts while backward runs).
+/// Every model's contract. A model's `forward` (over its own inputs: ids, features and lengths, a
+/// latent) keeps `output`; the experiment evaluates its loss on it (Losses/) and hands the gradient
+/// of the loss sum to `backward`, which adds every weight gradient into the parameter arena and, as
+/// each layer finishes, tells the arena (`ParameterArena.finishGradients`), so the trainer sums
+/// those gradients over replicas while backward goes on.
 public protocol TrainableModel: AnyObject {
     var parameters: ParameterArena { get }
+    /// The last forward's output, what the loss reads (logits, forecasts, a reconstruction).
+    var output: FloatBuffer { get }
+    /// Back-propagates dOutput (the shape of `output`), the gradient of the loss sum.
+    func backward(_ dOutput: UnsafePointer<Float>)
+    /// The recurrent networks inside, whose long backward passes let MPI progress (`progressHook`).
     var recurrentStacks: [RecurrentNetwork] { get }
     /// The last forward's output of every layer, in forward order (`--debug` names the first one
     /// holding NaN or infinity).
@@ -11,6 +19,7 @@ public protocol TrainableModel: AnyObject {
 }
 
 extension CharLanguageModel: TrainableModel {
+    public var output: FloatBuffer { logits }
     public var recurrentStacks: [RecurrentNetwork] { body.recurrentNetworks }
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
         [("embedding output", embeddedOutput)] + body.layerOutputs + [("head output (logits)", logits)]
@@ -65,10 +74,11 @@ public protocol Experiment: AnyObject {
     /// Called when epoch `epoch` starts (fresh or resumed): resets carried state.
     func beginEpoch(_ epoch: Int)
     /// Forward and backward of this rank's share of global batch k: adds ∂(loss sum)/∂θ to the
-    /// gradient arena; returns this rank's loss sum and count, and the units processed.
-    /// `lap(phase)` is called as each phase ends ("data", "forward", "backward": loss and backward),
+    /// gradient arena (which learns which parts are final as backward runs:
+    /// `ParameterArena.onGradientsFinished`); returns this rank's loss sum and count, and the units
+    /// processed. `lap(phase)` is called as each phase ends ("data", "forward", "backward": loss and backward),
     /// for the timeline.
-    func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?,
+    func accumulateGradient(batch k: Int, epoch: Int, step: Int,
                             lap: (String) -> Void) throws -> (LossTotal, units: Int)
     /// Metrics of the training loss alone (the char LM's perplexity), for metrics.jsonl.
     func trainingMetrics(loss: Double) -> [(name: String, value: Double)]
@@ -100,8 +110,8 @@ extension Experiment {
     public var diagnoses: [String] { [] }
     public func diagnose(_ result: ValidationResult, step: Int, totalSteps: Int) -> [DoctorFinding] { [] }
 
-    public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?) throws -> (LossTotal, units: Int) {
-        try accumulateGradient(batch: k, epoch: epoch, step: step, gradientsReady: gradientsReady, lap: { _ in })
+    public func accumulateGradient(batch k: Int, epoch: Int, step: Int) throws -> (LossTotal, units: Int) {
+        try accumulateGradient(batch: k, epoch: epoch, step: step, lap: { _ in })
     }
 }
 

@@ -333,7 +333,7 @@ public final class ForecasterExperiment: Experiment {
         return (i, w - windowStarts[i])
     }
 
-    public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?,
+    public func accumulateGradient(batch k: Int, epoch: Int, step: Int,
                                    lap: (String) -> Void) throws -> (LossTotal, units: Int) {
         if !stateful && orderEpoch != epoch { beginEpoch(epoch) }
         let F = preprocessing.features, K = preprocessing.targets.count, h = model.horizon, W = model.outputWidth
@@ -376,7 +376,8 @@ public final class ForecasterExperiment: Experiment {
                 }
             }
         }
-        let dropout = usesDropout ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: keys) : nil
+        let dropout = usesDropout
+            ? DropoutContext(seed: UInt64(config.integer("job.seed")), step: step, sampleKeys: keys) : nil
         lap("data")
         if !stateful { state?.zero() }
         inputs.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: B, steps: T, state: state, dropout: dropout) }
@@ -388,7 +389,7 @@ public final class ForecasterExperiment: Experiment {
                                   rows: T * B * h, features: K)
             }
         }
-        model.backward(dPredictions.pointer, gradientsReady: gradientsReady)
+        model.backward(dPredictions.pointer)
         lap("backward")
         // Throughput counts the steps read: every lane step, or every step of the real windows.
         let windows = stateful ? B : rows.filter { k * batchSize + $0 < windowCount }.count
@@ -424,7 +425,9 @@ public final class ForecasterExperiment: Experiment {
         return ValidationResult(loss: totals.loss, metrics: metrics)
     }
 
-    public var carriedState: CarriedState? { state.map { CarriedState(states: $0.parts, rows: rows, lanes: batchSize) } }
+    public var carriedState: CarriedState? {
+        state.map { CarriedState(states: $0.parts, rows: rows, lanes: batchSize) }
+    }
 
     public func checkpointMetadata() -> [String: String] { ["seqtrain.preprocessing": metadataJSON(preprocessing)] }
 

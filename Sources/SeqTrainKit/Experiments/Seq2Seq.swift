@@ -321,7 +321,7 @@ public final class Seq2SeqExperiment: Experiment {
         return (Double(w.0 >> 8) / 16_777_216, Double(w.1 >> 8) / 16_777_216)
     }
 
-    public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?,
+    public func accumulateGradient(batch k: Int, epoch: Int, step: Int,
                                    lap: (String) -> Void) throws -> (LossTotal, units: Int) {
         beginEpoch(epoch)
         let ids = rows.map { batches.batches[k][$0] }
@@ -370,7 +370,7 @@ public final class Seq2SeqExperiment: Experiment {
         let warmup = config.integer("loss.kl_warmup_steps")
         let klWeight = warmup > 0 ? min(1, Double(step + 1) / Double(warmup)) : 1
         if model.variational { total.sum += klWeight * model.klDivergence(rowWeights: batch.rowWeights) }
-        model.backward(dLogits.pointer, klWeight: Float(klWeight), rowWeights: batch.rowWeights, gradientsReady: gradientsReady)
+        model.backward(dLogits.pointer, klWeight: Float(klWeight), rowWeights: batch.rowWeights)
         lap("backward")
         return (total, Int(batch.mask.reduce(0, +)))
     }

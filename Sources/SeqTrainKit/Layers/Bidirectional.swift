@@ -32,13 +32,8 @@ final class RecurrentLayer: SequenceLayer {
                         parameters: p, dropout: dropout)
     }
 
-    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena,
-                  gradientsReady: ((Int) -> Void)?) {
-        let network = network
-        network.backward(dx, inputLayout: .stepMajor, dy, outputLayout: .stepMajor, parameters: p,
-                         afterLayer: gradientsReady.map { ready in
-                             { l in ready(network.layers[l].inputWeight.offset) }
-                         })
+    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena) {
+        network.backward(dx, inputLayout: .stepMajor, dy, outputLayout: .stepMajor, parameters: p)
     }
 }
 
@@ -145,8 +140,7 @@ final class BidirectionalRecurrentLayer: SequenceLayer {
         }
     }
 
-    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena,
-                  gradientsReady: ((Int) -> Void)?) {
+    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena) {
         let B = batch, T = steps, H = hidden, rows = T * B
         dForward.resize(rows * H)
         dReverse.resize(rows * H)
@@ -162,11 +156,12 @@ final class BidirectionalRecurrentLayer: SequenceLayer {
             reverseValidSteps(dReverse.pointer, dReverseInTime.pointer, lengths: lengths, steps: T, width: H)
             dLevelInput.resize(rows * width)
             dReversedInput.resize(rows * width)
-            forwardNetworks[level].backward(needInput ? dLevelInput.pointer : nil, inputLayout: .stepMajor,
-                                            dForward.pointer, outputLayout: .stepMajor, parameters: p)
+            // The reverse direction first: its parameters follow the forward one's in the arena, and
+            // each network reports its gradients final from its own offset on.
             reverseNetworks[level].backward(needInput ? dReversedInput.pointer : nil, inputLayout: .stepMajor,
                                             dReverse.pointer, outputLayout: .stepMajor, parameters: p)
-            gradientsReady?(forwardNetworks[level].layers[0].inputWeight.offset)
+            forwardNetworks[level].backward(needInput ? dLevelInput.pointer : nil, inputLayout: .stepMajor,
+                                            dForward.pointer, outputLayout: .stepMajor, parameters: p)
             guard needInput else { break }
             // d input = d forward input + the reverse direction's, back in time order.
             let target = level > 0 ? dLevel.pointer : dx!

@@ -69,8 +69,7 @@ final class Convolution1DLayer: SequenceLayer {
         settings.activation.forward(y, preActivation.pointer, count: rows * O)
     }
 
-    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena,
-                  gradientsReady: ((Int) -> Void)?) {
+    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena) {
         guard let y else { return }
         let B = batch, C = inputWidth, k = settings.kernelSize, O = settings.filters, rows = outSteps * B
         dPre.resize(rows * O)
@@ -79,7 +78,6 @@ final class Convolution1DLayer: SequenceLayer {
         gemm(p.gradient(weight), ldc: C * k, dPre.pointer, lda: O, transposeA: true, columns.pointer, ldb: C * k,
              m: O, n: C * k, k: rows, beta: 1)
         addColumnSums(p.gradient(bias), dPre.pointer, rowCount: rows, width: O)
-        gradientsReady?(weight.offset)
         guard let dx else { return }
         // dcols = dPre W, then every column scattered back onto the input step it was read from.
         dColumns.resize(rows * C * k)

@@ -9,21 +9,28 @@ import CKernels
 extension RecurrentNetwork {
     /// Layer l over all steps: gates[l], hidden[l], cell[l], tanhCell[l] filled.
     func lstmForwardLayer(_ l: Int, parameters p: ParameterArena) {
-        let B = batch, T = steps, H = hiddenSize, G = 4 * H
+        let H = hiddenSize, G = 4 * H
         projectInputWithBothBiases(l, parameters: p)
         // W_hhᵀ (H, G) packed once for the T steps.
         packedRecurrent.pack(p.value(layers[l].recurrentWeight), ldb: H, transposed: true, depth: H, columns: G)
-        for t in 0..<T {
-            let g = gates[l].pointer + t * B * G        // (B, G): input part in, activated gates out
-            let hPrev = hidden[l].pointer + t * B * H   // (B, H)
-            let hNext = hPrev + B * H                   // (B, H)
-            let cPrev = cell[l].pointer + t * B * H     // (B, H)
-            let cNext = cPrev + B * H                   // (B, H)
-            let tc = tanhCell[l].pointer + t * B * H    // (B, H)
-            gemmPacked(g, ldc: G, hPrev, lda: H, packedRecurrent, m: B, accumulate: true)  // g += h W_hhᵀ
-            // Gates activated, c′ = f ⊙ c + i ⊙ g, tanh(c′), h′ = o ⊙ tanh(c′): one fused pass (CKernels).
-            st_lstm_forward_step(g, cPrev, cNext, tc, hNext, Int64(B), Int64(H))
-        }
+        for t in 0..<steps { lstmStep(layer: l, at: t, packedRecurrent: packedRecurrent) }
+    }
+
+    /// Step t of layer l: the cell's math, written once for this time loop and `step`.
+    /// In: gates[l] at t holding the input part x W_ihᵀ + b_ih + b_hh, h and c in slot t.
+    /// Out: the activated gates, c′ and h′ in slot t + 1, tanh(c′).
+    /// - recurrent: W_hhᵀ (H, G), packed.
+    func lstmStep(layer l: Int, at t: Int, packedRecurrent recurrent: PackedMatrix) {
+        let B = batch, H = hiddenSize, G = 4 * H
+        let g = gates[l].pointer + t * B * G        // (B, G): input part in, activated gates out
+        let hPrev = hidden[l].pointer + t * B * H   // (B, H)
+        let hNext = hPrev + B * H                   // (B, H)
+        let cPrev = cell[l].pointer + t * B * H     // (B, H)
+        let cNext = cPrev + B * H                   // (B, H)
+        let tc = tanhCell[l].pointer + t * B * H    // (B, H)
+        gemmPacked(g, ldc: G, hPrev, lda: H, recurrent, m: B, accumulate: true)  // g += h W_hhᵀ
+        // Gates activated, c′ = f ⊙ c + i ⊙ g, tanh(c′), h′ = o ⊙ tanh(c′): one fused pass (CKernels).
+        st_lstm_forward_step(g, cPrev, cNext, tc, hNext, Int64(B), Int64(H))
     }
 
     /// Back-propagation through time for layer l. In: dOutput (T, B, H), dHidden and dCell (B, H)

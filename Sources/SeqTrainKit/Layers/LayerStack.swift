@@ -141,8 +141,7 @@ protocol SequenceLayer: AnyObject {
                  lengths: [Int], parameters p: ParameterArena, dropout: DropoutContext?)
     /// dx (T, B, I) ← the gradient of the input, from dy (T′, B, O); adds the weight gradients.
     /// dx nil: not needed (the stack's first layer).
-    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena,
-                  gradientsReady: ((Int) -> Void)?)
+    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena)
     var recurrentNetworks: [RecurrentNetwork] { get }
 }
 
@@ -295,9 +294,8 @@ public final class LayerStack {
 
     /// Back-propagates dOutput (T′, B, O) step-major (zero past each length), adding every weight
     /// gradient; dInput receives the gradient of the input (T, B, I) step-major when given.
-    /// `gradientsReady(offset)` is called as the arena from `offset` on is final.
     public func backward(_ dOutput: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>? = nil,
-                         parameters p: ParameterArena, gradientsReady: ((Int) -> Void)? = nil) {
+                         parameters p: ParameterArena) {
         var dy = dOutput
         for i in stride(from: entries.count - 1, through: 0, by: -1) {
             var dx: UnsafeMutablePointer<Float>? = dInput
@@ -305,7 +303,7 @@ public final class LayerStack {
                 dOutputs[i - 1].resize(steps[i] * batch * entries[i - 1].outputWidth)
                 dx = dOutputs[i - 1].pointer
             }
-            entries[i].backward(dx, dy, parameters: p, gradientsReady: gradientsReady)
+            entries[i].backward(dx, dy, parameters: p)
             guard let dx else { break }
             // The input past each length was set to zero, so no gradient flows into it.
             zeroPastLengths(dx, steps: steps[i], width: i > 0 ? entries[i - 1].outputWidth : inputWidth,
@@ -401,13 +399,11 @@ final class DenseLayer: SequenceLayer {
         activation.forward(y, preActivation.pointer, count: rows * outputWidth)
     }
 
-    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena,
-                  gradientsReady: ((Int) -> Void)?) {
+    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena) {
         guard let x, let y else { return }
         dPre.resize(rows * outputWidth)
         activation.backward(dPre.pointer, dy, x: preActivation.pointer, y: y, count: rows * outputWidth)
         linear.backward(dx, UnsafePointer(dPre.pointer), x, rows: rows, parameters: p)
-        gradientsReady?(linear.weight.offset)
     }
 }
 
@@ -440,8 +436,7 @@ final class DropoutLayer: SequenceLayer {
                         keys: context.keys(layer: stream * 64, steps: T))
     }
 
-    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena,
-                  gradientsReady: ((Int) -> Void)?) {
+    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>, parameters p: ParameterArena) {
         guard let dx else { return }
         if active {
             dropout.backward(dx, dy, mask: mask.pointer, count: count)

@@ -29,6 +29,7 @@ public struct Linear {
         gemm(p.gradient(weight), ldc: inFeatures, dy, lda: outFeatures, transposeA: true, x, ldb: inFeatures,
              m: outFeatures, n: inFeatures, k: n, beta: 1)
         if let bias { addColumnSums(p.gradient(bias), dy, rowCount: n, width: outFeatures) }
+        p.finishGradients(from: weight)
         if let dx {
             gemm(dx, ldc: inFeatures, dy, lda: outFeatures, p.value(weight), ldb: inFeatures,
                  m: n, n: inFeatures, k: outFeatures, beta: accumulate ? 1 : 0)

@@ -7,25 +7,27 @@ import Foundation
 extension RecurrentNetwork {
     /// Layer l over all steps: gates[l] and hidden[l] both hold h′ (gates for backward's f′).
     func rnnForwardLayer(_ l: Int, parameters p: ParameterArena) {
-        let B = batch, T = steps, H = hiddenSize
+        let H = hiddenSize
         projectInputWithBothBiases(l, parameters: p)
         // W_hhᵀ (H, H) packed once for the T steps.
         packedRecurrent.pack(p.value(layers[l].recurrentWeight), ldb: H, transposed: true, depth: H, columns: H)
-        for t in 0..<T {
-            let g = gates[l].pointer + t * B * H        // (B, H): input part in, h′ out
-            let hPrev = hidden[l].pointer + t * B * H   // (B, H)
-            gemmPacked(g, ldc: H, hPrev, lda: H, packedRecurrent, m: B, accumulate: true)  // g += h W_hhᵀ
-            rnnActivate(g, hPrev + B * H, count: B * H)
-        }
+        for t in 0..<steps { rnnStep(layer: l, at: t, packedRecurrent: packedRecurrent) }
     }
 
-    /// h′ (n) ← f(g) (n), written into both g and h′: the cell's step, also used by `step`.
-    func rnnActivate(_ g: UnsafeMutablePointer<Float>, _ hNext: UnsafeMutablePointer<Float>, count n: Int) {
+    /// Step t of layer l: the cell's math, written once for this time loop and `step`.
+    /// In: gates[l] at t holding the input part x W_ihᵀ + b_ih + b_hh, h in slot t.
+    /// Out: h′ = f(…) in both the gates (for backward's f′) and slot t + 1.
+    /// - recurrent: W_hhᵀ (H, H), packed.
+    func rnnStep(layer l: Int, at t: Int, packedRecurrent recurrent: PackedMatrix) {
+        let B = batch, H = hiddenSize, n = B * H
+        let g = gates[l].pointer + t * n        // (B, H): input part in, h′ out
+        let hPrev = hidden[l].pointer + t * n   // (B, H)
+        gemmPacked(g, ldc: H, hPrev, lda: H, recurrent, m: B, accumulate: true)  // g += h W_hhᵀ
         switch nonlinearity {
         case .tanh: applyTanh(g, g, count: n)
         case .relu: for i in 0..<n { g[i] = max(g[i], 0) }
         }
-        hNext.update(from: g, count: n)
+        (hPrev + n).update(from: g, count: n)
     }
 
     /// Back-propagation through time for layer l. In: dOutput (T, B, H), dHidden (B, H) the gradient

@@ -2,7 +2,8 @@ import CKernels
 
 /// Multi-layer recurrent networks (`nn.LSTM` / `nn.GRU` with `batch_first=True`): the stack,
 /// its buffers, dropout between layers, the input projection and the weight gradients, shared by
-/// both cells. The cells' time loops, forward and backward side by side, are in LSTM.swift and GRU.swift.
+/// every cell. Each cell's time loops, forward and backward side by side, and its one step function
+/// (called by its forward loop and by `step`) are in LSTM.swift, GRU.swift and RNN.swift.
 ///
 /// Legend: B batch, T steps, I input features (of the layer), H hidden, L layers, G gates (4 LSTM, 3 GRU).
 /// Inside, sequences are step-major, (T, B, ·), so that every step is one contiguous (B, ·) block
@@ -323,24 +324,15 @@ public final class RecurrentNetwork {
                 }
             }
             let (inputWeights, recurrentWeights, bias) = packedStepWeights[l]
-            let g = gates[l].pointer + t * B * G          // (B, G)
-            let hPrev = hidden[l].pointer + t * B * H     // (B, H)
-            let hNext = hPrev + B * H                     // (B, H)
+            let g = gates[l].pointer + t * B * G          // (B, G): the input part, as forward's projection
             broadcastRows(g, bias.pointer, rowCount: B, width: G)
             gemmPacked(g, ldc: G, input, lda: width, inputWeights, m: B, accumulate: true)
+            // The rest is the cell's own step, the one its whole-sequence loop runs.
             switch cellKind {
-            case .lstm:
-                gemmPacked(g, ldc: G, hPrev, lda: H, recurrentWeights, m: B, accumulate: true)
-                let cPrev = cell[l].pointer + t * B * H
-                st_lstm_forward_step(g, cPrev, cPrev + B * H, tanhCell[l].pointer + t * B * H, hNext, Int64(B), Int64(H))
-            case .gru:
-                let gh = stepScratch.pointer                // (B, G): h W_hhᵀ + b_hh
-                broadcastRows(gh, p.value(layers[l].recurrentBias), rowCount: B, width: G)
-                gemmPacked(gh, ldc: G, hPrev, lda: H, recurrentWeights, m: B, accumulate: true)
-                st_gru_forward_step(g, gh, hPrev, hNext, cell[l].pointer + t * B * H, Int64(B), Int64(H))
-            case .rnn:
-                gemmPacked(g, ldc: G, hPrev, lda: H, recurrentWeights, m: B, accumulate: true)
-                rnnActivate(g, hNext, count: B * H)
+            case .lstm: lstmStep(layer: l, at: t, packedRecurrent: recurrentWeights)
+            case .gru: gruStep(layer: l, at: t, packedRecurrent: recurrentWeights,
+                               recurrentBias: p.value(layers[l].recurrentBias))
+            case .rnn: rnnStep(layer: l, at: t, packedRecurrent: recurrentWeights)
             }
         }
         steps = t + 1
@@ -380,7 +372,7 @@ public final class RecurrentNetwork {
     public func backward(_ dInput: UnsafeMutablePointer<Float>?, inputLayout: SequenceLayout = .batchFirst,
                          _ dOutputGiven: UnsafePointer<Float>?, outputLayout: SequenceLayout = .batchFirst,
                          dFinal: RecurrentState? = nil, dInitial: RecurrentState? = nil,
-                         parameters p: ParameterArena, afterLayer: ((Int) -> Void)? = nil) {
+                         parameters p: ParameterArena) {
         let B = batch, T = steps, H = hiddenSize, G = cellKind.gateCount * H
         dGates.resize(T * B * G)
         if cellKind == .gru { dRecurrentGates.resize(T * B * G) }
@@ -416,7 +408,7 @@ public final class RecurrentNetwork {
                  m: G, n: H, k: rows, beta: 1)
             addColumnSums(p.gradient(w.inputBias), dGates.pointer, rowCount: rows, width: G)
             addColumnSums(p.gradient(w.recurrentBias), dRec, rowCount: rows, width: G)
-            afterLayer?(l)
+            p.finishGradients(from: w.inputWeight)
             if l == 0 && dInput == nil { break }
             dLayerInput.resize(rows * width)
             gemm(dLayerInput.pointer, ldc: width, dGates.pointer, lda: G, p.value(w.inputWeight), ldb: width,

@@ -51,13 +51,12 @@ public final class CharLanguageModel {
     private let embedded = FloatBuffer()      // (T, B, E)
     var embeddedOutput: FloatBuffer { embedded }
     public let logits = FloatBuffer()         // (T, B, V)
-    private let dLogits = FloatBuffer()       // (T, B, V)
+    /// (T, B, V): where the experiment's loss writes its gradient for `backward`.
+    public let dLogits = FloatBuffer()
     private let dHidden = FloatBuffer()       // (T, B, O)
     private let dEmbedded = FloatBuffer()     // (T, B, E)
     private var inputIds: [Int32] = []        // (T, B)
-    private var targetIds: [Int32] = []       // (T, B)
-    private var rowMask: [Float] = []         // (T, B)
-    private var batch = 0, steps = 0
+    public private(set) var batch = 0, steps = 0
 
     /// The shorthand model: one recurrent entry named by its cell (`lstm.weight_ih_l0`).
     public convenience init(_ shape: Shape) {
@@ -99,34 +98,15 @@ public final class CharLanguageModel {
         head.forward(logits.pointer, body.output, rows: T * B, parameters: parameters)
     }
 
-    /// Cross-entropy of the kept logits against targets (B, T); with `gradient`, also writes the
-    /// gradient of the loss *sum* into the gradient arena (added). `mask` (B, T) of 0/1 leaves rows out.
-    /// `gradientsReady(offset)` is called as backward finishes parts of the arena: from then on the
-    /// gradients at `offset..<` (up to the previous call's offset) are final, so they can be reduced.
-    public func loss(targets: [Int32], mask: [Float]? = nil, gradient: Bool,
-                     gradientsReady: ((Int) -> Void)? = nil) throws -> LossTotal {
-        let B = batch, T = steps, V = vocabularySize, O = body.outputWidth, E = embeddingSize
-        guard targets.count == B * T else { throw SeqTrainError("expected \(B * T) targets, got \(targets.count)") }
-        targetIds = transposeToStepMajor(targets, batch: B, steps: T)
-        if let mask { rowMask = transposeToStepMajor(mask, batch: B, steps: T) }
-        if gradient { dLogits.resize(T * B * V) }
-        let lossFunction = try CrossEntropyLoss()
-        let total = try targetIds.withUnsafeBufferPointer { t in
-            try rowMask.withUnsafeBufferPointer { m in
-                try lossFunction.evaluate(gradient ? dLogits.pointer : nil, logits: logits.pointer, targets: t.baseAddress!,
-                                          mask: mask == nil ? nil : m.baseAddress, rows: T * B, classes: V)
-            }
-        }
-        guard gradient else { return total }
+    /// Back-propagates dLogits (T, B, V), the gradient of the loss sum with respect to the kept
+    /// logits, adding every weight gradient.
+    public func backward(_ dLogits: UnsafePointer<Float>) {
+        let B = batch, T = steps, O = body.outputWidth, E = embeddingSize
         dHidden.resize(T * B * O)
-        head.backward(dHidden.pointer, dLogits.pointer, body.output, rows: T * B, parameters: parameters)
-        gradientsReady?(head.weight.offset)
+        head.backward(dHidden.pointer, dLogits, body.output, rows: T * B, parameters: parameters)
         dEmbedded.resize(T * B * E)
-        body.backward(dHidden.pointer, dInput: dEmbedded.pointer, parameters: parameters,
-                      gradientsReady: gradientsReady)
+        body.backward(dHidden.pointer, dInput: dEmbedded.pointer, parameters: parameters)
         embedding.backward(dEmbedded.pointer, inputIds, count: T * B, parameters: parameters)
-        gradientsReady?(0)
-        return total
     }
 
     /// The kept logits, batch-first (B, T, V).
@@ -145,28 +125,4 @@ func transposeToStepMajor<T>(_ values: [T], batch B: Int, steps S: Int) -> [T] {
     var out = values
     for b in 0..<B { for t in 0..<S { out[t * B + b] = values[b * S + t] } }
     return out
-}
-
-extension CharLanguageModel {
-    /// Mean loss of `ids` read as `lanes` parallel streams of `steps`-long batches with carried
-    /// state, as validation and `seqtrain eval` do. Returns the sums over the lanes in `laneRange`
-    /// (a rank's share); the caller adds the shares of all ranks.
-    public func streamLoss(_ ids: [Int32], lanes: Int, steps: Int, laneRange: Range<Int>) throws -> LossTotal {
-        guard !laneRange.isEmpty else { return LossTotal() }
-        let batches = try CharBatches(ids: ids, lanes: lanes, steps: steps, stateful: true, seed: 0, what: "evaluation text")
-        let state = makeState(batch: laneRange.count)
-        var total = LossTotal()
-        for k in 0..<batches.batchesPerEpoch {
-            let batch = batches.batch(k, epoch: 0, rows: laneRange)
-            try forward(ids: batch.inputs, batch: batch.rows, steps: batch.steps, state: state)
-            total = total + (try loss(targets: batch.targets, gradient: false))
-        }
-        return total
-    }
-
-    /// Lanes for evaluating `count` ids: `preferred`, fewer when the text is too short for each lane
-    /// to hold one batch.
-    public static func evaluationLanes(count: Int, steps: Int, preferred: Int) -> Int {
-        max(1, min(preferred, (count - 1) / steps))
-    }
 }

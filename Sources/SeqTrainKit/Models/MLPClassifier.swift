@@ -1,5 +1,5 @@
 /// A multi-layer perceptron classifier: Linear → activation → dropout → … → Linear to C logits. The
-/// loss is the experiment's (or `loss(...)` below); the model takes the gradient of the logits.
+/// loss is the experiment's; the model takes the gradient of the logits.
 /// Parameter names are those of PyTorch's `nn.Sequential`, the Linear layers every `layerStride`
 /// modules: 2 for (Linear, ReLU), 3 for (Linear, ReLU, Dropout), which the mlp_classifier kind uses:
 ///
@@ -12,6 +12,7 @@ public final class MLPClassifier: TrainableModel {
     public let dropout: Dropout
     public let parameters: ParameterArena
     public var recurrentStacks: [RecurrentNetwork] { [] }
+    public var output: FloatBuffer { logits }
     /// activations[k] is the input of linear k: its output is activations[k + 1] (the last: logits).
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
         activations.enumerated().dropFirst().map { ("linear \($0.offset - 1) output" + ($0.offset == activations.count - 1 ? " (logits)" : ""), $0.element) }
@@ -22,7 +23,7 @@ public final class MLPClassifier: TrainableModel {
     private var masks: [FloatBuffer] = []          // k ≥ 1: dropout mask on input k, (N, widths[k])
     private var droppedOut = false
     private let dBuffer = FloatBuffer(), dNext = FloatBuffer()
-    private var rows = 0
+    public private(set) var rows = 0
 
     public init(widths: [Int], activation: Activation = .relu, dropout: Float = 0, layerStride: Int = 2) {
         var layout = ParameterLayout()
@@ -64,7 +65,7 @@ public final class MLPClassifier: TrainableModel {
     }
 
     /// Back-propagates dLogits (N, C) (the gradient of the loss sum), adding every weight gradient.
-    public func backward(_ dLogits: UnsafePointer<Float>, gradientsReady: ((Int) -> Void)? = nil) {
+    public func backward(_ dLogits: UnsafePointer<Float>) {
         let n = rows
         dBuffer.resize(n * classCount)
         dBuffer.pointer.update(from: dLogits, count: n * classCount)
@@ -82,7 +83,6 @@ public final class MLPClassifier: TrainableModel {
                 dBuffer.pointer.update(from: dNext.pointer, count: dNext.count)
             }
         }
-        gradientsReady?(0)
     }
 
     private let scratch = FloatBuffer()
@@ -92,15 +92,5 @@ public final class MLPClassifier: TrainableModel {
         scratch.resize(preActivations[k].count)
         activation.forward(scratch.pointer, preActivations[k].pointer, count: scratch.count)
         return UnsafePointer(scratch.pointer)
-    }
-
-    /// Cross-entropy against class ids (N); with `gradient`, back-propagates the loss sum.
-    public func loss(targets: UnsafePointer<Int32>, loss lossFunction: CrossEntropyLoss, gradient: Bool) throws -> LossTotal {
-        let n = rows
-        let d = FloatBuffer(count: gradient ? n * classCount : 0)
-        let total = try lossFunction.evaluate(gradient ? d.pointer : nil, logits: logits.pointer, targets: targets,
-                                              rows: n, classes: classCount)
-        if gradient { backward(d.pointer) }
-        return total
     }
 }

@@ -57,6 +57,7 @@ public final class SequenceAutoencoder: TrainableModel {
     public let parameters: ParameterArena
     public let decoderInput: DecoderInput
     public var recurrentStacks: [RecurrentNetwork] { encoder.recurrentNetworks + decoder.recurrentNetworks }
+    public var output: FloatBuffer { reconstruction }
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
         encoder.layerOutputs + [("latent", latent)] + decoder.layerOutputs
             + [("head output (reconstruction)", reconstruction)]
@@ -67,16 +68,18 @@ public final class SequenceAutoencoder: TrainableModel {
     private let encoded = FloatBuffer()        // (B, O_e): the encoder's final states
     private let decoderInputs = FloatBuffer()  // (T, B, Z): the latent repeated
     private let initialState = FloatBuffer()   // (B, L·H): tanh(to_state(z)) (previous_output)
-    private let target = FloatBuffer()         // (T, B, F): the input, step-major
-    private let dReconstruction = FloatBuffer()  // (T, B, F)
+    /// (T, B, F): the input step-major, the target a reconstruction loss reads.
+    public let target = FloatBuffer()
+    /// (T, B, F): where the experiment's loss writes its gradient for `backward`.
+    public let dReconstruction = FloatBuffer()
     private let dDecoded = FloatBuffer()       // (T, B, O_d)
     private let dInputs = FloatBuffer()        // (T, B, Z)
     private let dLatent = FloatBuffer()        // (B, Z)
     private let dEncoded = FloatBuffer()       // (B, O_e)
     private let dEncoderOutputs = FloatBuffer()  // (T′, B, O_e)
     private let dState = FloatBuffer()         // (B, L·H)
-    private var lengths: [Int] = []
-    private var batch = 0, steps = 0
+    private(set) var lengths: [Int] = []
+    public private(set) var batch = 0, steps = 0
 
     /// The shorthand model: one recurrent entry each, named `encoder` and `decoder`.
     public convenience init(cell: RecurrentCell = .lstm, features: Int, hiddenSize: Int, latentSize: Int,
@@ -167,64 +170,32 @@ public final class SequenceAutoencoder: TrainableModel {
         stepped.endSteps(final: nil)
     }
 
-    /// The counted (T, B) rows: 1 for steps before each sample's length (`counted`, default the
-    /// lengths of the last forward; 0 leaves a row out).
-    func stepMask(_ counted: [Int]? = nil) -> [Float] {
-        var mask = [Float](repeating: 0, count: steps * batch)
-        for b in 0..<batch { for t in 0..<min(counted?[b] ?? lengths[b], steps) { mask[t * batch + b] = 1 } }
-        return mask
-    }
-
     /// Back-propagates dReconstruction (T, B, F) (the gradient of the loss sum), adding every weight
-    /// gradient. `gradientsReady(offset)` is called as parts of the arena become final.
-    public func backward(_ dY: UnsafePointer<Float>, gradientsReady: ((Int) -> Void)? = nil) {
+    /// gradient.
+    public func backward(_ dY: UnsafePointer<Float>) {
         let B = batch, T = steps, Z = latentSize
         dDecoded.resize(T * B * decoder.outputWidth)
         let decoded = steppedDecoder?.outputs ?? decoder.output
         head.backward(dDecoded.pointer, dY, decoded, rows: T * B, parameters: parameters)
-        gradientsReady?(head.weight.offset)
         dLatent.resize(B * Z)
         if let stepped = steppedDecoder, let toState {
             let L = stepped.layerCount, H = stepped.hiddenSize
-            let ready = gradientsReady.map { done in { (l: Int) in done(stepped.layers[l].inputWeight.offset) } }
             let dStart = RecurrentState(cell: stepped.cellKind, layers: L, batch: B, width: H)
-            stepped.backward(nil, dDecoded.pointer, outputLayout: .stepMajor, dInitial: dStart, parameters: parameters,
-                             afterLayer: ready)
+            stepped.backward(nil, dDecoded.pointer, outputLayout: .stepMajor, dInitial: dStart, parameters: parameters)
             dStart.gradientOfRows(dState, throughTanh: initialState)
             toState.backward(dLatent.pointer, dState.pointer, latent.pointer, rows: B, parameters: parameters)
-            gradientsReady?(toState.weight.offset)
         } else {
             dInputs.resize(T * B * Z)
-            decoder.backward(dDecoded.pointer, dInput: dInputs.pointer, parameters: parameters,
-                             gradientsReady: gradientsReady)
+            decoder.backward(dDecoded.pointer, dInput: dInputs.pointer, parameters: parameters)
             // The latent was fed at every step: its gradient is the sum over the steps.
             dLatent.pointer.update(from: dInputs.pointer, count: B * Z)
             for t in 1..<max(T, 1) { addInPlace(dLatent.pointer, dInputs.pointer + t * B * Z, count: B * Z) }
         }
         dEncoded.resize(B * encoder.outputWidth)
         toLatent.backward(dEncoded.pointer, dLatent.pointer, encoded.pointer, rows: B, parameters: parameters)
-        gradientsReady?(toLatent.weight.offset)
         // Only each sample's final states reached the latent.
         dEncoderOutputs.resize(encoder.outputStepCount * B * encoder.outputWidth)
         encoder.scatterFinalStates(dEncoderOutputs.pointer, dEncoded.pointer)
-        encoder.backward(dEncoderOutputs.pointer, parameters: parameters, gradientsReady: gradientsReady)
-        gradientsReady?(0)
-    }
-
-    /// The loss of the reconstruction against x (B, T, F) over the valid steps (`counted` lengths
-    /// per row when given: 0 leaves a row out); with `gradient`, back-propagates its sum.
-    public func loss(target x: UnsafePointer<Float>, loss kind: RegressionLoss = .mse, gradient: Bool, countedLengths counted: [Int]? = nil,
-                     gradientsReady: ((Int) -> Void)? = nil) -> LossTotal {
-        let B = batch, T = steps, F = features
-        target.resize(T * B * F)
-        copySequence(target.pointer, .stepMajor, x, .batchFirst, batch: B, steps: T, width: F)
-        if gradient { dReconstruction.resize(T * B * F) }
-        let mask = stepMask(counted)
-        let total = mask.withUnsafeBufferPointer {
-            kind.evaluate(gradient ? dReconstruction.pointer : nil, prediction: reconstruction.pointer, target: target.pointer,
-                          mask: $0.baseAddress, rows: T * B, features: F)
-        }
-        if gradient { backward(dReconstruction.pointer, gradientsReady: gradientsReady) }
-        return total
+        encoder.backward(dEncoderOutputs.pointer, parameters: parameters)
     }
 }

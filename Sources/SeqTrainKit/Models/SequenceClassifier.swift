@@ -40,17 +40,17 @@ public final class SequenceClassifier: TrainableModel {
     public let labelCount: Int
     public let pooling: Pooling
     public var recurrentStacks: [RecurrentNetwork] { body.recurrentNetworks }
+    public var output: FloatBuffer { logits }
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
         body.layerOutputs + [("head output (logits)", logits)]
     }
 
     public let logits = FloatBuffer()          // (B, C)
-    private let dLogits = FloatBuffer()        // (B, C)
     private let pooled = FloatBuffer()         // (B, O)
     private let dPooled = FloatBuffer()        // (B, O)
     private let dOutputs = FloatBuffer()       // (T′, B, O), step-major
     private var argmax: [Int32] = []           // (B, O): the step max pooling took
-    private var batch = 0
+    public private(set) var batch = 0
 
     /// The shorthand model: one recurrent entry named by its cell (`gru.weight_ih_l0`).
     public convenience init(cell: RecurrentCell = .gru, inputSize: Int, hiddenSize: Int, layers: Int = 1, labels: Int,
@@ -103,12 +103,10 @@ public final class SequenceClassifier: TrainableModel {
     }
 
     /// Back-propagates dLogits (B, C) (the gradient of the loss sum), adding every weight gradient.
-    /// `gradientsReady(offset)` is called as parts of the arena become final (see GradientReducer).
-    public func backward(_ dLogits: UnsafePointer<Float>, gradientsReady: ((Int) -> Void)? = nil) {
+    public func backward(_ dLogits: UnsafePointer<Float>) {
         let B = batch, T = body.outputStepCount, O = body.outputWidth, lengths = body.outputLengths
         dPooled.resize(B * O)
         head.backward(dPooled.pointer, dLogits, pooled.pointer, rows: B, parameters: parameters)
-        gradientsReady?(head.weight.offset)
         dOutputs.resize(T * B * O)
         dOutputs.zero()
         if pooling == .last { body.scatterFinalStates(dOutputs.pointer, dPooled.pointer) }
@@ -127,16 +125,6 @@ public final class SequenceClassifier: TrainableModel {
                 for j in 0..<O { dOutputs[(Int(argmax[b * O + j]) * B + b) * O + j] = d[j] }
             }
         }
-        body.backward(dOutputs.pointer, parameters: parameters, gradientsReady: gradientsReady)
-        gradientsReady?(0)
-    }
-
-    /// BCE-with-logits against targets (B, C) in [0, 1]; with `gradient`, back-propagates the sum.
-    public func loss(targets: UnsafePointer<Float>, loss lossFunction: BinaryCrossEntropyLoss, gradient: Bool) throws -> LossTotal {
-        if gradient { dLogits.resize(batch * labelCount) }
-        let total = try lossFunction.evaluate(gradient ? dLogits.pointer : nil, logits: logits.pointer, targets: targets,
-                                              rows: batch, classes: labelCount)
-        if gradient { backward(dLogits.pointer) }
-        return total
+        body.backward(dOutputs.pointer, parameters: parameters)
     }
 }

@@ -51,6 +51,7 @@ public final class SequenceGenerator: TrainableModel {
     public let parameters: ParameterArena
     public var variational: Bool { toMean != nil }
     public var recurrentStacks: [RecurrentNetwork] { encoder.recurrentNetworks + [decoder] }
+    public var output: FloatBuffer { logits }
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
         encoder.layerOutputs + [("latent", latent)] + decoder.layerOutputs + [("head output (logits)", logits)]
     }
@@ -242,27 +243,24 @@ public final class SequenceGenerator: TrainableModel {
     /// Back-propagates dLogits (T, B, V) (the gradient of the loss sum) and `klWeight` times the
     /// KL divergence of the rows `rowWeights` counts, adding every weight gradient. The tokens fed
     /// are constants (a sampled token is one, as in PyTorch's usual implementation).
-    public func backward(_ dLogits: UnsafePointer<Float>, klWeight: Float = 0, rowWeights: [Float]? = nil,
-                         gradientsReady: ((Int) -> Void)? = nil) {
+    public func backward(_ dLogits: UnsafePointer<Float>) { backward(dLogits, klWeight: 0, rowWeights: nil) }
+
+    public func backward(_ dLogits: UnsafePointer<Float>, klWeight: Float, rowWeights: [Float]?) {
         let B = batch, T = decoderSteps, S = sourceSteps, E = embedding.width, H = decoder.hiddenSize
         let L = decoder.layerCount, Z = latentSize, O = encoder.outputWidth
-        let ready = gradientsReady.map { done in { [decoder] (l: Int) in done(decoder.layers[l].inputWeight.offset) } }
         dDecoded.resize(T * B * H)
         head.backward(dDecoded.pointer, dLogits, decoder.outputs, rows: T * B, parameters: parameters)
-        gradientsReady?(head.weight.offset)
         dDecoderEmbedded.resize(T * B * E)
         let dStart = RecurrentState(cell: decoder.cellKind, layers: L, batch: B, width: H)
         decoder.backward(dDecoderEmbedded.pointer, inputLayout: .stepMajor, dDecoded.pointer, outputLayout: .stepMajor,
-                         dInitial: dStart, parameters: parameters, afterLayer: ready)
+                         dInitial: dStart, parameters: parameters)
         embedding.backward(dDecoderEmbedded.pointer, decoderIds, count: T * B, parameters: parameters)
         dStart.gradientOfRows(dState, throughTanh: startState)
         dLatent.resize(B * Z)
         toState.backward(dLatent.pointer, dState.pointer, latent.pointer, rows: B, parameters: parameters)
-        gradientsReady?(toState.weight.offset)
         dEncoded.resize(B * O)
         if let toLatent {
             toLatent.backward(dEncoded.pointer, dLatent.pointer, encoded.pointer, rows: B, parameters: parameters)
-            gradientsReady?(toLatent.weight.offset)
         } else {
             // z = μ + e^(lv/2) ε; KL = −½ Σ (1 + lv − μ² − e^lv): ∂/∂μ = μ, ∂/∂lv = ½ (e^lv − 1).
             dMean.resize(B * Z)
@@ -278,15 +276,12 @@ public final class SequenceGenerator: TrainableModel {
             }
             toLogVariance!.backward(dEncoded.pointer, dLogVariance.pointer, encoded.pointer, rows: B, parameters: parameters)
             toMean!.backward(dEncoded.pointer, accumulate: true, dMean.pointer, encoded.pointer, rows: B, parameters: parameters)
-            gradientsReady?(toMean!.weight.offset)
         }
         // Only each source's final states reached the latent.
         dEncoderOutputs.resize(encoder.outputStepCount * B * O)
         encoder.scatterFinalStates(dEncoderOutputs.pointer, dEncoded.pointer)
         dSourceEmbedded.resize(S * B * E)
-        encoder.backward(dEncoderOutputs.pointer, dInput: dSourceEmbedded.pointer, parameters: parameters,
-                         gradientsReady: gradientsReady)
+        encoder.backward(dEncoderOutputs.pointer, dInput: dSourceEmbedded.pointer, parameters: parameters)
         embedding.backward(dSourceEmbedded.pointer, sourceIds, count: S * B, parameters: parameters)
-        gradientsReady?(0)
     }
 }

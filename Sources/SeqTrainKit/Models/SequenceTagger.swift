@@ -24,6 +24,7 @@ public final class SequenceTagger: TrainableModel {
     public let parameters: ParameterArena
     public let outputCount: Int
     public var recurrentStacks: [RecurrentNetwork] { body.recurrentNetworks }
+    public var output: FloatBuffer { outputs }
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
         body.layerOutputs + [("head output (per step)", outputs)]
     }
@@ -61,16 +62,13 @@ public final class SequenceTagger: TrainableModel {
     }
 
     /// Back-propagates dOutputs (T, B, C) (the gradient of the loss sum, zero at masked steps),
-    /// adding every weight gradient. `gradientsReady(offset)` is called as parts of the arena become
-    /// final (see GradientReducer).
-    public func backward(_ dOutputs: UnsafePointer<Float>, gradientsReady: ((Int) -> Void)? = nil) {
+    /// adding every weight gradient.
+    public func backward(_ dOutputs: UnsafePointer<Float>) {
         let rows = steps * batch, O = body.outputWidth
         dStack.resize(rows * O)
         head.backward(dStack.pointer, dOutputs, body.output, rows: rows, parameters: parameters)
-        gradientsReady?(head.weight.offset)
         // The stack wants zero past each length; the losses already zero those rows, this makes sure.
         body.zeroPastLengths(dStack.pointer, steps: steps, width: O, lengths: body.outputLengths)
-        body.backward(dStack.pointer, parameters: parameters, gradientsReady: gradientsReady)
-        gradientsReady?(0)
+        body.backward(dStack.pointer, parameters: parameters)
     }
 }

@@ -23,6 +23,7 @@ public final class SeriesForecaster: TrainableModel {
     public let parameters: ParameterArena
     public let horizon: Int, targets: Int
     public var recurrentStacks: [RecurrentNetwork] { body.recurrentNetworks }
+    public var output: FloatBuffer { predictions }
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
         body.layerOutputs + [("head output (forecasts)", predictions)]
     }
@@ -70,12 +71,10 @@ public final class SeriesForecaster: TrainableModel {
 
     /// Back-propagates dPredictions (T, B, horizon · K), the gradient of the loss sum (zeros where
     /// nothing was counted), adding every weight gradient.
-    public func backward(_ dPredictions: UnsafePointer<Float>, gradientsReady: ((Int) -> Void)? = nil) {
+    public func backward(_ dPredictions: UnsafePointer<Float>) {
         let B = batch, T = steps
         dBody.resize(T * B * body.outputWidth)
         head.backward(dBody.pointer, dPredictions, body.output, rows: T * B, parameters: parameters)
-        gradientsReady?(head.weight.offset)
-        body.backward(dBody.pointer, parameters: parameters, gradientsReady: gradientsReady)
-        gradientsReady?(0)
+        body.backward(dBody.pointer, parameters: parameters)
     }
 }

@@ -66,6 +66,16 @@ public final class ParameterArena {
 
     public func zeroGradients() { gradients.zero() }
 
+    /// Told, during backward, each offset from which the gradients are final (backward runs in
+    /// reverse layout order), so they can be summed over replicas while backward goes on
+    /// (GradientReducer). Set by the trainer for a run; nil: nobody listens.
+    public var onGradientsFinished: ((Int) -> Void)?
+
+    /// A layer has written its last gradient: every gradient from `ref` on is final. Layers whose
+    /// parameters receive gradients more than once in a pass (a shared embedding) do not call it;
+    /// the reducer takes what is left when backward ends.
+    @inline(__always) public func finishGradients(from ref: ParameterRef) { onGradientsFinished?(ref.offset) }
+
     /// PyTorch's default initialization, drawn from (seed, parameter index, element index).
     public func initialize(seed: UInt64) {
         let random = CounterRandom(seed: seed, purpose: .initialization)

@@ -115,21 +115,61 @@ public enum Benchmark {
         return try timedSteps(model, unitsPerStep: count, communicator: communicator, repeats: repeats, forward: {
             state.zero()
             try model.forward(ids: ids, batch: batch, steps: c.steps, state: state)
-        }, backward: { ready in
-            try model.loss(targets: targets, gradient: true, gradientsReady: ready)
+        }, backward: {
+            try model.loss(targets: targets, gradient: true)
         })
     }
 
-    /// The sequence-classifier workload of `launch/compare-torch`: an LSTM (hidden 64) over curves
-    /// of 1500 steps and one feature, max pooling, 7 labels, sigmoid binary cross-entropy, a batch
-    /// of 32 per rank.
-    public static let classifierWorkload = (batch: 32, steps: 1500, features: 1, hidden: 64, labels: 7)
+    /// The sequence-classifier workload of `launch/compare-torch`: a recurrent body (by default one
+    /// LSTM layer, hidden 64) over curves of 1500 steps and one feature, max pooling, 7 labels,
+    /// sigmoid binary cross-entropy, a batch of 32 per rank. `launch/seqtrain_torch.py bench` with
+    /// the same flags is its PyTorch side.
+    public struct ClassifierWorkload: CustomStringConvertible {
+        public var batch = 32, steps = 1500, features = 1, hidden = 64, labels = 7
+        public var cell: RecurrentCell
+        /// num_layers of the recurrent entry.
+        public var layers: Int
+        /// PyTorch's bidirectional=True: the head reads both directions, 2H.
+        public var bidirectional: Bool
 
-    /// `samples`: this participant's batch (default 32; the worker benchmark splits the batch).
-    public static func classifierStep(communicator: Communicator, samples: Int? = nil, repeats: Int = 5) throws -> DistributedResult {
-        let w = classifierWorkload
+        public init(cell: RecurrentCell = .lstm, layers: Int = 1, bidirectional: Bool = false) {
+            self.cell = cell
+            self.layers = layers
+            self.bidirectional = bidirectional
+        }
+
+        /// The stack a config's one `[[model.layers]]` table with these keys resolves to.
+        public var stack: [LayerSpec] {
+            [.recurrent(RecurrentSpec(cell: cell, hidden: hidden, layers: layers, bidirectional: bidirectional))]
+        }
+
+        /// One unidirectional layer is today's fixed model, named as the shorthand names it
+        /// (`lstm.weight_ih_l0`); any other is the stack `[[model.layers]]` builds (`layers.0.…`).
+        public var naming: StackNaming { layers == 1 && !bidirectional ? .shorthand : .indexed(prefix: "layers") }
+
+        public var description: String {
+            let body = (bidirectional ? "bidirectional " : "") + (layers > 1 ? "\(layers)-layer " : "")
+                + cell.rawValue.uppercased()
+            return "sequence classifier: \(body) H=\(hidden), T=\(steps), F=\(features), \(labels) labels, B=\(batch), "
+                + "max pooling, BCE, Adam"
+        }
+    }
+
+    /// The classifier of `workload`, as the sequence_classifier kind builds it from that stack.
+    public static func classifierModel(_ w: ClassifierWorkload) -> SequenceClassifier {
+        SequenceClassifier(stack: w.stack, naming: w.naming, inputSize: w.features, labels: w.labels, pooling: .max)
+    }
+
+    /// `samples`: this participant's batch (default the workload's; the worker benchmark splits the batch).
+    public static func classifierStep(_ w: ClassifierWorkload = ClassifierWorkload(), communicator: Communicator,
+                                      samples: Int? = nil, repeats: Int = 5) throws -> DistributedResult {
         let batch = samples ?? w.batch
-        let model = SequenceClassifier(cell: .lstm, inputSize: w.features, hiddenSize: w.hidden, labels: w.labels, pooling: .max)
+        // Refused before anything is allocated when the stack's buffers would not fit (a large --layers).
+        let what = "the layer buffers of the \(w.description)"
+        let perStep = try LayerSpec.bufferFloatsPerStep(w.stack, input: w.features, what: what)
+        try MemoryCheck.require(floats: try MemoryCheck.product([batch, w.steps, perStep], what: what), what: what,
+                                fix: "give a smaller --layers")
+        let model = classifierModel(w)
         let (inputs, labels) = SyntheticSets.curves(count: batch, length: w.steps, seed: UInt64(communicator.rank + 1))
         // Standardized, as the classifier kinds read data.
         var data = LabelledData(inputs: inputs, count: batch, steps: w.steps, features: w.features,
@@ -140,27 +180,29 @@ public enum Benchmark {
         let dLogits = FloatBuffer(count: batch * w.labels)
         return try timedSteps(model, unitsPerStep: batch, communicator: communicator, repeats: repeats, forward: {
             x.withUnsafeBufferPointer { model.forward($0.baseAddress!, batch: batch, steps: w.steps) }
-        }, backward: { ready in
+        }, backward: {
             let total = try labels.withUnsafeBufferPointer {
-                try bce.evaluate(dLogits.pointer, logits: model.logits.pointer, targets: $0.baseAddress!, rows: batch, classes: w.labels)
+                try bce.evaluate(dLogits.pointer, logits: model.logits.pointer, targets: $0.baseAddress!, rows: batch,
+                                 classes: w.labels)
             }
-            model.backward(dLogits.pointer, gradientsReady: ready)
+            model.backward(dLogits.pointer)
             return total
         })
     }
 
     /// The trainer's step on `workers` threads of this process (one BLAS thread each, as the caller
     /// set), which share the global batch of the workload as `training.workers` does: the char
-    /// LSTM `c`, or with `c` nil the sequence-classifier workload. One worker is the plain
-    /// single-process step.
-    public static func workerStep(_ c: Configuration?, workers: Int, repeats: Int) throws -> DistributedResult {
-        let global = c?.batch ?? classifierWorkload.batch
+    /// LSTM `c`, or with `c` nil the sequence-classifier workload `classifier`. One worker is the
+    /// plain single-process step.
+    public static func workerStep(_ c: Configuration?, classifier w: ClassifierWorkload = ClassifierWorkload(),
+                                  workers: Int, repeats: Int) throws -> DistributedResult {
+        let global = c?.batch ?? w.batch
         guard workers >= 1, global % workers == 0 else {
             throw SeqTrainError("--workers \(workers): the batch of \(global) does not divide among \(workers) workers")
         }
         func measure(_ communicator: Communicator) throws -> DistributedResult {
             if let c { return try distributedStep(c, communicator: communicator, lanes: global / workers, repeats: repeats) }
-            return try classifierStep(communicator: communicator, samples: global / workers, repeats: repeats)
+            return try classifierStep(w, communicator: communicator, samples: global / workers, repeats: repeats)
         }
         guard workers > 1 else { return try measure(SingleProcess()) }
         let group = try WorkerGroup(size: workers)
@@ -178,7 +220,7 @@ public enum Benchmark {
     /// Median time of `repeats` training steps of `model` on every rank of `communicator` (after
     /// three warm-up steps), and every rank's median time per phase.
     static func timedSteps(_ model: TrainableModel, unitsPerStep: Int, communicator: Communicator, repeats: Int,
-                           forward: () throws -> Void, backward: (((Int) -> Void)?) throws -> LossTotal) throws -> DistributedResult {
+                           forward: () throws -> Void, backward: () throws -> LossTotal) throws -> DistributedResult {
         let parameters = model.parameters
         parameters.initialize(seed: 0)
         let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-3), parameterCount: parameters.count)
@@ -189,7 +231,10 @@ public enum Benchmark {
         let share = communicator.updateRange(count: parameters.count)
         let threads = communicator as? ThreadCommunicator
         let reducer = GradientReducer(communicator: communicator, arena: parameters)
-        if reducer.isActive { for stack in model.recurrentStacks { stack.progressHook = { reducer.progress() } } }
+        if reducer.isActive {
+            for stack in model.recurrentStacks { stack.progressHook = { reducer.progress() } }
+            parameters.onGradientsFinished = { [weak reducer] in reducer?.ready(from: $0) }
+        }
         // Per-step phase times on this rank: forward, backward (loss included), wait for the
         // all-reduce, loss totals, update (scale, clip, Adam).
         var phases: [String: [Double]] = [:]
@@ -207,7 +252,7 @@ public enum Benchmark {
             reducer.beginStep()
             try forward()
             lap("forward")
-            let local = try backward(reducer.isActive ? reducer.ready : nil)
+            let local = try backward()
             lap("backward")
             let summed = threads?.reductionSeconds ?? 0
             try reducer.finish()

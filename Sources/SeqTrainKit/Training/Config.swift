@@ -125,6 +125,11 @@ public struct ExperimentConfig: Equatable {
             }
         }
         for override in overrides {
+            if let (key, specs) = try stackFieldOverride(override, kind: kind, current: config) {
+                try config.set(key, .layers(specs), at: "--set \(override)")
+                explicit.insert(key.path)
+                continue
+            }
             let (key, raw) = try parseOverride(override, kind: kind)
             try config.set(key, raw, at: "--set \(override)")
             explicit.insert(key.path)
@@ -151,6 +156,30 @@ public struct ExperimentConfig: Equatable {
                 + "use weight_decay well below 1 / lr (1e-4 to 0.1 are usual)")
         }
         return config
+    }
+
+    /// `model.layers.K.FIELD=value` (or `model.encoder.K...`): the stack with that field replaced; nil
+    /// for any other override.
+    static func stackFieldOverride(_ text: String, kind: String,
+                                   current config: ExperimentConfig) throws -> (ConfigKey, [LayerSpec])? {
+        guard let equals = text.firstIndex(of: "=") else { return nil }
+        let path = text[..<equals].trimmingCharacters(in: .whitespaces)
+        let valueText = text[text.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+        guard let (key, index, field) = LayerStackConfig.fieldPath(path, kind: kind) else { return nil }
+        if let trap = TOMLGuard.firstTrap(in: "v = \(valueText)") {
+            throw SeqTrainError("--set \(text): \(path): not a valid TOML value: \(trap.problem)")
+        }
+        // A bare word (padding=causal) is a string, as for any --set.
+        let value: TOMLValueConvertible
+        if let table = try? TOMLTable(string: "v = \(valueText)"), table.count == 1, let parsed = table["v"] {
+            value = parsed
+        } else {
+            value = valueText
+        }
+        var specs: [LayerSpec] = []
+        if case .layers(let given)? = config.values[key.path] { specs = given }
+        return (key, try LayerStackConfig.replacing(field: field, of: index, in: specs, key: key, with: value,
+                                                    text: text))
     }
 
     /// `section.key=value`: the value as TOML, or as a bare string when it is not TOML.

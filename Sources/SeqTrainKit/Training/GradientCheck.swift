@@ -40,7 +40,7 @@ public enum GradientCheck {
         func loss() throws -> Double {
             experiment.beginEpoch(0)
             parameters.zeroGradients()
-            let (total, _) = try experiment.accumulateGradient(batch: 0, epoch: 0, step: 0, gradientsReady: nil)
+            let (total, _) = try experiment.accumulateGradient(batch: 0, epoch: 0, step: 0)
             return total.sum
         }
         let base = try loss()

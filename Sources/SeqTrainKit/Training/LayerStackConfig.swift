@@ -31,6 +31,50 @@ public enum LayerStackConfig {
             + "padding = \"causal\" (sees the past only)")
     }
 
+    /// The stack key, entry index and field a path such as `model.layers.1.hidden` reaches (nil: the
+    /// path is not of that form, or names no stack key of `kind`).
+    static func fieldPath(_ path: String, kind: String) -> (key: ConfigKey, index: Int, field: String)? {
+        let parts = path.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 4, let index = Int(parts[2]),
+              let key = ConfigSchema.key("\(parts[0]).\(parts[1])", kind: kind), key.type.isLayerStack else {
+            return nil
+        }
+        return (key, index, parts[3])
+    }
+
+    /// Whether a stack field takes integers (a size), for sweeps over one.
+    static func isIntegerField(_ field: String) -> Bool {
+        ["hidden", "layers", "filters", "kernel_size", "stride", "dilation", "units"].contains(field)
+    }
+
+    /// `--set model.layers.1.hidden=64` (`text`): `specs`, the stack given in the file or by an earlier
+    /// `--set`, with that field of that entry replaced by `value`, the entry checked as a written one is.
+    static func replacing(field: String, of index: Int, in specs: [LayerSpec], key: ConfigKey,
+                          with value: TOMLValueConvertible, text: String) throws -> [LayerSpec] {
+        let place = "--set \(text): \(key.path)"
+        guard !specs.isEmpty else {
+            throw SeqTrainError("\(place): no layer stack to reach into (the shorthand keys give the model); "
+                + "give the stack first, e.g. --set '\(key.path)=[{type = \"lstm\", hidden = 64}]', or set the "
+                + "shorthand's keys (model.hidden)")
+        }
+        guard specs.indices.contains(index) else {
+            throw SeqTrainError("\(place): entry \(index) does not exist; the stack has \(specs.count) "
+                + "(0 to \(specs.count - 1))")
+        }
+        guard field != "type" else {
+            throw SeqTrainError("\(place)[\(index)].type: an entry's type decides its fields, so it is not changed "
+                + "alone; give the whole stack, e.g. --set '\(key.path)=[...]'")
+        }
+        guard let wrapper = try? TOMLTable(string: "e = \(inlineTable(specs[index]))"),
+              let entryTable = wrapper["e"]?.table else {
+            throw SeqTrainError("\(place)[\(index)]: the entry could not be written back as TOML")
+        }
+        entryTable[field] = value
+        var replaced = specs
+        replaced[index] = try entry(entryTable, at: { name in "\(place)[\(index)]" + (name.map { ".\($0)" } ?? "") })
+        return replaced
+    }
+
     /// The entries of an array of tables at `path`. Errors name `place` ("FILE:LINE" or "--set ..."),
     /// or the line of the entry's field when `file` and its `lines` are given.
     /// `optional`: an empty array is no stack (the shorthand keys give it).

@@ -215,6 +215,8 @@ public final class Trainer {
         reducer = GradientReducer(communicator: communicator, arena: parameters)
         if reducer.isActive {
             for stack in experiment.trainableModel.recurrentStacks { stack.progressHook = { [reducer] in reducer.progress() } }
+            // Backward tells the arena as each layer's gradients are final: their all-reduce starts then.
+            parameters.onGradientsFinished = { [weak reducer] in reducer?.ready(from: $0) }
         }
     }
 
@@ -404,7 +406,6 @@ public final class Trainer {
             parameters.zeroGradients()
             reducer.beginStep()
             let (local, tokens) = try experiment.accumulateGradient(batch: batchInEpoch, epoch: epoch, step: step,
-                                                                    gradientsReady: reducer.isActive ? reducer.ready : nil,
                                                                     lap: { [timeline] in timeline?.lap($0, step: stepNumber) })
             try reducer.finish()
             timeline?.lap("allreduce_wait", step: stepNumber)

@@ -25,13 +25,6 @@ enum ClassifierNetwork {
         }
     }
 
-    func backward(_ dLogits: UnsafePointer<Float>, gradientsReady: ((Int) -> Void)?) {
-        switch self {
-        case .sequence(let m): m.backward(dLogits, gradientsReady: gradientsReady)
-        case .mlp(let m): m.backward(dLogits, gradientsReady: gradientsReady)
-        }
-    }
-
     /// The network of `config`'s kind, after checking that its parameters (values, gradients and
     /// two optimizer buffers) fit in memory.
     static func make(_ config: ExperimentConfig, inputFeatures: Int, classes: Int, storedValues: Int? = nil) throws -> ClassifierNetwork {
@@ -425,7 +418,7 @@ public final class ClassifierExperiment: Experiment {
 
     private let dLogits = FloatBuffer()   // (rows, C)
 
-    public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?,
+    public func accumulateGradient(batch k: Int, epoch: Int, step: Int,
                                    lap: (String) -> Void) throws -> (LossTotal, units: Int) {
         beginEpoch(epoch)
         let b = batch(k)
@@ -441,7 +434,7 @@ public final class ClassifierExperiment: Experiment {
         let total = try b.mask.withUnsafeBufferPointer {
             try loss.evaluate(dLogits.pointer, logits: logits, targets: b.targets, mask: $0.baseAddress!, rows: B, classes: C)
         }
-        network.backward(dLogits.pointer, gradientsReady: gradientsReady)
+        network.model.backward(dLogits.pointer)
         lap("backward")
         return (total, Int(b.mask.reduce(0, +)))
     }

@@ -322,7 +322,7 @@ public final class TaggerExperiment: Experiment {
 
     private let dOutputs = FloatBuffer()   // (T, rows, C)
 
-    public func accumulateGradient(batch k: Int, epoch: Int, step: Int, gradientsReady: ((Int) -> Void)?,
+    public func accumulateGradient(batch k: Int, epoch: Int, step: Int,
                                    lap: (String) -> Void) throws -> (LossTotal, units: Int) {
         beginEpoch(epoch)
         let b = batch(k)
@@ -337,7 +337,7 @@ public final class TaggerExperiment: Experiment {
         dOutputs.resize(b.steps * B * C)
         let total = try loss.evaluate(dOutputs.pointer, outputs: model.outputs.pointer, targets: b.targets,
                                       mask: b.mask, rows: b.steps * B, width: C)
-        model.backward(dOutputs.pointer, gradientsReady: gradientsReady)
+        model.backward(dOutputs.pointer)
         lap("backward")
         return (total, rows.filter { k * batchSize + $0 < epochOrder.count }.count)
     }

@@ -76,7 +76,9 @@ public struct Sweep {
                 throw SeqTrainError("--param \(text.prefix(200)): \(key) is also given with --set; "
                     + "keep the --param or the --set")
             }
-            guard let schemaKey = ConfigSchema.key(key, kind: base.kind) else {
+            // A field of a stack entry (model.layers.0.hidden) or a key of the schema.
+            let stackField = LayerStackConfig.fieldPath(key, kind: base.kind)
+            guard let schemaKey = stackField?.key ?? ConfigSchema.key(key, kind: base.kind) else {
                 // --set's own message (unknown key, a section, a key of another kind), said of the --param.
                 do {
                     _ = try ExperimentConfig.parseOverride("\(key)=0", kind: base.kind)
@@ -86,8 +88,9 @@ public struct Sweep {
                 }
                 throw SeqTrainError("--param \(text.prefix(200)): unknown key \(key)")
             }
-            let takesIntegers = [ConfigType.positiveInteger, .nonNegativeInteger, .integer, .autoOrPositiveInteger]
-                .contains(schemaKey.type)
+            let takesIntegers = stackField.map { LayerStackConfig.isIntegerField($0.field) }
+                ?? [ConfigType.positiveInteger, .nonNegativeInteger, .integer, .autoOrPositiveInteger]
+                    .contains(schemaKey.type)
             if takesIntegers && !parameter.holdsAnInteger {
                 throw SeqTrainError("--param \(text.prefix(200)): \(key) takes integers and the range holds none;"
                     + " widen it, or use int(low, high)")
