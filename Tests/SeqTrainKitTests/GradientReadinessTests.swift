@@ -23,11 +23,17 @@ final class GradientReadinessTests: XCTestCase {
             + "{type = \"gru\", hidden = 4, layers = 2}]"
         let tagger = "model.layers=[{type = \"conv1d\", filters = 3, kernel_size = 3, padding = \"causal\"}, "
             + "{type = \"gru\", hidden = 4, layers = 2, bidirectional = true}]"
+        let encoder = "model.encoder=[{type = \"conv1d\", filters = 3, kernel_size = 3, padding = \"same\"}, "
+            + "{type = \"gru\", hidden = 4, layers = 2, bidirectional = true}]"
         var cases = try ClassifierCases.write(in: dir) + SequenceKindCases.write(in: dir)
         cases += [("char-lm-stack", cases[0].config, ["model.kind=char_lm", "data.paths=\(dir)/text.txt",
                                                       "model.embedding=4", "training.seq_len=8", stack]),
                   ("tagger-stack", cases[0].config, ["model.kind=sequence_tagger", "data.inputs=\(dir)/tag-x.npy",
-                                                     "data.labels=\(dir)/tags.npy", tagger])]
+                                                     "data.labels=\(dir)/tags.npy", tagger]),
+                  ("seq2seq-stack", cases[0].config, ["model.kind=seq2seq", "data.paths=\(dir)/words.txt",
+                                                      "model.embedding=4", "model.latent=3", "model.variational=true",
+                                                      "training.teacher_forcing_start=0.5", encoder,
+                                                      "model.decoder=[{type = \"lstm\", hidden = 5, layers = 2}]"])]
         for (name, path, sets) in cases {
             let config = try ExperimentConfig.load(path: path, overrides: sets)
             let experiment = try XCTUnwrap(ExperimentRegistry.kind(named: config.kind)).make(config, 0, 1)

@@ -40,6 +40,8 @@ final class LayerStackFuzzTests: XCTestCase {
             ("sequence_classifier", "inputs = [\"\(dir)/x.npy\"]\nlabels = [\"\(dir)/y.npy\"]", "", ["layers"]),
             ("autoencoder", "inputs = [\"\(dir)/x.npy\"]", "latent = 2", ["encoder", "decoder"]),
             ("sequence_tagger", "inputs = [\"\(dir)/x.npy\"]\nlabels = [\"\(dir)/tags.npy\"]", "", ["layers"]),
+            ("seq2seq", "paths = [\"\(dir)/text.txt\"]\nsequences = \"words\"\nunique = true",
+             "embedding = 4\nlatent = 2", ["encoder", "decoder"]),
             ("forecaster", "inputs = [\"\(dir)/series.npy\"]", "horizon = 2", ["layers"]),
         ]
         let schemaKinds = ExperimentRegistry.kinds.filter { kind in

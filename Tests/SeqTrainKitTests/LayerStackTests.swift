@@ -83,6 +83,65 @@ final class LayerStackTests: XCTestCase {
         try ref.assertParametersAfterSteps(model.parameters, file: file, line: line)
     }
 
+    /// A seq2seq of an `[[model.encoder]]` stack and a `[[model.decoder]]` of one 2-level entry, teacher
+    /// forced: the logits, the latent (mean), the loss ((cross-entropy + KL) per counted token), every
+    /// gradient and 3 Adam steps.
+    func checkSeq2Seq(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let ref = try ReferenceCase("stack_\(name)")
+        let sizesJSON = Data(try XCTUnwrap(ref.file.metadata["sizes"]).utf8)
+        let sizes = try XCTUnwrap(try JSONSerialization.jsonObject(with: sizesJSON) as? [String: Int])
+        let (V, E, Z, B, S) = (sizes["V"]!, sizes["E"]!, sizes["Z"]!, sizes["B"]!, sizes["S"]!)
+        let T = S + 1
+        let variational = ref.file.metadata["variational"] == "true"
+        let toml = "[model]\nkind = \"seq2seq\"\nencoder = \(try XCTUnwrap(ref.file.metadata["encoder"]))\n"
+            + "decoder = \(try XCTUnwrap(ref.file.metadata["decoder"]))\n"
+        let config = try ExperimentConfig.parse(toml, source: "\(name).toml")
+        let model = SequenceGenerator(encoder: try XCTUnwrap(config.layerStack("model.encoder")),
+                                      decoder: try XCTUnwrap(config.layerStack("model.decoder")?.first),
+                                      vocabulary: V, embedding: E, latent: Z, variational: variational)
+        try ref.load(into: model.parameters)
+        let sources = try ref.ids("sources"), inputs = try ref.ids("inputs")
+        let lengths = try ref.ids("lengths").map(Int.init)
+        let targets = transposeForTest(try ref.ids("targets"), rows: B, steps: T)
+        let mask = transposeForTest(try ref.floats("mask"), rows: B, steps: T)
+        let dLogits = FloatBuffer(count: T * B * V)
+        let rowWeights = [Float](repeating: 1, count: B)
+        // (cross-entropy sum + KL sum, counted tokens), back-propagated.
+        func lossAndGradient() throws -> (sum: Double, count: Double) {
+            try model.encode(sources, batch: B, steps: S, lengths: lengths)
+            try model.decode(inputs: inputs, steps: T)
+            let total = try withPointer(targets) { t in
+                try withPointer(mask) { m in
+                    try CrossEntropyLoss().evaluate(dLogits.pointer, logits: model.logits.pointer, targets: t, mask: m,
+                                                    rows: T * B, classes: V)
+                }
+            }
+            model.backward(dLogits.pointer, klWeight: 1, rowWeights: rowWeights)
+            return (total.sum + model.klDivergence(rowWeights: rowWeights), total.count)
+        }
+        model.parameters.zeroGradients()
+        let (sum, count) = try lossAndGradient()
+        assertClose(model.logits.array, try ref.floats("logits"), "\(name) logits", file: file, line: line)
+        assertClose(model.mean.array, try ref.floats("mean"), "\(name) latent (mean)", file: file, line: line)
+        assertClose([Float(sum / count)], try ref.floats("loss"), "\(name) loss", file: file, line: line)
+        try ref.assertGradients(model.parameters, scale: Float(1 / count), file: file, line: line)
+
+        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-2), parameterCount: model.parameters.count)
+        try ref.load(into: model.parameters)
+        for _ in 0..<3 {
+            model.parameters.zeroGradients()
+            let step = try lossAndGradient()
+            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / step.count), count: model.parameters.count)
+            adam.step(model.parameters, learningRate: 1e-2)
+        }
+        try ref.assertParametersAfterSteps(model.parameters, file: file, line: line)
+    }
+
+    func testSeq2SeqOfABidirectionalGRUEncoderAndATwoLevelLSTMDecoderAgainstPyTorch() throws {
+        try checkSeq2Seq("s2s_bigru")
+    }
+    func testVariationalSeq2SeqOfConvLSTMAndGRUEncoderAgainstPyTorch() throws { try checkSeq2Seq("s2s_conv_lstm") }
+
     func testAutoencoderOfStackedLSTMsOfDifferentWidthsAgainstPyTorch() throws { try checkAutoencoder("ae_widths") }
     func testAutoencoderOfConvAndBidirectionalGRUStacksAgainstPyTorch() throws { try checkAutoencoder("ae_conv_bigru") }
 
@@ -228,9 +287,12 @@ final class LayerStackConfigTests: XCTestCase {
         XCTAssertTrue(set.contains("--set model.layers=")
                         && set.contains("model.layers[0].nonlinearity: expected one of"),
                       set)
-        // A kind that does not read a stack says which kinds do.
+        // A kind that reads no stack at model.layers says which kinds do, and where seq2seq reads its own.
         let other = refusal("[model]\nkind = \"seq2seq\"\n[[model.layers]]\ntype = \"lstm\"\nhidden = 4\n")
-        XCTAssertTrue(other.contains("a layer stack is read for model.kind = ")
-                        && other.contains("\"forecaster\"") && !other.contains("\"seq2seq\""), other)
+        let atLayers = other.components(separatedBy: " and at model.encoder").first ?? ""
+        XCTAssertTrue(atLayers.contains("a layer stack is read at model.layers for model.kind = ")
+                        && atLayers.contains("\"forecaster\"") && !atLayers.contains("\"seq2seq\""), other)
+        XCTAssertTrue(other.contains("at model.encoder / model.decoder for \"autoencoder\", \"seq2seq\"; "
+                                     + "give it there"), other)
     }
 }

@@ -142,6 +142,82 @@ final class Seq2SeqTrainingTests: XCTestCase {
         XCTAssertNotEqual(try seqtrain(["generate", "\(dir)/run", "--prior", "5", "--temperature", "1", "--seed", "4"]).output, sampled.output)
     }
 
+    /// `[[model.encoder]]` (a conv1d and a 2-level bidirectional GRU, its h_n to the latent) and a
+    /// `[[model.decoder]]` of one 2-level LSTM entry, variational: the ModuleList names in the
+    /// checkpoint, learning, eval repeating the logged figures, encode and generate (--from,
+    /// --latent, --prior) on the stack checkpoint, and the shorthand keys named as ignored.
+    func testLayerStacksTrainEvaluateEncodeAndGenerate() throws {
+        let words = SyntheticSets.words(count: 240, seed: 6)
+        try (words[..<200].joined(separator: "\n") + "\n").write(toFile: "\(dir)/train.txt", atomically: true,
+                                                                 encoding: .utf8)
+        try (words[200...].joined(separator: "\n") + "\n").write(toFile: "\(dir)/held.txt", atomically: true,
+                                                                  encoding: .utf8)
+        let stacks = """
+            variational = true
+            cell = "lstm"
+            latent = 8
+            [[model.encoder]]
+            type = "conv1d"
+            filters = 16
+            kernel_size = 3
+            padding = "same"
+            activation = "relu"
+            [[model.encoder]]
+            type = "gru"
+            hidden = 24
+            layers = 2
+            bidirectional = true
+            [[model.decoder]]
+            type = "lstm"
+            hidden = 32
+            layers = 2
+            dropout = 0.1
+            """
+        let path = try config(stacks)
+        let parsed = try ExperimentConfig.load(path: path)
+        XCTAssertEqual(parsed.warnings, ["model.cell, model.hidden are ignored: model.encoder and model.decoder "
+                                         + "give the layer stacks, and each of its layers its own sizes"])
+        let resolved = try seqtrain(["config", path])
+        XCTAssertTrue(resolved.output.contains("encoder = [{type = \"conv1d\", filters = 16, kernel_size = 3")
+                        && resolved.output.contains("decoder = [{type = \"lstm\", hidden = 32, layers = 2"),
+                      resolved.output)
+        let run = try seqtrain(["train", path, "--quiet", "--set", "training.epochs=40", "--set", "optimizer.lr=0.01",
+                                "--set", "training.teacher_forcing=constant", "--set", "metrics.log_every=5",
+                                "--set", "loss.kl_warmup_steps=1000"])
+        XCTAssertEqual(run.status, 0, run.errors)
+        let logged = try metrics()
+        let losses = logged.compactMap { $0["loss"] as? Double }, last = try XCTUnwrap(logged.last)
+        XCTAssertLessThan(try XCTUnwrap(losses.last), 0.75 * (try XCTUnwrap(losses.first)),
+                          "the stack model learns: \(losses)")
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/run/checkpoints")
+        let file = try XCTUnwrap(checkpoints.filter { $0.hasSuffix(".safetensors") && !$0.contains(".state.") }.max())
+        let names = Set(try SafetensorsFile(contentsOf: "\(dir)/run/checkpoints/\(file)").tensors.keys)
+        for name in ["embedding.weight", "encoder.0.weight", "encoder.1.weight_ih_l1_reverse", "to_mean.weight",
+                     "to_state.weight", "decoder.0.weight_hh_l1", "head.weight"] {
+            XCTAssertTrue(names.contains(name), "\(name) not in \(names)")
+        }
+        XCTAssertFalse(names.contains("encoder.weight_ih_l0"), "no shorthand names beside the stacks")
+
+        let held = try json(try seqtrain(["eval", "\(dir)/run", "--data", "\(dir)/held.txt", "--json"]))
+        for (key, name) in [("loss", "val_loss"), ("exact_match", "val_exact_match"), ("kl", "val_kl")] {
+            let a = try XCTUnwrap(held[key] as? Double), b = try XCTUnwrap(last[name] as? Double)
+            XCTAssertEqual(a, b, accuracy: 1e-6 + 1e-5 * abs(b), "eval's \(key) is the logged \(name)")
+        }
+        let some = Array(words.prefix(6))
+        try (some.joined(separator: "\n") + "\n").write(toFile: "\(dir)/some.txt", atomically: true, encoding: .utf8)
+        let spelled = try seqtrain(["generate", "\(dir)/run", "--from", some.joined(separator: "\n")])
+        XCTAssertEqual(spelled.status, 0, spelled.errors)
+        XCTAssertEqual(spelled.output.split(separator: "\n").count, 6, spelled.output)
+        let encode = try seqtrain(["encode", "\(dir)/run", "--data", "\(dir)/some.txt", "--out", "\(dir)/e.npy"])
+        XCTAssertEqual(encode.status, 0, encode.errors)
+        XCTAssertEqual(try NumpyArray(contentsOf: "\(dir)/e.npy").shape, [6, 8])
+        let fromLatents = try seqtrain(["generate", "\(dir)/run", "--latent", "\(dir)/e.npy"])
+        XCTAssertEqual(fromLatents.output, spelled.output, "the encoded means decode to what --from gives")
+        let sampled = try seqtrain(["generate", "\(dir)/run", "--prior", "4", "--temperature", "1", "--seed", "5"])
+        XCTAssertEqual(sampled.status, 0, sampled.errors)
+        XCTAssertEqual(sampled.output.split(separator: "\n", omittingEmptySubsequences: false).dropLast().count, 4)
+    }
+
     func testImpossibleRequestsAreRefusedNamingTheKey() throws {
         _ = try writeWords()
         let path = try config()
@@ -153,6 +229,16 @@ final class Seq2SeqTrainingTests: XCTestCase {
             (["training.teacher_forcing=scheduled"], "training.teacher_forcing: expected one of \"constant\", \"linear\", \"exponential\", \"inverse_sigmoid\""),
             (["training.teacher_forcing_start=1.5"], "training.teacher_forcing_start and training.teacher_forcing_min are probabilities"),
             (["model.hidden=4294967296"], "steps would need"),
+            // The decoder is stepped token by token: one unidirectional recurrent entry.
+            (["model.decoder=[{type = \"gru\", hidden = 8, bidirectional = true}]"],
+             "model.decoder[0]: a bidirectional layer reads every step's future"),
+            (["model.decoder=[{type = \"conv1d\", filters = 4, kernel_size = 3, padding = \"causal\"}]"],
+             "model.decoder[0]: a conv1d entry; the decoder runs one token at a time"),
+            (["model.decoder=[{type = \"dense\", units = 4}]"], "model.decoder[0]: a dense entry; the decoder runs"),
+            (["model.decoder=[{type = \"lstm\", hidden = 8}, {type = \"lstm\", hidden = 4}]"],
+             "model.decoder: 2 entries; the decoder runs one token at a time (generation and scheduled sampling"),
+            (["model.encoder=[{type = \"conv1d\", filters = 4, kernel_size = 40}]"],
+             "model.encoder: the shortest training sequence has"),
         ]
         for (sets, message) in cases {
             let result = try seqtrain(["train", path, "--quiet"] + sets.flatMap { ["--set", $0] })

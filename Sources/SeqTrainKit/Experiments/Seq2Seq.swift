@@ -124,14 +124,24 @@ public final class Seq2SeqExperiment: Experiment {
                   help: "Validation text files; empty: hold out data.validation_fraction of the sequences."),
         ConfigKey(section: "data", name: "validation_fraction", type: .fraction, defaultValue: .number(0.1),
                   help: "Share of the sequences held out for validation, chosen by a seeded permutation."),
-        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("gru"), help: "Recurrent cell of the encoder and the decoder."),
+        ConfigKey(section: "model", name: "encoder", type: .optionalLayerStack, defaultValue: .layers([]),
+                  help: "The encoder's layer stack ([[model.encoder]] tables, README \"Layer stacks\") over the "
+                      + "embedded source; none: one recurrent entry of the shorthand keys."),
+        ConfigKey(section: "model", name: "decoder", type: .optionalLayerStack, defaultValue: .layers([]),
+                  help: "The decoder ([[model.decoder]]): one unidirectional lstm, gru or rnn entry, as it is stepped "
+                      + "token by token; none: the shorthand keys."),
+        ConfigKey(section: "model", name: "cell", type: .choice(["lstm", "gru"]), defaultValue: .text("gru"),
+                  help: "Shorthand: the recurrent cell of the encoder and the decoder."),
         ConfigKey(section: "model", name: "embedding", type: .positiveInteger, defaultValue: .integer(32), help: "Token embedding width E (shared by encoder and decoder)."),
-        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(128), help: "Hidden width H of every layer."),
-        ConfigKey(section: "model", name: "layers", type: .positiveInteger, defaultValue: .integer(1), help: "Stacked recurrent layers of the encoder and of the decoder."),
+        ConfigKey(section: "model", name: "hidden", type: .positiveInteger, defaultValue: .integer(128),
+                  help: "Shorthand: hidden width H of every layer."),
+        ConfigKey(section: "model", name: "layers", type: .positiveInteger, defaultValue: .integer(1),
+                  help: "Shorthand: stacked recurrent layers of the encoder and of the decoder."),
         ConfigKey(section: "model", name: "latent", type: .positiveInteger, defaultValue: .integer(32), help: "Width Z of the latent vector."),
         ConfigKey(section: "model", name: "variational", type: .boolean, defaultValue: .boolean(false),
                   help: "A mean and a log-variance, z = μ + σ ε, and a KL term in the loss (a VAE): sample new sequences from the prior."),
-        ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0), help: "Dropout between recurrent layers during training."),
+        ConfigKey(section: "model", name: "dropout", type: .fraction, defaultValue: .number(0),
+                  help: "Shorthand: dropout between recurrent layers during training."),
         ConfigKey(section: "training", name: "teacher_forcing", type: .choice(TeacherForcingSchedule.Kind.allCases.map(\.rawValue)), defaultValue: .text("constant"),
                   help: "Schedule of ε, the probability of feeding the true previous token (else the model's own): constant, linear, exponential or inverse_sigmoid decay."),
         ConfigKey(section: "training", name: "teacher_forcing_start", type: .nonNegativeNumber, defaultValue: .number(1),
@@ -159,6 +169,8 @@ public final class Seq2SeqExperiment: Experiment {
     var batches: BucketedBatches
     let teacherForcing: TeacherForcingSchedule
     let tooLong: Int
+    /// Whether dropout acts anywhere in the stacks (training then draws masks).
+    let usesDropout: Bool
     public let dataFingerprint: UInt64
 
     public init(config: ExperimentConfig, rank: Int = 0, world: Int = 1) throws {
@@ -197,34 +209,96 @@ public final class Seq2SeqExperiment: Experiment {
             throw SeqTrainError("training.teacher_forcing_start and training.teacher_forcing_min are probabilities: give values from 0 to 1")
         }
         let steps = (trainingLengths.max() ?? 1) + 1
-        try MemoryCheck.requireRecurrentBuffers(rows: 2 * rows.count, steps: steps, hidden: config.integer("model.hidden"),
-                                                layers: config.integer("model.layers"),
-                                                what: "the recurrent buffers of a batch of \(rows.count) sequences of \(steps) steps",
-                                                fix: "lower training.batch_size, model.hidden, model.layers "
-                                                    + "or data.max_length")
+        let stacks = try Self.stacks(config)
+        usesDropout = LayerSpec.usesDropout(stacks.encoder) || LayerSpec.usesDropout([stacks.decoder])
+        let E = config.integer("model.embedding")
+        for (specs, key, shortest) in [(stacks.encoder, Self.stackKeys(config, "encoder"), trainingLengths.min() ?? 1),
+                                       ([stacks.decoder], Self.stackKeys(config, "decoder"), steps)] {
+            try MemoryCheck.requireStackBuffers(specs, input: E, rows: 2 * rows.count, steps: steps, what: key,
+                                                source: config.source, shortest: max(shortest, 1),
+                                                otherFix: " or data.max_length")
+        }
         try MemoryCheck.require(floats: try MemoryCheck.product([rows.count, steps, vocabulary.count, 2], what: "training.batch_size × data.max_length × the vocabulary"),
                                 what: "the logits of a batch", fix: "lower training.batch_size or data.max_length, or raise data.min_count")
         model = try Self.makeModel(config, vocabulary: vocabulary.count)
     }
 
+    /// The keys that size a stack ("encoder" or "decoder"), for messages.
+    static func stackKeys(_ config: ExperimentConfig, _ role: String) -> String {
+        config.layerStack("model.\(role)") != nil ? "model.\(role)" : "model.hidden, model.layers"
+    }
+
+    /// The encoder stack and the decoder entry: `[[model.encoder]]` / `[[model.decoder]]`, or the
+    /// shorthand's one recurrent entry each. The decoder is stepped one token at a time (generation,
+    /// scheduled sampling), so it must be one unidirectional recurrent entry.
+    static func stacks(_ config: ExperimentConfig) throws
+        -> (encoder: [LayerSpec], decoder: LayerSpec, naming: (encoder: StackNaming, decoder: StackNaming)) {
+        guard let shorthand = config.shorthandEntry else {
+            throw SeqTrainError("\(config.source): model.cell: no recurrent cell for the shorthand stack")
+        }
+        let encoder = config.layerStack("model.encoder"), decoder = config.layerStack("model.decoder")
+        if let decoder {
+            let why = "the decoder runs one token at a time (generation and scheduled sampling feed it its own "
+                + "last token), so it is one unidirectional lstm, gru or rnn entry"
+            let fix = "give its depth with layers = N and dropout inside that entry, and put other layers in "
+                + "[[model.encoder]]"
+            if decoder.count != 1 {
+                throw SeqTrainError("\(config.source): model.decoder: \(decoder.count) entries; \(why); \(fix)")
+            }
+            switch decoder[0] {
+            case .recurrent(let r) where r.bidirectional:
+                throw SeqTrainError("""
+                    \(config.source): model.decoder[0]: a bidirectional layer reads every step's future, which a \
+                    decoder generating one token at a time does not have; \(why); use bidirectional = false
+                    """)
+            case .recurrent: break
+            case .conv1d, .dense, .dropout:
+                let type: String
+                switch decoder[0] {
+                case .conv1d: type = "a conv1d"
+                case .dense: type = "a dense"
+                default: type = "a dropout"
+                }
+                throw SeqTrainError("\(config.source): model.decoder[0]: \(type) entry; \(why); \(fix)")
+            }
+        }
+        return (encoder ?? [shorthand], decoder?[0] ?? shorthand,
+                (encoder == nil ? .named("encoder") : .indexed(prefix: "encoder"),
+                 decoder == nil ? .named("decoder") : .indexed(prefix: "decoder")))
+    }
+
+    /// The model `config` describes, after checking that its parameters (values, gradients and two
+    /// optimizer buffers) fit in memory and BLAS's dimensions.
     static func makeModel(_ config: ExperimentConfig, vocabulary V: Int, storedValues: Int? = nil) throws -> SequenceGenerator {
-        let E = config.integer("model.embedding"), H = config.integer("model.hidden"), L = config.integer("model.layers")
+        let E = config.integer("model.embedding")
         let Z = config.integer("model.latent"), variational = config.boolean("model.variational")
-        let cell = RecurrentCell(rawValue: config.text("model.cell"))!
-        let what = "model.embedding, model.hidden, model.layers, model.latent"
+        let (encoder, decoder, naming) = try stacks(config)
+        guard case .recurrent(let r) = decoder else {
+            throw SeqTrainError("\(config.source): model.decoder: not a recurrent entry")
+        }
+        let stacked = config.layerStack("model.encoder") != nil || config.layerStack("model.decoder") != nil
+        let what = "model.embedding, model.latent, "
+            + (stacked ? "model.encoder, model.decoder (or model.hidden, model.layers)" : "model.hidden, model.layers")
+        let encoded = encoder.reduce(E) { $1.outputWidth(input: $0) }
+        let stateWidth = try MemoryCheck.product([r.layers, r.hidden], what: what)
+        // embedding V·E, to_latent (or to_mean and to_logvar) (O_e + 1)·Z, to_state (Z + 1)·L·H, head (H + 1)·V.
         let count = try MemoryCheck.sum([
             try MemoryCheck.product([V, E], what: what),
-            try MemoryCheck.product([2, try MemoryCheck.recurrentStack(input: E, hidden: H, layers: L, cell: cell, what: what)], what: what),
-            try MemoryCheck.product([variational ? 2 : 1, H + 1, Z], what: what),
-            try MemoryCheck.product([Z + 1, L, H], what: what),
-            try MemoryCheck.product([H + 1, V], what: what)], what: what)
+            try LayerSpec.parameterCount(encoder, input: E, what: what),
+            try LayerSpec.parameterCount([decoder], input: E, what: what),
+            try MemoryCheck.product([variational ? 2 : 1, encoded + 1, Z], what: what),
+            try MemoryCheck.product([Z + 1, stateWidth], what: what),
+            try MemoryCheck.product([r.hidden + 1, V], what: what)], what: what)
         try MemoryCheck.requireStored(storedValues, estimate: count)
-        try MemoryCheck.requireMatrixDimensions([(try MemoryCheck.product([4, H], what: what), "4 × model.hidden"), (V, "the vocabulary size"),
-                                                 (E, "model.embedding"), (Z, "model.latent"), (try MemoryCheck.product([L, H], what: what), "model.layers × model.hidden")])
+        try MemoryCheck.requireMatrixDimensions([(V, "the vocabulary size"), (E, "model.embedding"),
+                                                 (Z, "model.latent"), (stateWidth, "the decoder's layers × hidden"),
+                                                 (count, "the parameters of \(what)")])
         try MemoryCheck.require(floats: try MemoryCheck.product([count, 4], what: what),
-                                what: "a generator of vocabulary \(V), hidden \(H), \(L) layer(s)", fix: "lower model.hidden or model.embedding, or raise data.min_count")
-        return SequenceGenerator(cell: cell, vocabulary: V, embedding: E, hidden: H, latent: Z, layers: L,
-                                 dropout: Float(config.number("model.dropout")), variational: variational)
+                                what: "a generator of vocabulary \(V) and \(count) parameters (\(what))",
+                                fix: "lower the stacks' sizes (model.hidden, model.layers) or model.embedding, "
+                                    + "or raise data.min_count")
+        return SequenceGenerator(encoder: encoder, decoder: decoder, naming: naming, vocabulary: V, embedding: E,
+                                 latent: Z, variational: variational)
     }
 
     // MARK: Experiment
@@ -256,7 +330,7 @@ public final class Seq2SeqExperiment: Experiment {
         let seed = UInt64(config.integer("job.seed"))
         // A key per row from its sequence (rows past the data's end: from their slot).
         let keys = zip(ids, rows).map { $0 >= 0 ? UInt64($0) : UInt64(1) << 40 | UInt64($1) }
-        let dropout = config.number("model.dropout") > 0 ? DropoutContext(seed: seed, step: step, sampleKeys: keys) : nil
+        let dropout = usesDropout ? DropoutContext(seed: seed, step: step, sampleKeys: keys) : nil
         lap("data")
         try model.encode(batch.sources, batch: B, steps: batch.sourceSteps, lengths: batch.lengths, dropout: dropout)
         if model.variational {

@@ -1,11 +1,11 @@
 import Foundation
 
-/// Sequence-to-sequence generator over tokens: an embedding, an encoder LSTM or GRU over the
-/// source's valid steps → its last valid top-layer state → a latent vector (or, variational, a
-/// mean and a log-variance and z = μ + σ ⊙ ε) → the decoder's initial state tanh(to_state(z)) →
-/// a decoder LSTM or GRU fed the previous token (teacher forcing, or its own) → Linear to the
-/// vocabulary. The loss on the logits is the experiment's. The PyTorch module with the same
-/// state_dict:
+/// Sequence-to-sequence generator over tokens: an embedding, an encoder stack over the source's
+/// valid steps → its final states → a latent vector (or, variational, a mean and a log-variance and
+/// z = μ + σ ⊙ ε) → the decoder's initial state tanh(to_state(z)) → a decoder LSTM, GRU or RNN fed
+/// the previous token (teacher forcing, or its own) → Linear to the vocabulary. The loss on the
+/// logits is the experiment's. The PyTorch module with the same state_dict, for the shorthand
+/// (`model.cell`, `hidden`, `layers`):
 ///
 ///     class Seq2Seq(nn.Module):
 ///         def __init__(s, V, E, H, Z, L=1, dropout=0.0, variational=False):   # nn.LSTM for cell = "lstm"
@@ -27,19 +27,30 @@ import Foundation
 ///             out, _ = s.decoder(s.embedding(inputs), h)    # LSTM: (h, torch.zeros_like(h))
 ///             return s.head(out)
 ///
-/// Legend: B batch, S source steps, T decoder steps, V vocabulary, E embedding, H hidden, Z latent,
-/// L layers. Buffers are step-major (·, B, ·).
+/// With `[[model.encoder]]` / `[[model.decoder]]` each stack is an `nn.ModuleList` (`encoder.0.weight_ih_l0`,
+/// `decoder.0.weight_hh_l1`; launch/seqtrain_torch.py builds it). The encoder is any stack, run over each
+/// source's valid steps (a packed sequence for a bidirectional entry); the latent comes from its final
+/// states (the top entry at the last valid step, both directions' h_n for a bidirectional top). The
+/// decoder is stepped token by token (generation, scheduled sampling), so it is one unidirectional
+/// recurrent entry: to_state gives its L·H initial state.
+///
+/// Legend: B batch, S source steps, S′ the encoder's output steps, T decoder steps, V vocabulary,
+/// E embedding, O_e the encoder's output width, Z latent, L and H the decoder's layers and hidden width.
+/// Buffers are step-major (·, B, ·).
 public final class SequenceGenerator: TrainableModel {
     public let embedding: Embedding
-    public let encoder: RecurrentNetwork
+    public let encoder: LayerStack
     public let toLatent: Linear?
     public let toMean: Linear?, toLogVariance: Linear?
     public let toState: Linear
+    /// The decoder's stack of one unidirectional recurrent entry (its names and parameters).
+    public let decoderStack: LayerStack
+    /// That entry's network, run in one pass (teacher forcing) or one step at a time.
     public let decoder: RecurrentNetwork
     public let head: Linear
     public let parameters: ParameterArena
     public var variational: Bool { toMean != nil }
-    public var recurrentStacks: [RecurrentNetwork] { [encoder, decoder] }
+    public var recurrentStacks: [RecurrentNetwork] { encoder.recurrentNetworks + [decoder] }
     public var output: FloatBuffer { logits }
     public var forwardOutputs: [(name: String, values: FloatBuffer)] {
         encoder.layerOutputs + [("latent", latent)] + decoder.layerOutputs + [("head output (logits)", logits)]
@@ -51,33 +62,58 @@ public final class SequenceGenerator: TrainableModel {
     public let logits = FloatBuffer()         // (T, B, V)
     private let noise = FloatBuffer()         // (B, Z): ε of the reparameterization (zeros: z = μ)
     private var sourceIds: [Int32] = []       // (S, B)
-    private let sourceEmbedded = FloatBuffer(), encoded = FloatBuffer()      // (S, B, E), (B, H)
+    private let sourceEmbedded = FloatBuffer(), encoded = FloatBuffer()      // (S, B, E), (B, O_e)
     private var decoderIds: [Int32] = []      // (T, B): the tokens fed
     private let decoderEmbedded = FloatBuffer(), stepEmbedded = FloatBuffer()  // (T, B, E), (B, E)
     private let startState = FloatBuffer()    // (B, L·H): tanh(to_state(z))
-    private let dDecoded = FloatBuffer(), dDecoderEmbedded = FloatBuffer(), dState = FloatBuffer(), dLatent = FloatBuffer()
-    private let dMean = FloatBuffer(), dLogVariance = FloatBuffer(), dEncoded = FloatBuffer(), dEncoderOutputs = FloatBuffer()
-    private let dSourceEmbedded = FloatBuffer()
+    private let dDecoded = FloatBuffer()      // (T, B, H)
+    private let dDecoderEmbedded = FloatBuffer()  // (T, B, E)
+    private let dState = FloatBuffer()        // (B, L·H)
+    private let dLatent = FloatBuffer()       // (B, Z)
+    private let dMean = FloatBuffer(), dLogVariance = FloatBuffer()  // (B, Z) each
+    private let dEncoded = FloatBuffer()      // (B, O_e)
+    private let dEncoderOutputs = FloatBuffer()  // (S′, B, O_e): zero but at the final states
+    private let dSourceEmbedded = FloatBuffer()  // (S, B, E)
     private var lengths: [Int] = []
     private var batch = 0, sourceSteps = 0, decoderSteps = 0
 
-    public init(cell: RecurrentCell = .gru, vocabulary V: Int, embedding E: Int, hidden H: Int, latent Z: Int, layers L: Int = 1,
-                dropout: Float = 0, variational: Bool = false) {
+    /// The shorthand model: one recurrent entry each, named `encoder` and `decoder`.
+    public convenience init(cell: RecurrentCell = .gru, vocabulary V: Int, embedding E: Int, hidden H: Int,
+                            latent Z: Int, layers L: Int = 1, dropout: Float = 0, variational: Bool = false) {
+        let entry = LayerSpec.recurrent(RecurrentSpec(cell: cell, hidden: H, layers: L, dropout: Double(dropout)))
+        self.init(encoder: [entry], decoder: entry, naming: (.named("encoder"), .named("decoder")),
+                  vocabulary: V, embedding: E, latent: Z, variational: variational)
+    }
+
+    /// An `encoder` stack and a `decoder` entry, which must be one unidirectional recurrent entry
+    /// (Seq2SeqExperiment.stacks checks a config's).
+    public init(encoder encoderSpecs: [LayerSpec], decoder decoderSpec: LayerSpec,
+                naming: (encoder: StackNaming, decoder: StackNaming) = (.indexed(prefix: "encoder"),
+                                                                       .indexed(prefix: "decoder")),
+                vocabulary V: Int, embedding E: Int, latent Z: Int, variational: Bool = false) {
+        guard case .recurrent(let r) = decoderSpec, !r.bidirectional else {
+            preconditionFailure("a seq2seq decoder is one unidirectional recurrent entry")
+        }
         var layout = ParameterLayout()
         embedding = Embedding("embedding", vocabularySize: V, width: E, layout: &layout)
-        encoder = RecurrentNetwork("encoder", cell: cell, inputSize: E, hiddenSize: H, layers: L, dropout: dropout, dropoutStream: 1, layout: &layout)
+        encoder = LayerStack(encoderSpecs, inputWidth: E, naming: naming.encoder, firstDropoutStream: 1,
+                             layout: &layout)
+        let O = encoder.outputWidth
         if variational {
-            toMean = Linear("to_mean", inFeatures: H, outFeatures: Z, layout: &layout)
-            toLogVariance = Linear("to_logvar", inFeatures: H, outFeatures: Z, layout: &layout)
+            toMean = Linear("to_mean", inFeatures: O, outFeatures: Z, layout: &layout)
+            toLogVariance = Linear("to_logvar", inFeatures: O, outFeatures: Z, layout: &layout)
             toLatent = nil
         } else {
-            toLatent = Linear("to_latent", inFeatures: H, outFeatures: Z, layout: &layout)
+            toLatent = Linear("to_latent", inFeatures: O, outFeatures: Z, layout: &layout)
             toMean = nil
             toLogVariance = nil
         }
-        toState = Linear("to_state", inFeatures: Z, outFeatures: L * H, layout: &layout)
-        decoder = RecurrentNetwork("decoder", cell: cell, inputSize: E, hiddenSize: H, layers: L, dropout: dropout, dropoutStream: 2, layout: &layout)
-        head = Linear("head", inFeatures: H, outFeatures: V, layout: &layout)
+        toState = Linear("to_state", inFeatures: Z, outFeatures: r.layers * r.hidden, layout: &layout)
+        // The shorthand's streams stay 1 (encoder) and 2 (decoder), as before stacks.
+        decoderStack = LayerStack([decoderSpec], inputWidth: E, naming: naming.decoder,
+                                  firstDropoutStream: 1 + encoderSpecs.count, layout: &layout)
+        decoder = decoderStack.recurrentNetworks[0]
+        head = Linear("head", inFeatures: r.hidden, outFeatures: V, layout: &layout)
         parameters = ParameterArena(layout)
     }
 
@@ -93,14 +129,14 @@ public final class SequenceGenerator: TrainableModel {
         batch = B
         sourceSteps = S
         lengths = given.map { min(max($0, 1), S) }
-        let E = embedding.width, H = encoder.hiddenSize, Z = latentSize
+        let E = embedding.width, O = encoder.outputWidth, Z = latentSize
         sourceIds = transposeToStepMajor(ids, batch: B, steps: S)
         sourceEmbedded.resize(S * B * E)
         embedding.forward(sourceEmbedded.pointer, sourceIds, count: S * B, parameters: parameters)
-        encoder.forward(nil, sourceEmbedded.pointer, inputLayout: .stepMajor, batch: B, steps: S, initial: nil, final: nil,
+        encoder.forward(sourceEmbedded.pointer, layout: .stepMajor, batch: B, steps: S, lengths: lengths,
                         parameters: parameters, dropout: dropout)
-        encoded.resize(B * H)
-        for b in 0..<B { (encoded.pointer + b * H).update(from: encoder.outputs + ((lengths[b] - 1) * B + b) * H, count: H) }
+        encoded.resize(B * O)
+        encoder.gatherFinalStates(encoded.pointer)
         mean.resize(B * Z)
         if let toLatent {
             toLatent.forward(mean.pointer, encoded.pointer, rows: B, parameters: parameters)
@@ -210,18 +246,19 @@ public final class SequenceGenerator: TrainableModel {
     public func backward(_ dLogits: UnsafePointer<Float>) { backward(dLogits, klWeight: 0, rowWeights: nil) }
 
     public func backward(_ dLogits: UnsafePointer<Float>, klWeight: Float, rowWeights: [Float]?) {
-        let B = batch, T = decoderSteps, S = sourceSteps, E = embedding.width, H = decoder.hiddenSize, L = decoder.layerCount, Z = latentSize
+        let B = batch, T = decoderSteps, S = sourceSteps, E = embedding.width, H = decoder.hiddenSize
+        let L = decoder.layerCount, Z = latentSize, O = encoder.outputWidth
         dDecoded.resize(T * B * H)
         head.backward(dDecoded.pointer, dLogits, decoder.outputs, rows: T * B, parameters: parameters)
         dDecoderEmbedded.resize(T * B * E)
         let dStart = RecurrentState(cell: decoder.cellKind, layers: L, batch: B, width: H)
-        decoder.backward(dDecoderEmbedded.pointer, inputLayout: .stepMajor, dDecoded.pointer, outputLayout: .stepMajor, dInitial: dStart,
-                         parameters: parameters)
+        decoder.backward(dDecoderEmbedded.pointer, inputLayout: .stepMajor, dDecoded.pointer, outputLayout: .stepMajor,
+                         dInitial: dStart, parameters: parameters)
         embedding.backward(dDecoderEmbedded.pointer, decoderIds, count: T * B, parameters: parameters)
         dStart.gradientOfRows(dState, throughTanh: startState)
         dLatent.resize(B * Z)
         toState.backward(dLatent.pointer, dState.pointer, latent.pointer, rows: B, parameters: parameters)
-        dEncoded.resize(B * H)
+        dEncoded.resize(B * O)
         if let toLatent {
             toLatent.backward(dEncoded.pointer, dLatent.pointer, encoded.pointer, rows: B, parameters: parameters)
         } else {
@@ -240,12 +277,11 @@ public final class SequenceGenerator: TrainableModel {
             toLogVariance!.backward(dEncoded.pointer, dLogVariance.pointer, encoded.pointer, rows: B, parameters: parameters)
             toMean!.backward(dEncoded.pointer, accumulate: true, dMean.pointer, encoded.pointer, rows: B, parameters: parameters)
         }
-        dEncoderOutputs.resize(S * B * H)
-        dEncoderOutputs.zero()
-        for b in 0..<B { (dEncoderOutputs.pointer + ((lengths[b] - 1) * B + b) * H).update(from: dEncoded.pointer + b * H, count: H) }
+        // Only each source's final states reached the latent.
+        dEncoderOutputs.resize(encoder.outputStepCount * B * O)
+        encoder.scatterFinalStates(dEncoderOutputs.pointer, dEncoded.pointer)
         dSourceEmbedded.resize(S * B * E)
-        encoder.backward(dSourceEmbedded.pointer, inputLayout: .stepMajor, dEncoderOutputs.pointer, outputLayout: .stepMajor,
-                         parameters: parameters)
+        encoder.backward(dEncoderOutputs.pointer, dInput: dSourceEmbedded.pointer, parameters: parameters)
         embedding.backward(dSourceEmbedded.pointer, sourceIds, count: S * B, parameters: parameters)
     }
 }

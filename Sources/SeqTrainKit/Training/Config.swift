@@ -239,10 +239,16 @@ public struct ExperimentConfig: Equatable {
                 }
             }
             if items.contains(where: { $0.type == .table }) {
-                let kinds = ExperimentRegistry.kinds.filter { $0.configKeys.contains { $0.type.isLayerStack } }
+                // The kinds that read a stack at model.`name`, quoted.
+                func kinds(reading name: String) -> String {
+                    ExperimentRegistry.kinds
+                        .filter { $0.configKeys.contains { $0.type.isLayerStack && $0.name == name } }
+                        .map { "\"\($0.name)\"" }.joined(separator: ", ")
+                }
                 throw SeqTrainError("\(place): expected \(expected.describe), got an array of tables; a layer stack "
-                    + "is read for model.kind = " + kinds.map { "\"\($0.name)\"" }.joined(separator: ", ")
-                    + " (model.layers); here use the shorthand keys (model.cell, model.hidden, model.layers)")
+                    + "is read at model.layers for model.kind = \(kinds(reading: "layers")) and at model.encoder / "
+                    + "model.decoder for \(kinds(reading: "encoder")); give it there, or here use the shorthand "
+                    + "keys (model.cell, model.hidden, model.layers)")
             }
             if types == ["string"] { return .texts(items.map { $0.string! }) }
             if expected == .columns, types.isSubset(of: ["string", "int"]) {

@@ -1,7 +1,8 @@
 """PyTorch reference values for seqtrain's layer stacks (`[[model.layers]]`).
 
-Each case is a sequence classifier: a stack of PyTorch layers in an nn.ModuleList named `layers`,
-pooling over each sample's valid steps, and a Linear `head`, on variable-length inputs. The stack
+Most cases are sequence classifiers (autoencoder, char LM and seq2seq cases follow below): a stack
+of PyTorch layers in an nn.ModuleList named `layers`, pooling over each sample's valid steps, and a
+Linear `head`, on variable-length inputs. The stack
 follows seqtrain's rule for lengths: every layer's output is zero past each sample's valid steps
 (so the next layer reads zeros there, as a freshly zero-padded batch); bidirectional layers run
 as packed sequences (the reverse direction starts at each sample's last valid step); "last"
@@ -268,6 +269,85 @@ def charlm_case(name, specs, V, E, B, T, seed):
 # Recurrent entries of different cells and widths, each carrying its state across chunks, then dense.
 
 
+class Seq2Seq(nn.Module):
+    """seqtrain's seq2seq with [[model.encoder]] / [[model.decoder]] stacks: Embedding → the encoder stack
+    over each source's valid steps → its final states (h_n for a bidirectional top) → to_latent (or
+    to_mean and to_logvar, z = μ: no noise) → tanh(to_state(z)) as the initial state of the decoder's one
+    recurrent entry → the decoder fed <s> and the tokens (teacher forcing) → head."""
+    def __init__(s, encoder, decoder, V, E, Z, variational):
+        super().__init__()
+        s.embedding = nn.Embedding(V, E)
+        s.stacks = [Stack(encoder, E), Stack(decoder, E)]  # a plain list: only the ModuleLists are named
+        s.encoder, s.decoder = s.stacks[0].layers, s.stacks[1].layers
+        width, s.variational = s.stacks[0].width, variational
+        if variational:
+            s.to_mean, s.to_logvar = nn.Linear(width, Z), nn.Linear(width, Z)
+        else:
+            s.to_latent = nn.Linear(width, Z)
+        entry = decoder[0]
+        s.L, s.H, s.lstm = entry.get("layers", 1), entry["hidden"], entry["type"] == "lstm"
+        s.to_state = nn.Linear(Z, s.L * s.H)
+        s.head = nn.Linear(s.H, V)
+        top = encoder[-1]
+        s.reverse = top["hidden"] if top["type"] in ("lstm", "gru", "rnn") and top.get("bidirectional") else 0
+
+    def forward(s, sources, lengths, inputs):
+        out, n = s.stacks[0](s.embedding(sources), lengths)
+        B, _, O = out.shape
+        final = out[torch.arange(B), n - 1]
+        if s.reverse:
+            final = torch.cat([final[:, :O - s.reverse], out[:, 0, O - s.reverse:]], 1)
+        if s.variational:
+            mean, logvar = s.to_mean(final), s.to_logvar(final)
+        else:
+            mean, logvar = s.to_latent(final), None
+        h = torch.tanh(s.to_state(mean)).view(B, s.L, s.H).transpose(0, 1).contiguous()
+        decoded, _ = s.decoder[0](s.embedding(inputs), (h, torch.zeros_like(h)) if s.lstm else h)
+        return s.head(decoded), mean, logvar
+
+
+def seq2seq_case(name, encoder, decoder, V, E, Z, lengths, variational, seed):
+    torch.manual_seed(seed)
+    m = Seq2Seq(encoder, decoder, V, E, Z, variational)
+    m.eval()
+    init = {k: v.clone() for k, v in m.state_dict().items()}
+    B, S = len(lengths), max(lengths)
+    T = S + 1
+    n = torch.tensor(lengths)
+    sources = torch.zeros(B, S, dtype=torch.long)
+    inputs = torch.zeros(B, T, dtype=torch.long)
+    targets = torch.zeros(B, T, dtype=torch.long)
+    mask = torch.zeros(B, T)
+    for r, length in enumerate(lengths):  # ids 4... are tokens; 0 pads, 1 starts, 2 ends
+        tokens = torch.randint(4, V, (length,))
+        sources[r, :length] = tokens
+        inputs[r, 0], inputs[r, 1:length + 1] = 1, tokens
+        targets[r, :length], targets[r, length] = tokens, 2
+        mask[r, :length + 1] = 1
+
+    def loss_of(logits, mean, logvar):  # (the masked cross-entropy sum + the KL sum) per counted token
+        total = (F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none") * mask.reshape(-1)).sum()
+        if logvar is not None:
+            total = total - 0.5 * (1 + logvar - mean ** 2 - logvar.exp()).sum()
+        return total / mask.sum()
+    logits, mean, logvar = m(sources, n, inputs)
+    loss = loss_of(logits, mean, logvar)
+    loss.backward()
+    g = {f"grad.{k}": p.grad.clone() for k, p in m.named_parameters()}
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        loss_of(*m(sources, n, inputs)).backward()
+        opt.step()
+    after = {f"after.{k}": v for k, v in m.state_dict().items()}
+    tensors = {**init, "sources": sources, "lengths": n, "inputs": inputs, "targets": targets, "mask": mask,
+               "logits": logits.transpose(0, 1), "mean": mean, "loss": loss.reshape(1), **g, **after}
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, f"stack_{name}.safetensors",
+              metadata={"encoder": toml(encoder), "decoder": toml(decoder), "variational": json.dumps(variational),
+                        "sizes": json.dumps({"V": V, "E": E, "Z": Z, "B": B, "S": S})})
+    print(name, logits.shape, float(loss))
+
+
 def main():
     case("rnn", [{"type": "rnn", "hidden": 6, "layers": 2}, {"type": "rnn", "hidden": 5, "nonlinearity": "relu"}],
          I=3, C=4, B=4, T=7, lengths=[7, 5, 3, 6], pooling="mean", seed=11)
@@ -297,6 +377,15 @@ def main():
     charlm_case("charlm", [{"type": "lstm", "hidden": 6}, {"type": "gru", "hidden": 5, "layers": 2},
                            {"type": "dropout", "p": 0.2}, {"type": "rnn", "hidden": 4, "nonlinearity": "relu"},
                            {"type": "dense", "units": 7, "activation": "tanh"}], V=9, E=4, B=3, T=5, seed=31)
+    # A 2-level bidirectional GRU encoder (h_n of both directions to the latent), a 2-level LSTM decoder.
+    seq2seq_case("s2s_bigru", [{"type": "gru", "hidden": 4, "layers": 2, "bidirectional": True}],
+                 [{"type": "lstm", "hidden": 5, "layers": 2}], V=9, E=3, Z=3, lengths=[6, 3, 5, 1],
+                 variational=False, seed=41)
+    # A causal conv1d, an LSTM and a narrower GRU, variational; a 2-level GRU decoder.
+    seq2seq_case("s2s_conv_lstm", [{"type": "conv1d", "filters": 4, "kernel_size": 3, "padding": "causal",
+                                    "activation": "relu"}, {"type": "lstm", "hidden": 6}, {"type": "gru", "hidden": 3}],
+                 [{"type": "gru", "hidden": 4, "layers": 2}], V=8, E=3, Z=2, lengths=[5, 2, 4],
+                 variational=True, seed=42)
 
 
 if __name__ == "__main__":
