@@ -54,7 +54,8 @@ struct Bench: ParsableCommand {
         if let workers, !(2...256).contains(workers) { throw ValidationError("--workers takes 2 to 256, got \(workers)") }
         if workers != nil && ranks != nil { throw ValidationError("--workers and --ranks are separate comparisons: give one") }
         if !classifier && (cell != nil || layers != nil || bidirectional) {
-            throw ValidationError("--cell, --layers and --bidirectional shape the classifier workload: add --classifier")
+            throw ValidationError("--cell, --layers and --bidirectional shape the classifier workload: "
+                + "add --classifier")
         }
         if let cell, RecurrentCell(rawValue: cell) == nil {
             let names = RecurrentCell.allCases.map(\.rawValue).joined(separator: ", ")

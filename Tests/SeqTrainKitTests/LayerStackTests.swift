@@ -239,7 +239,8 @@ final class LayerStackConfigTests: XCTestCase {
             .recurrent(RecurrentSpec(cell: .lstm, hidden: 9, bidirectional: true))])
         let encoder = try ExperimentConfig.parse("[model]\nkind = \"autoencoder\"\n", source: "ae.toml", overrides: [
             "model.encoder=[{type = \"gru\", hidden = 4}, {type = \"gru\", hidden = 3}]", "model.encoder.1.layers=2"])
-        XCTAssertEqual(encoder.layerStack("model.encoder")?[1], .recurrent(RecurrentSpec(cell: .gru, hidden: 3, layers: 2)))
+        XCTAssertEqual(encoder.layerStack("model.encoder")?[1],
+                       .recurrent(RecurrentSpec(cell: .gru, hidden: 3, layers: 2)))
         let cases: [([String], String)] = [
             (["model.layers.0.hidden=7"], "--set model.layers.0.hidden=7: model.layers: no layer stack to reach into"),
             (["model.layers=[{type = \"lstm\", hidden = 4}]", "model.layers.1.hidden=7"],

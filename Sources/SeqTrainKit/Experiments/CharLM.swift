@@ -29,7 +29,8 @@ public final class CharLMTask: Experiment {
                   help: "Characters outside the vocabulary in validation, eval and prime text: skipped (and counted) or an error."),
         ConfigKey(section: "model", name: "embedding", type: .positiveInteger, defaultValue: .integer(64),
                   help: "Embedding width E."),
-    ] + ConfigKey.modelStack(cells: [.lstm, .gru], hidden: 256, layers: 2, holds: "; lstm, gru, rnn, dense, dropout") + [
+    ] + ConfigKey.modelStack(cells: [.lstm, .gru], hidden: 256, layers: 2,
+                             holds: "; lstm, gru, rnn, dense, dropout") + [
         ConfigKey(section: "training", name: "seq_len", type: .positiveInteger, defaultValue: .integer(64),
                   help: "Steps of truncated back-propagation through time per batch."),
         ConfigKey(section: "training", name: "stateful", type: .boolean, defaultValue: .boolean(true),

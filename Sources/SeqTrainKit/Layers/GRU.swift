@@ -33,7 +33,8 @@ extension RecurrentNetwork {
         let hn = cell[l].pointer + t * B * H        // (B, H)
         broadcastRows(gh, bhh, rowCount: B, width: G)
         gemmPacked(gh, ldc: G, hPrev, lda: H, recurrent, m: B, accumulate: true)  // gh += h W_hhᵀ
-        // r, z = σ(…), n = tanh(x part + r ⊙ (W_hn h + b_hn)), h′ = (1 − z) ⊙ n + z ⊙ h: one fused pass (CKernels).
+        // r, z = σ(…), n = tanh(x part + r ⊙ (W_hn h + b_hn)), h′ = (1 − z) ⊙ n + z ⊙ h:
+        // one fused pass (CKernels).
         st_gru_forward_step(g, gh, hPrev, hNext, hn, Int64(B), Int64(H))
     }
 
