@@ -96,4 +96,36 @@ final class LayerStackFuzzTests: XCTestCase {
         XCTAssertGreaterThan(refused, 0)
         XCTAssertGreaterThan(trained, 0)
     }
+
+    /// `--set model.layers.K.FIELD=VALUE` with every field of every type (and a type change, an unknown
+    /// field, entries out of range) and every value class, also as bare words: the stack is either
+    /// changed to an entry that parses back the same, or refused naming the override and the key.
+    func testEveryFieldOverrideOfEveryLayerType() throws {
+        var refused = 0, accepted = 0
+        for type in LayerStackConfig.types {
+            let fields = try XCTUnwrap(LayerStackConfig.fields[type]) + ["type", "hiden"]
+            let entry = (Self.required[type] ?? "").split(separator: "\n").joined(separator: ", ")
+            let stack = "model.layers=[{type = \"\(type)\", \(entry)}, {type = \"lstm\", hidden = 3}]"
+            for field in fields {
+                for index in ["0", "1", "2", "-1", "9223372036854775807"] {
+                    for value in Self.values + ["causal", "relu", ""] {
+                        let override = "model.layers.\(index).\(field)=\(value)"
+                        do {
+                            let config = try ExperimentConfig.parse("[model]\nkind = \"sequence_classifier\"\n",
+                                                                    source: "fuzz.toml", overrides: [stack, override])
+                            let specs = try XCTUnwrap(config.layerStack("model.layers"), override)
+                            XCTAssertEqual(specs.count, 2, override)
+                            accepted += 1
+                        } catch let error as SeqTrainError {
+                            XCTAssertTrue(error.message.contains("--set model.layers."), "\(override): \(error)")
+                            refused += 1
+                        }
+                    }
+                }
+            }
+        }
+        print("stack field override fuzz: \(accepted) accepted, \(refused) refused")
+        XCTAssertGreaterThan(accepted, 0)
+        XCTAssertGreaterThan(refused, 0)
+    }
 }

@@ -34,16 +34,11 @@ final class LayerStackTests: XCTestCase {
         assertClose([Float(total.mean)], try ref.floats("loss"), "\(name) loss", file: file, line: line)
         try ref.assertGradients(model.parameters, scale: Float(1 / total.count), file: file, line: line)
 
-        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-2), parameterCount: model.parameters.count)
-        try ref.load(into: model.parameters)
-        for _ in 0..<3 {
-            model.parameters.zeroGradients()
+        try ref.assertThreeAdamSteps(model.parameters, file: file, line: line) {
             pointer(x) { model.forward($0, batch: B, steps: T, lengths: lengths) }
             try pointer(y) { total = try model.loss(targets: $0, loss: bce, gradient: true) }
-            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / total.count), count: model.parameters.count)
-            adam.step(model.parameters, learningRate: 1e-2)
+            return total
         }
-        try ref.assertParametersAfterSteps(model.parameters, file: file, line: line)
     }
 
     /// An autoencoder of `[[model.encoder]]` and `[[model.decoder]]` stacks (decoder_input = "repeat"):
@@ -71,16 +66,11 @@ final class LayerStackTests: XCTestCase {
         assertClose([Float(total.mean)], try ref.floats("loss"), "\(name) loss", file: file, line: line)
         try ref.assertGradients(model.parameters, scale: Float(1 / total.count), file: file, line: line)
 
-        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-2), parameterCount: model.parameters.count)
-        try ref.load(into: model.parameters)
-        for _ in 0..<3 {
-            model.parameters.zeroGradients()
+        try ref.assertThreeAdamSteps(model.parameters, file: file, line: line) {
             pointer(x) { model.forward($0, batch: B, steps: T, lengths: lengths) }
             pointer(x) { total = model.loss(target: $0, gradient: true) }
-            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / total.count), count: model.parameters.count)
-            adam.step(model.parameters, learningRate: 1e-2)
+            return total
         }
-        try ref.assertParametersAfterSteps(model.parameters, file: file, line: line)
     }
 
     /// A seq2seq of an `[[model.encoder]]` stack and a `[[model.decoder]]` of one 2-level entry, teacher
@@ -107,7 +97,7 @@ final class LayerStackTests: XCTestCase {
         let dLogits = FloatBuffer(count: T * B * V)
         let rowWeights = [Float](repeating: 1, count: B)
         // (cross-entropy sum + KL sum, counted tokens), back-propagated.
-        func lossAndGradient() throws -> (sum: Double, count: Double) {
+        func lossAndGradient() throws -> LossTotal {
             try model.encode(sources, batch: B, steps: S, lengths: lengths)
             try model.decode(inputs: inputs, steps: T)
             let total = try withPointer(targets) { t in
@@ -117,24 +107,17 @@ final class LayerStackTests: XCTestCase {
                 }
             }
             model.backward(dLogits.pointer, klWeight: 1, rowWeights: rowWeights)
-            return (total.sum + model.klDivergence(rowWeights: rowWeights), total.count)
+            return LossTotal(sum: total.sum + model.klDivergence(rowWeights: rowWeights), count: total.count)
         }
         model.parameters.zeroGradients()
-        let (sum, count) = try lossAndGradient()
+        let first = try lossAndGradient()
+        let sum = first.sum, count = first.count
         assertClose(model.logits.array, try ref.floats("logits"), "\(name) logits", file: file, line: line)
         assertClose(model.mean.array, try ref.floats("mean"), "\(name) latent (mean)", file: file, line: line)
         assertClose([Float(sum / count)], try ref.floats("loss"), "\(name) loss", file: file, line: line)
         try ref.assertGradients(model.parameters, scale: Float(1 / count), file: file, line: line)
 
-        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-2), parameterCount: model.parameters.count)
-        try ref.load(into: model.parameters)
-        for _ in 0..<3 {
-            model.parameters.zeroGradients()
-            let step = try lossAndGradient()
-            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / step.count), count: model.parameters.count)
-            adam.step(model.parameters, learningRate: 1e-2)
-        }
-        try ref.assertParametersAfterSteps(model.parameters, file: file, line: line)
+        try ref.assertThreeAdamSteps(model.parameters, file: file, line: line, step: lossAndGradient)
     }
 
     func testSeq2SeqOfABidirectionalGRUEncoderAndATwoLevelLSTMDecoderAgainstPyTorch() throws {
@@ -168,16 +151,10 @@ final class LayerStackTests: XCTestCase {
         assertClose([Float(total.mean)], try ref.floats("loss"), "loss")
         try ref.assertGradients(model.parameters, scale: Float(1 / total.count))
 
-        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-2), parameterCount: model.parameters.count)
-        try ref.load(into: model.parameters)
-        for _ in 0..<3 {
-            model.parameters.zeroGradients()
+        try ref.assertThreeAdamSteps(model.parameters) {
             try model.forward(ids: try ref.ids("x1"), batch: B, steps: T, state: model.makeState(batch: B))
-            let step = try model.loss(targets: try ref.ids("y1"), gradient: true)
-            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / step.count), count: model.parameters.count)
-            adam.step(model.parameters, learningRate: 1e-2)
+            return try model.loss(targets: try ref.ids("y1"), gradient: true)
         }
-        try ref.assertParametersAfterSteps(model.parameters)
     }
 
     func testElmanRNNTanhAndReluAgainstPyTorch() throws { try check("rnn") }

@@ -118,15 +118,9 @@ final class TaggerTests: XCTestCase {
         assertClose([Float(total.mean)], try ref.floats("loss"), "\(name) loss", file: file, line: line)
         try ref.assertGradients(model.parameters, scale: Float(1 / total.count), file: file, line: line)
 
-        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-2), parameterCount: model.parameters.count)
-        try ref.load(into: model.parameters)
-        for _ in 0..<3 {
-            model.parameters.zeroGradients()
-            let total = try step()
-            scaleInPlace(model.parameters.gradients.pointer, by: Float(1 / total.count), count: model.parameters.count)
-            adam.step(model.parameters, learningRate: 1e-2)
+        try ref.assertThreeAdamSteps(model.parameters, file: file, line: line) {
+            return try step()
         }
-        try ref.assertParametersAfterSteps(model.parameters, file: file, line: line)
     }
 
     func testBidirectionalLSTMWithClassIdsOnPackedSequencesAgainstPyTorch() throws { try checkReference("bilstm_ids") }

@@ -33,6 +33,22 @@ struct ReferenceCase {
         }
     }
 
+    /// Reloads the initial parameters, takes three Adam steps (lr 1e-2) on the mean of the loss `step`
+    /// gives (forward and backward of the same batch, adding the gradient of the loss sum), and checks
+    /// every parameter against "after.{name}".
+    func assertThreeAdamSteps(_ arena: ParameterArena, file: StaticString = #filePath, line: UInt = #line,
+                              step: () throws -> LossTotal) throws {
+        let adam = Optimizer(OptimizerSettings(.adam, learningRate: 1e-2), parameterCount: arena.count)
+        try load(into: arena)
+        for _ in 0..<3 {
+            arena.zeroGradients()
+            let total = try step()
+            scaleInPlace(arena.gradients.pointer, by: Float(1 / total.count), count: arena.count)
+            adam.step(arena, learningRate: 1e-2)
+        }
+        try assertParametersAfterSteps(arena, file: file, line: line)
+    }
+
     /// Checks every parameter of `arena` against "after.{name}".
     func assertParametersAfterSteps(_ arena: ParameterArena, file: StaticString = #filePath, line: UInt = #line) throws {
         for (name, _, values) in arena.namedValues() {
